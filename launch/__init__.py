@@ -1,0 +1,1 @@
+"""soraplan.launch: renderers and submit seams for Slurm and Kubernetes."""

@@ -1,0 +1,104 @@
+"""`estimate(spec)`: every number `soraplan estimate` prints, as one JSON-ready dict.
+
+The keys named in the CLI contract (sequence_length, params, flops, memory_gib, step, train, spec) are
+stable; other tools and the report read them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .activations import stage_activations
+from .flops import flops
+from .memory import memory
+from .params import param_groups, params_per_gpu, total_params
+from .spec import Spec
+from .step import step_time
+from .train import compare_gpu_counts, train_budget
+
+
+def sequence_arithmetic(spec: Spec) -> dict[str, Any]:
+    v = spec.video
+    if v.tokens is not None:
+        return {"tokens_given": v.tokens, "text": f"{v.tokens:,} tokens (given directly)"}
+    lt, lh, lw = v.latent_thw
+    t, h, w = v.grid
+    lt_rule = f"1 + ({v.frames}-1)/{v.vae_stride_t}" if v.causal_first_frame else f"{v.frames}/{v.vae_stride_t}"
+    text = (f"{v.frames} frames x {v.height}x{v.width} -> latent {lt_rule} = {lt} x {lh}x{lw} (VAE {v.vae_stride_t}x"
+            f"{v.vae_stride_s}x{v.vae_stride_s}) -> patches {lt}/{v.patch_t} x {lh}/{v.patch_h} x {lw}/{v.patch_w} = "
+            f"{t} x {h} x {w} = {v.seq_len:,} tokens")
+    return {"latent": [lt, lh, lw], "grid": [t, h, w], "text": text}
+
+
+def default_window(spec: Spec) -> str | None:
+    """A window that tiles the grid for the side-by-side comparison: up to 8 latent-patch frames x full frame."""
+    t, h, w = spec.video.grid
+    for wt in (8, 4, 2, 1):
+        if t % wt == 0 and t > wt:
+            return f"window:{wt},{h},{w}"
+    return None
+
+
+def attention_comparison(spec: Spec) -> list[dict[str, Any]]:
+    """Full vs window vs spatial-temporal attention for the same spec."""
+    patterns = ["full"]
+    if spec.model.attention_kind == "window":
+        patterns.append(spec.model.attention)
+    elif spec.video.tokens is None and (w := default_window(spec)):
+        patterns.append(w)
+    if spec.video.tokens is None:
+        patterns.append("spatial-temporal")
+    rows = []
+    for pat in patterns:
+        data = spec.model_dump()
+        data["model"]["attention"] = pat
+        try:
+            s2 = Spec.model_validate(data)
+        except ValueError:
+            continue
+        fl, mem, st, tb = flops(s2), memory(s2), step_time(s2), train_budget(s2)
+        rows.append({"attention": pat, "forward_flops": fl.forward, "self_attn_core_flops": fl.by_part["self_attn_core"],
+                     "activations_gib": mem.activations / 1024**3, "memory_total_gib": mem.total / 1024**3, "fits": mem.fits,
+                     "step_s": st.time_s, "days": tb.days, "gpu_hours": tb.gpu_hours})
+    return rows
+
+
+def estimate(spec: Spec, compare: bool = True) -> dict[str, Any]:
+    fl = flops(spec)
+    mem = memory(spec)
+    st = step_time(spec)
+    tb = train_budget(spec)
+    acts = stage_activations(spec)
+    gpu = spec.hardware.spec
+    out: dict[str, Any] = {
+        "name": spec.name,
+        "sequence_length": spec.seq_len,
+        "sequence": sequence_arithmetic(spec),
+        "params": {"total": total_params(spec), "per_gpu": params_per_gpu(spec),
+                   "groups": {g.name: g.total for g in param_groups(spec)}},
+        "flops": {"forward_per_sample": fl.forward, "train_per_sample": fl.train, "hardware_per_sample": fl.hardware,
+                  "recompute_per_sample": fl.recompute, "forward_by_part": fl.by_part},
+        "memory_gib": mem.gib(),
+        "activations": {k: (v / 1024**3 if k in ("per_layer", "per_microbatch", "recompute_working", "total") else v)
+                        for k, v in acts.items()},
+        "step": {"time_s": st.time_s, "mfu": st.mfu, "samples_per_s": st.samples_per_s, "terms": st.as_dict()},
+        "train": {"samples": tb.samples, "steps": tb.steps, "gpus": tb.gpus, "gpu_hours": tb.gpu_hours, "days": tb.days,
+                  "cost_usd": tb.cost_usd, "usd_per_gpu_hour": spec.hardware.price},
+        "hardware": gpu.model_dump(),
+        "spec": spec.model_dump(mode="json"),
+    }
+    if compare:
+        out["gpu_counts"] = compare_gpu_counts(spec)
+        out["attention_comparison"] = attention_comparison(spec)
+    return out
+
+
+def human(n: float, unit: str = "") -> str:
+    """1.23 G style numbers for tables."""
+    if n == 0 or not math.isfinite(n):
+        return f"{n:g}{unit}"
+    for scale, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {suffix}{unit}"
+    return f"{n:.3g} {unit}".rstrip()

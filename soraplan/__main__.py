@@ -1,0 +1,5 @@
+"""`python -m soraplan` == the `soraplan` command."""
+
+from soraplan.cli import main
+
+main()

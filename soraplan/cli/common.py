@@ -1,0 +1,140 @@
+"""Shared CLI pieces: the spec flags (one definition, reused by every command) and one-line errors.
+
+`with_spec_options` appends every spec flag of the CLI contract to a command's signature and hands the
+command a `spec_flags` dict; `spec_from_flags` turns it into the one validated Spec. Errors a user can fix
+print one line on stderr and exit 2 (`fail`).
+"""
+
+import functools
+import inspect
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+V, M, K, P, H, T = "Video", "Model", "Kernels & precision", "Parallel layout", "Hardware", "Training"
+
+
+def _o(*names: str, help: str, panel: str, **kw: Any) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=panel, show_default=False, **kw)
+
+
+SPEC_OPTIONS: list[tuple[str, Any]] = [
+    ("config", Annotated[Optional[Path], _o("--config", "-c", help="YAML file: a partial spec (+ launch/report sections)", panel="Input")]),
+    ("model", Annotated[Optional[str], _o("--model", "-m", help="preset: soraplan-6B (default), DiT-XL/2, ...", panel=M)]),
+    ("name", Annotated[Optional[str], _o("--name", help="run name", panel="Input")]),
+    ("frames", Annotated[Optional[int], _o("--frames", help="pixel frames per clip (960 = 40 s at 24 fps)", panel=V)]),
+    ("res", Annotated[Optional[int], _o("--res", help="square resolution: sets height and width", panel=V)]),
+    ("height", Annotated[Optional[int], _o("--height", help="pixel height", panel=V)]),
+    ("width", Annotated[Optional[int], _o("--width", help="pixel width", panel=V)]),
+    ("fps", Annotated[Optional[float], _o("--fps", help="frames per second", panel=V)]),
+    ("vae_stride_t", Annotated[Optional[int], _o("--vae-stride-t", help="VAE temporal compression (4)", panel=V)]),
+    ("vae_stride_s", Annotated[Optional[int], _o("--vae-stride-s", help="VAE spatial compression (8)", panel=V)]),
+    ("latent_channels", Annotated[Optional[int], _o("--latent-channels", help="VAE latent channels (16)", panel=V)]),
+    ("causal_first_frame", Annotated[Optional[bool], _o("--causal-first-frame/--no-causal-first-frame", help="latent frames = 1 + (F-1)/st", panel=V)]),
+    ("patch_t", Annotated[Optional[int], _o("--patch-t", help="temporal patch (2)", panel=V)]),
+    ("patch_s", Annotated[Optional[int], _o("--patch-s", help="spatial patch (2)", panel=V)]),
+    ("text_tokens", Annotated[Optional[int], _o("--text-tokens", help="text-encoder tokens (512)", panel=V)]),
+    ("text_dim", Annotated[Optional[int], _o("--text-dim", help="text-encoder width (4096)", panel=V)]),
+    ("tokens", Annotated[Optional[int], _o("--tokens", help="give the sequence length directly", panel=V)]),
+    ("layers", Annotated[Optional[int], _o("--layers", help="transformer layers", panel=M)]),
+    ("hidden", Annotated[Optional[int], _o("--hidden", help="hidden size", panel=M)]),
+    ("heads", Annotated[Optional[int], _o("--heads", help="attention heads", panel=M)]),
+    ("ffn_hidden", Annotated[Optional[int], _o("--ffn-hidden", help="FFN hidden size (4 x hidden)", panel=M)]),
+    ("cross_attn", Annotated[Optional[bool], _o("--cross-attn/--no-cross-attn", help="cross-attention to text", panel=M)]),
+    ("adaln", Annotated[Optional[str], _o("--adaln", help="per-block | single | none", panel=M)]),
+    ("attention", Annotated[Optional[str], _o("--attention", help="full | window:T,H,W | spatial-temporal", panel=M)]),
+    ("attention_kernel", Annotated[Optional[str], _o("--attention-kernel", help="flash | unfused", panel=K)]),
+    ("dropout", Annotated[Optional[float], _o("--dropout", help="dropout probability", panel=K)]),
+    ("precision", Annotated[Optional[str], _o("--precision", help="bf16 | fp16 | fp32 (params and activations)", panel=K)]),
+    ("cpu_semantics", Annotated[Optional[bool], _o("--cpu-semantics/--gpu-semantics", help="dropout masks at activation dtype (CPU)", panel=K)]),
+    ("tp", Annotated[Optional[int], _o("--tp", help="tensor parallel size", panel=P)]),
+    ("pp", Annotated[Optional[int], _o("--pp", help="pipeline parallel size", panel=P)]),
+    ("vpp", Annotated[Optional[int], _o("--vpp", help="virtual pipeline stages per rank", panel=P)]),
+    ("cp", Annotated[Optional[int], _o("--cp", help="context parallel size", panel=P)]),
+    ("dp", Annotated[Optional[int], _o("--dp", help="data parallel size", panel=P)]),
+    ("gpus", Annotated[Optional[int], _o("--gpus", help="world size (dp = gpus / (tp*pp*cp))", panel=P)]),
+    ("sequence_parallel", Annotated[Optional[bool], _o("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallel", panel=P)]),
+    ("micro_batch", Annotated[Optional[int], _o("--micro-batch", help="micro-batch size", panel=P)]),
+    ("global_batch", Annotated[Optional[int], _o("--global-batch", help="global batch size", panel=P)]),
+    ("recompute", Annotated[Optional[str], _o("--recompute", help="none | selective | full", panel=P)]),
+    ("recompute_layers", Annotated[Optional[int], _o("--recompute-layers", help="full recompute: layers per stage", panel=P)]),
+    ("distributed_optimizer", Annotated[Optional[bool], _o("--distributed-optimizer/--no-distributed-optimizer", help="shard optimizer state over DP", panel=P)]),
+    ("gpu", Annotated[Optional[str], _o("--gpu", help="a100-80g (default), h100-sxm, h200, b200, ...", panel=H)]),
+    ("efficiency", Annotated[Optional[float], _o("--efficiency", help="achieved/peak FLOP/s (0.40)", panel=H)]),
+    ("price", Annotated[Optional[float], _o("--price", help="USD per GPU-hour", panel=H)]),
+    ("calibration", Annotated[Optional[str], _o("--calibration", help="calibration JSON from soraplan validate", panel=H)]),
+    ("samples", Annotated[Optional[int], _o("--samples", help="training samples (clips)", panel=T)]),
+    ("epochs", Annotated[Optional[float], _o("--epochs", help="passes over the samples", panel=T)]),
+    ("dataset", Annotated[Optional[str], _o("--dataset", help="youku-mplug | laion-5b", panel=T)]),
+    ("compare_gpus", Annotated[Optional[str], _o("--compare-gpus", help="GPU counts for the days table (200,300,400)", panel=T)]),
+]
+SPEC_OPTION_NAMES = [n for n, _ in SPEC_OPTIONS]
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    """Print one line on stderr and exit (default 2)."""
+    line = " ".join(str(message).split())
+    sys.stderr.write(f"error: {line}\n")
+    raise typer.Exit(code)
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UserError (and SpecError) into one line on stderr + exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from soraplan.planner.errors import UserError
+
+        try:
+            return func(*args, **kwargs)
+        except UserError as e:
+            fail(str(e))
+
+    return wrapper
+
+
+def with_spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add every spec flag to `func`'s CLI signature; `func` receives them as `spec_flags`."""
+    sig = inspect.signature(func)
+    own = [p for p in sig.parameters.values() if p.name != "spec_flags"]
+    taken = {p.name for p in own}
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+             for n, a in SPEC_OPTIONS if n not in taken]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {n: kwargs.pop(n) for n in SPEC_OPTION_NAMES if n in kwargs and n not in taken}
+        return func(*args, spec_flags=flags, **kwargs)
+
+    params = own + extra
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer must read the new signature, not the original
+    return user_errors(wrapper)
+
+
+def spec_from_flags(spec_flags: dict[str, Any]):
+    """(Spec, yaml extras) from the collected flags; raises SpecError with one line."""
+    from soraplan.planner.config import build_spec_and_extras
+
+    flags = dict(spec_flags)
+    config = flags.pop("config", None)
+    return build_spec_and_extras(None, config, flags)
+
+
+def print_json(obj: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

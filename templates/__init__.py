@@ -1,0 +1,1 @@
+"""soraplan.templates: text templates (sbatch scripts, report HTML) shipped as package data."""
