@@ -2,14 +2,20 @@
 
 Every term is one tensor that autograd keeps between forward and backward in the model that
 `soraplan.models` builds (issue C measures them with saved_tensors_hooks, de-duplicated by storage).
-Notation per micro-batch on one GPU: s = tokens per CP rank, b = micro-batch, h = hidden, f = FFN hidden,
-a = heads, T = text tokens, t = TP size, d = t with sequence parallel else 1 (the divisor of tensors
-outside the TP regions), B = activation bytes, m = dropout-mask bytes (1 on GPU, B with CPU semantics).
+
+Each term is a `Term(per_token, per_sample, divisor)`: for one micro-batch of b samples on one GPU it
+costs  b * (s * per_token + per_sample) / div  bytes, where s = tokens per CP rank and div is
+"1", "t" (tensor-parallel size: tensors inside the TP regions) or "d" (t with sequence parallel, else 1:
+tensors outside the TP regions). That structure is what lets `plan` evaluate millions of layouts at once
+(the layout only changes s, b, t and d); `layer_terms` depends on the model, video and kernels only.
+
+Notation: h hidden, f FFN hidden, a heads, T text tokens, K keys per query, B activation bytes,
+m dropout-mask bytes (1 on GPU, B with CPU semantics), LayerNorm statistics are fp32 (mean + rstd).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .flops import attention_keys
 from .spec import Spec
@@ -18,130 +24,137 @@ FP32 = 4
 
 
 @dataclass(frozen=True)
-class LayerActivations:
-    terms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def total(self) -> float:
-        return float(sum(self.terms.values()))
+class Term:
+    per_token: float       # bytes per token (of the CP rank's s tokens) per sample
+    per_sample: float      # bytes per sample independent of s (text-side tensors)
+    divisor: str           # "1" | "t" | "d"
 
 
-def _dims(spec: Spec):
-    p, m, k = spec.parallel, spec.model, spec.kernels
-    s = spec.seq_len // p.cp
-    b, h, f, a, t = p.micro_batch, m.hidden, m.ffn, m.heads, p.tp
-    d = t if p.sequence_parallel else 1
+def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
+    """The saved tensors of one transformer layer (see the module docstring for the cost of a Term)."""
+    m, k, v = spec.model, spec.kernels, spec.video
+    h, f, a = m.hidden, m.ffn, m.heads
     B = k.act_bytes
     mask = B if k.cpu_semantics else 1
-    return s, b, h, f, a, t, d, B, mask
-
-
-def layer_activations(spec: Spec, layer: int = 0) -> LayerActivations:
-    """Saved bytes of one transformer layer for one micro-batch on one GPU (no recompute)."""
-    s, b, h, f, a, t, d, B, mask = _dims(spec)
-    m, k = spec.model, spec.kernels
     drop = k.dropout > 0
-    sbh = s * b * h
-    ln_stats = 2 * s * b * FP32            # LayerNorm mean + rstd (fp32) per token
     modulated = m.adaln != "none"
-    K = attention_keys(spec, layer)
-    if m.attention_kind == "full":
-        K = K // spec.parallel.cp * spec.parallel.cp  # full attention: a CP rank's queries see all keys
-    T = spec.video.text_tokens
-    terms: dict[str, float] = {}
+    K = attention_keys(spec, layer)   # full attention: every query sees all S keys (CP ranks included)
+    T = v.text_tokens
+    terms: dict[str, Term] = {}
 
-    def attn_core(prefix: str, q_len: int, k_len: int) -> None:
-        # q, k, v are saved by the attention op; flash adds out + logsumexp, unfused the probabilities.
+    def add(name: str, per_token: float = 0.0, per_sample: float = 0.0, div: str = "1") -> None:
+        terms[name] = Term(per_token, per_sample, div)
+
+    def attn_core(prefix: str, k_len: int) -> None:
+        # q, k, v are saved by the attention op (counted with their producers); flash keeps out + logsumexp,
+        # unfused keeps the softmax probabilities (and with dropout the mask and the dropped probabilities).
         if k.attention_kernel == "flash":
-            terms[f"{prefix}.core_out"] = q_len * b * h * B / t
-            terms[f"{prefix}.core_lse"] = b * (a // t) * q_len * FP32
+            add(f"{prefix}.core_out", h * B, div="t")
+            add(f"{prefix}.core_lse", a * FP32, div="t")
         else:
-            scores = b * (a // t) * q_len * k_len
-            terms[f"{prefix}.softmax_out"] = scores * B
+            add(f"{prefix}.softmax_out", a * k_len * B, div="t")
             if drop:
-                terms[f"{prefix}.attn_dropout_mask"] = scores * mask
-                terms[f"{prefix}.attn_dropped_probs"] = scores * B
+                add(f"{prefix}.attn_dropout_mask", a * k_len * mask, div="t")
+                add(f"{prefix}.attn_dropped_probs", a * k_len * B, div="t")
 
-    # --- self-attention ---------------------------------------------------------------------------
-    terms["norm1.input"] = sbh * B / d
-    terms["norm1.stats"] = ln_stats / d
+    # --- self-attention -----------------------------------------------------------------------------
+    add("norm1.input", h * B, div="d")
+    add("norm1.stats", 2 * FP32, div="d")
     if modulated:
-        terms["modulate1.x_norm"] = sbh * B / d           # x_norm kept for d(scale)
-    terms["self_attn.qkv_input"] = sbh * B / d            # SP: the sharded input is kept, re-gathered in bwd
-    terms["self_attn.qkv"] = 3 * sbh * B / t
-    attn_core("self_attn", s, K)
-    terms["self_attn.proj_input"] = sbh * B / t
+        add("modulate1.x_norm", h * B, div="d")          # x_norm kept for d(scale)
+    add("self_attn.qkv_input", h * B, div="d")           # SP: the sharded input is kept, re-gathered in bwd
+    add("self_attn.qkv", 3 * h * B, div="t")
+    attn_core("self_attn", K)
+    add("self_attn.proj_input", h * B, div="t")
     if drop:
-        terms["self_attn.dropout_mask"] = sbh * mask / d
+        add("self_attn.dropout_mask", h * mask, div="d")
     if modulated:
-        terms["gate1.attn_out"] = sbh * B / d              # kept for d(gate)
-    # --- cross-attention (PixArt: no norm, no gate) -------------------------------------------------
+        add("gate1.attn_out", h * B, div="d")             # kept for d(gate)
+    # --- cross-attention (PixArt: no norm, no gate) ---------------------------------------------------
     if m.cross_attn:
-        terms["cross_attn.q_input"] = sbh * B / d
-        terms["cross_attn.q"] = sbh * B / t
-        terms["cross_attn.kv"] = 2 * T * b * h * B / t
-        attn_core("cross_attn", s, T)
-        terms["cross_attn.proj_input"] = sbh * B / t
+        add("cross_attn.q_input", h * B, div="d")
+        add("cross_attn.q", h * B, div="t")
+        add("cross_attn.kv", per_sample=2 * T * h * B, div="t")
+        attn_core("cross_attn", T)
+        add("cross_attn.proj_input", h * B, div="t")
         if drop:
-            terms["cross_attn.dropout_mask"] = sbh * mask / d
-    # --- MLP --------------------------------------------------------------------------------------
-    terms["norm2.input"] = sbh * B / d
-    terms["norm2.stats"] = ln_stats / d
+            add("cross_attn.dropout_mask", h * mask, div="d")
+    # --- MLP ----------------------------------------------------------------------------------------
+    add("norm2.input", h * B, div="d")
+    add("norm2.stats", 2 * FP32, div="d")
     if modulated:
-        terms["modulate2.x_norm"] = sbh * B / d
-    terms["mlp.fc1_input"] = sbh * B / d
-    terms["mlp.gelu_input"] = s * b * f * B / t
-    terms["mlp.fc2_input"] = s * b * f * B / t
+        add("modulate2.x_norm", h * B, div="d")
+    add("mlp.fc1_input", h * B, div="d")
+    add("mlp.gelu_input", f * B, div="t")
+    add("mlp.fc2_input", f * B, div="t")
     if drop:
-        terms["mlp.dropout_mask"] = sbh * mask / d
+        add("mlp.dropout_mask", h * mask, div="d")
     if modulated:
-        terms["gate2.mlp_out"] = sbh * B / d
-    return LayerActivations(terms)
+        add("gate2.mlp_out", h * B, div="d")
+    return terms
 
 
-def layer_input_bytes(spec: Spec) -> float:
-    """What full recompute keeps per layer: its input."""
-    s, b, h, f, a, t, d, B, mask = _dims(spec)
-    return s * b * h * B / d
+SELECTIVE = ("softmax_out", "attn_dropout_mask", "attn_dropped_probs", "core_out", "core_lse")
 
 
-def selective_saving(spec: Spec, la: LayerActivations) -> float:
-    """Bytes selective recompute (core attention) frees per layer."""
-    return sum(v for key, v in la.terms.items()
-               if key.endswith(("softmax_out", "attn_dropout_mask", "attn_dropped_probs", "core_out", "core_lse")))
+def _cost(term: Term, s: int, b: int, t: int, d: int) -> float:
+    div = {"1": 1, "t": t, "d": d}[term.divisor]
+    return b * (s * term.per_token + term.per_sample) / div
 
 
-def shared_activations(spec: Spec) -> float:
-    """Tensors saved once per micro-batch and shared by every layer (the projected text states)."""
-    s, b, h, f, a, t, d, B, mask = _dims(spec)
+def _layout(spec: Spec) -> tuple[int, int, int, int]:
+    p = spec.parallel
+    return spec.seq_len // p.cp, p.micro_batch, p.tp, (p.tp if p.sequence_parallel else 1)
+
+
+def layer_bytes(spec: Spec, layer: int = 0, only: tuple[str, ...] | None = None) -> float:
+    """Saved bytes of one layer, one micro-batch, one GPU (no recompute); `only`: name suffixes to keep."""
+    s, b, t, d = _layout(spec)
+    return sum(_cost(term, s, b, t, d) for name, term in layer_terms(spec, layer).items()
+               if only is None or name.endswith(only))
+
+
+def layer_breakdown(spec: Spec, layer: int = 0) -> dict[str, float]:
+    s, b, t, d = _layout(spec)
+    return {name: _cost(term, s, b, t, d) for name, term in layer_terms(spec, layer).items()}
+
+
+def layer_input_term(spec: Spec) -> Term:
+    """What full recompute keeps per layer: its input (outside the TP region)."""
+    return Term(spec.model.hidden * spec.kernels.act_bytes, 0.0, "d")
+
+
+def shared_terms(spec: Spec) -> dict[str, Term]:
+    """Tensors saved once per micro-batch and shared by every layer of a stage."""
     if not spec.model.cross_attn:
-        return 0.0
-    return spec.video.text_tokens * b * h * B   # linear_kv's input in every layer is the same storage
+        return {}
+    # every layer's linear_kv input is the same projected-text storage
+    return {"text_states": Term(0.0, spec.video.text_tokens * spec.model.hidden * spec.kernels.act_bytes, "1")}
 
 
 def stage_activations(spec: Spec) -> dict[str, float]:
     """Activation bytes of the most loaded pipeline stage (the first), all in-flight micro-batches."""
     p, m = spec.parallel, spec.model
+    s, b, t, d = _layout(spec)
     per_stage = m.layers // p.pp
-    layers = [layer_activations(spec, i) for i in range(per_stage)]
-    per_mb_layers = sum(x.total for x in layers)
+    full = [layer_bytes(spec, i) for i in range(per_stage)]
+    freed = [layer_bytes(spec, i, only=SELECTIVE) for i in range(per_stage)]
     if p.recompute == "full":
         n = p.recompute_layers if p.recompute_layers is not None else per_stage
-        kept = sum(x.total for x in layers[n:])
-        per_mb_layers = kept + n * layer_input_bytes(spec)
-        working = max((x.total for x in layers[:n]), default=0.0)   # one layer rebuilt during backward
+        per_mb_layers = sum(full[n:]) + n * _cost(layer_input_term(spec), s, b, t, d)
+        working = max(full[:n], default=0.0)        # one layer rebuilt during its backward
     elif p.recompute == "selective":
-        per_mb_layers = sum(x.total - selective_saving(spec, x) for x in layers)
-        working = max((selective_saving(spec, x) for x in layers), default=0.0)
+        per_mb_layers = sum(x - y for x, y in zip(full, freed))
+        working = max(freed, default=0.0)
     else:
-        working = 0.0
-    per_mb = per_mb_layers + shared_activations(spec)
+        per_mb_layers, working = sum(full), 0.0
+    per_mb = per_mb_layers + sum(_cost(x, s, b, t, d) for x in shared_terms(spec).values())
     # 1F1B: the first stage holds pp micro-batches in flight (fewer if there are fewer micro-batches);
     # interleaving adds (pp-1)/(pp*vpp) of a stage (Korthikanti et al. 2022).
     in_flight = min(p.microbatches, p.pp)
     interleave = 1 + (p.pp - 1) / (p.pp * p.vpp) if p.vpp > 1 else 1.0
     return {
-        "per_layer": layers[0].total if layers else 0.0,
+        "per_layer": full[0] if full else 0.0,
         "per_microbatch": per_mb,
         "in_flight_microbatches": float(in_flight),
         "interleave_factor": interleave,
