@@ -176,8 +176,8 @@ def training_budget(spec: Spec, gpu_counts: tuple[int, ...], curriculum: Any = N
             for k in ("days", "gpu_hours", "cost_usd"):
                 totals[n][k] += e["train"][k]
         v = s.video
-        geometry = (f"{v.tokens} tokens" if v.tokens is not None else
-                    f"{v.frames} frames {v.height}x{v.width} ({v.seconds:g} s)")
+        geometry = (f"{v.tokens} tokens" if v.tokens is not None else f"image {v.height}x{v.width}" if v.frames == 1
+                    else f"{v.frames} frames {v.height}x{v.width} ({v.seconds:g} s)")
         stages.append({"name": st.get("name", f"stage {i + 1}"), "geometry": geometry, "sequence_length": s.seq_len,
                        "samples": samples, "dataset": s.training.dataset, "storage": io, "per_gpus": rows})
     # what 2-3 months buy: passes over the main spec's samples at its geometry

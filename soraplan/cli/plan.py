@@ -5,7 +5,6 @@ Spec flags as in `soraplan estimate`; the parallel flags given (--tp, --pp, --vp
 --recompute, --sequence-parallel, --distributed-optimizer, --global-batch) pin that dimension of the search.
 """
 
-from __future__ import annotations
 
 import time
 from typing import Annotated, Any, Optional

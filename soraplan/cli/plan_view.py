@@ -100,18 +100,24 @@ def render(r: dict[str, Any], console: Console | None = None) -> None:
 
 def render_budget(b: dict[str, Any], con: Console) -> None:
     if b["curriculum"]:
-        t = Table(title="Curriculum: each stage on its own best layout", title_justify="left")
-        for col in ("stage", "geometry", "tokens", "samples", "GPUs", "layout", "days", "MFU", "read MB/s/GPU latent | raw"):
-            t.add_column(col, justify="right" if col in ("tokens", "samples", "GPUs", "days", "MFU") else "left")
+        counts = [t["gpus"] for t in b["totals"]]
+        t = Table(title="Curriculum: each stage on its own best layout (days; layout)", title_justify="left")
+        for col in ["stage", "tokens", "samples"] + [f"{n} GPUs" for n in counts] + ["read MB/s/GPU latent|raw"]:
+            t.add_column(col, justify="left" if col == "stage" else "right")
         for st in b["stages"]:
+            cells = []
             for row in st["per_gpus"]:
                 if not row["feasible"]:
-                    t.add_row(st["name"], st["geometry"], f"{st['sequence_length']:,}", f"{st['samples']:,.0f}",
-                              str(row["gpus"]), "does not fit", "-", "-", "-")
+                    cells.append("does not fit")
                     continue
-                t.add_row(st["name"], st["geometry"], f"{st['sequence_length']:,}", f"{st['samples']:,.0f}",
-                          str(row["gpus"]), row["layout"], f"{row['days']:.1f}", f"{row['mfu']:.0%}",
-                          f"{row['read_mb_s_per_gpu_latent']:.2f} | {row['read_mb_s_per_gpu_raw']:.2f}")
+                short = " ".join(x for x in row["layout"].split() if x.split("=")[0] in ("tp", "pp", "cp", "mb"))
+                cells.append(f"{row['days']:.1f} d\n{short}")
+            rates = [r for r in st["per_gpus"] if r["feasible"]]
+            rate = (f"{max(r['read_mb_s_per_gpu_latent'] for r in rates):.2f}|{max(r['read_mb_s_per_gpu_raw'] for r in rates):.2f}"
+                    if rates else "-")
+            t.add_row(f"{st['name']}\n{st['geometry']}", f"{st['sequence_length']:,}", f"{st['samples'] / 1e6:,.4g} M", *cells, rate)
+        tot = ["total", "", ""] + [f"{x['days']:.1f} d" if x["feasible"] else "-" for x in b["totals"]] + [""]
+        t.add_row(*tot)
         con.print(t)
         t = Table(title="Curriculum totals", title_justify="left")
         for col in ("GPUs", "days", "GPU-hours", "cost $"):
