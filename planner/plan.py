@@ -20,6 +20,7 @@ from .spec import Spec
 from .step import STEP_FIELDS
 
 OBJECTIVES = ("time", "cost", "deadline")
+DEADLINE_SCAN = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 ProgressFn = Callable[[str, int, int], None]
 
 TERM_WORDS = {"gemm_s": "GEMM compute", "attention_s": "attention compute", "elementwise_s": "elementwise ops",
@@ -204,7 +205,12 @@ def plan(spec: Spec, gpu_counts: tuple[int, ...] | list[int] | None = None, obje
         raise UserError("--objective deadline needs --deadline-days")
     if top < 1:
         raise UserError(f"--top: must be >= 1, got {top}")
-    counts_in = tuple(gpu_counts or spec.training.compare_gpus)
+    if gpu_counts:
+        counts_in = tuple(gpu_counts)
+    elif objective == "deadline":
+        counts_in = DEADLINE_SCAN          # how many GPUs for the deadline: scan 8 .. 2048
+    else:
+        counts_in = tuple(spec.training.compare_gpus)
     options = options or SearchOptions()
     space = Space(spec, options)
     samples = training_samples(spec)

@@ -35,7 +35,7 @@ from .errors import UserError
 from .memory import GiB, memory
 from .params import params_per_gpu
 from .spec import DTYPE_BYTES, Spec, parse_attention
-from .step import STEP_FIELDS, WORK_KEYS, hw_constants, op_work, ring_layers, step_terms, step_time
+from .step import STEP_FIELDS, WORK_KEYS, hw_constants, op_work, step_terms, step_time
 
 RECOMPUTE = ("none", "selective", "full")
 REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory")
@@ -233,7 +233,7 @@ class Space:
         expanded. SP at tp = 1 is not a separate layout and is never generated."""
         st, inner = self._struct(), self._inner()
         pre = np.zeros(len(REASONS), dtype=np.int64)
-        n_inner_sp1 = int(np.count_nonzero(inner["sp"] == 1))
+        n_inner_sp1 = int(np.count_nonzero(inner["sp"] == 1)) if 0 in self.options.sequence_parallel else 0
         if prefilter:
             r = self._struct_reason(gpus, st)
             mult = len(inner["mb"]) - np.where(st["tp"] == 1, n_inner_sp1, 0)
@@ -243,6 +243,9 @@ class Space:
         n_s, n_i = len(st["tp"]), len(inner["mb"])
         x = {f: np.repeat(v, n_i) for f, v in st.items()}
         x.update({f: np.tile(v, n_s) for f, v in inner.items()})
+        if 0 not in self.options.sequence_parallel:      # SP pinned on: tp = 1 layouts run without it
+            x["sp"] = np.where(x["tp"] == 1, 0, x["sp"])
+            return {f: x[f] for f in FIELDS}, pre
         keep = ~((x["tp"] == 1) & (x["sp"] == 1))
         return {f: x[f][keep] for f in FIELDS}, pre
 

@@ -97,3 +97,21 @@ def test_estimate_still_works():
     r = runner.invoke(app, ["estimate", "--frames", "960", "--res", "256", "--tp", "8"])
     assert r.exit_code == 0, r.output
     assert "efficiency assumed / MFU" in r.output
+
+
+def test_progress_bar_only_after_a_second(capsys):
+    from soraplan.cli.plan import LazyProgress
+
+    quiet = LazyProgress(after_s=3600)
+    quiet("searching", 0, 3)
+    assert quiet.bar is None
+    shown = LazyProgress(after_s=0)
+    shown("searching 200 GPUs", 1, 3)
+    assert shown.bar is not None and shown.bar.tasks[0].completed == 1
+    shown.close()
+
+
+def test_plan_sequence_parallel_pinned_keeps_tp1():
+    out = _json(SEED + ["--gpus", "64", "--sequence-parallel", "--no-sensitivity", "--top", "20"])
+    c = out["gpu_counts"][0]
+    assert all(e["sequence_parallel"] == (e["tp"] > 1) for e in c["ranked"])

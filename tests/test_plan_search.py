@@ -139,3 +139,15 @@ def test_why_best_names_the_differences():
     text = why_best([base, run])
     assert "recompute full -> none" in text and "16.7 %" in text
     assert "10.00 ms more GEMM compute" in text and "2.00 ms more attention compute" in text
+
+
+def test_deadline_without_counts_scans_gpu_counts():
+    from soraplan.planner.plan import DEADLINE_SCAN
+
+    spec = build_spec(flags={"frames": 960, "res": 256})
+    out = plan(spec, None, objective="deadline", deadline_days=30, budget=False, sensitivity=False, top=1)
+    assert [c["gpus"] for c in out["gpu_counts"]] == list(DEADLINE_SCAN)
+    g = out["best"]["gpus"]
+    assert out["best"]["train"]["days"] <= 30
+    smaller = [c for c in out["gpu_counts"] if c["gpus"] < g and c["ranked"]]
+    assert all(c["ranked"][0]["train"]["days"] > 30 for c in smaller)
