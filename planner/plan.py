@@ -168,6 +168,9 @@ def infeasible_message(space: Space, gpus: int, x: dict[str, np.ndarray], r: dic
                 "with more memory, window attention (--allow-window) or a lower --headroom.")
     elif rejected.get("batch"):
         msg += f" No layout reaches a global batch in {space.gb_range[0]}-{space.gb_range[1]}: widen --global-batch-range."
+    elif rejected.get("divisibility") and not rejected.get("tp_over_node"):
+        msg += (" Every layout breaks a divisibility rule (heads % tp, layers % (pp*vpp), tokens % cp, "
+                "tp*pp*cp <= GPUs): check the pinned --tp/--pp/--vpp/--cp.")
     elif rejected.get("tp_over_node"):
         msg += " Raise --max-tp-in-node to allow TP across nodes."
     return msg

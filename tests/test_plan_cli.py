@@ -115,3 +115,22 @@ def test_plan_sequence_parallel_pinned_keeps_tp1():
     out = _json(SEED + ["--gpus", "64", "--sequence-parallel", "--no-sensitivity", "--top", "20"])
     c = out["gpu_counts"][0]
     assert all(e["sequence_parallel"] == (e["tp"] > 1) for e in c["ranked"])
+
+
+def test_plan_pinned_impossible_layout_says_why():
+    r = runner.invoke(app, SEED + ["--gpus", "64", "--pp", "3", "--no-sensitivity"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "no layout fits on 64 x a100-80g" in text and "divisibility" in text
+
+
+def test_plan_uses_a_calibration_file(tmp_path):
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"gpu": "a100-80g", "efficiency": 0.3, "gemm_efficiency": 0.5, "attention_efficiency": 0.4}))
+    out = _json(SEED + ["--gpus", "200", "--calibration", str(cal), "--no-sensitivity", "--top", "1"])
+    eff = out["search"]["efficiency"]
+    assert (eff["gemm"], eff["attention"]) == (0.5, 0.4) and "calibration" in eff["source"]
+    base = _json(SEED + ["--gpus", "200", "--no-sensitivity", "--top", "1"])
+    assert out["best"]["train"]["days"] > base["best"]["train"]["days"]
+    over = _json(SEED + ["--gpus", "200", "--gemm-efficiency", "0.9", "--no-sensitivity", "--top", "1"])
+    assert over["search"]["efficiency"]["gemm"] == 0.9
