@@ -119,7 +119,9 @@ def test_plan_sequence_parallel_pinned_keeps_tp1():
 
 def test_plan_pinned_impossible_layout_says_why():
     r = runner.invoke(app, SEED + ["--gpus", "64", "--pp", "3", "--no-sensitivity"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 2 and "layers (40) % (pp*vpp = 3)" in r.stderr     # the Spec refuses it first
+    r = runner.invoke(app, SEED + ["--gpus", "64", "--tp", "8", "--pp", "8", "--cp", "32", "--no-sensitivity"])
+    assert r.exit_code == 0, r.output                                        # valid, but 2048 GPUs > 64
     text = " ".join(r.output.split())
     assert "no layout fits on 64 x a100-80g" in text and "divisibility" in text
 
