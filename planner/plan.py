@@ -215,6 +215,11 @@ def plan(spec: Spec, gpu_counts: tuple[int, ...] | list[int] | None = None, obje
     else:
         counts_in = tuple(spec.training.compare_gpus)
     options = options or SearchOptions()
+    if budget and curriculum is not None:
+        from .budget import load_curriculum, stage_spec
+
+        for i, st in enumerate(load_curriculum(curriculum)["stages"]):   # bad input fails before the search
+            stage_spec(spec, st, i)
     space = Space(spec, options)
     samples = training_samples(spec)
     total_steps = len(counts_in) + (1 if budget else 0) + (1 if sensitivity else 0)

@@ -105,7 +105,10 @@ def test_progress_bar_only_after_a_second(capsys):
     quiet = LazyProgress(after_s=3600)
     quiet("searching", 0, 3)
     assert quiet.bar is None
-    shown = LazyProgress(after_s=0)
+    piped = LazyProgress(after_s=0)
+    piped("searching", 0, 3)
+    assert piped.bar is None                       # not a terminal: no bar
+    shown = LazyProgress(after_s=0, force_terminal=True)
     shown("searching 200 GPUs", 1, 3)
     assert shown.bar is not None and shown.bar.tasks[0].completed == 1
     shown.close()
