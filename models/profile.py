@@ -148,6 +148,10 @@ def preset_inputs(preset: dict[str, Any], frames: int, res: int, batch: int = 1)
 def build_meta(cls: Any, config: dict[str, Any], dtype: str = "float32") -> Any:
     import torch
 
+    if getattr(cls, "__module__", "").startswith("diffusers"):
+        from diffusers.utils import logging as dlog
+
+        dlog.set_verbosity_error()   # the dtype-cast advice is for from_pretrained, not for a meta build
     try:
         with torch.device("meta"):
             module = cls(**config)
