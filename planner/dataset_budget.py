@@ -106,6 +106,8 @@ def dataset_budget(spec: Spec, dataset: str | None = None, samples_per_s: float 
                       "bins": [{"label": b.label, "fraction": b.fraction, "seconds": b.seconds} for b in ds.durations]},
         "resolutions": [{"label": b.label, "fraction": b.fraction, "height": b.height, "width": b.width}
                         for b in ds.resolutions],
+        # share of videos shorter than one training clip (from the duration bins' representative lengths)
+        "short_fraction": sum(b.fraction for b in ds.durations if b.seconds < clip_s) if ds.kind == "video" else 0.0,
         "geometry": {"frames": frames, "height": v.height, "width": v.width, "fps": v.fps, "clip_s": clip_s if frames > 1 else 0,
                      "latent": [1 if ds.kind == "image" else v.latent_thw[0], v.latent_thw[1], v.latent_thw[2]],
                      "latent_channels": v.latent_channels, "latent_bytes": latent_bytes, "store_moments": store_moments,

@@ -63,6 +63,10 @@ def test_whole_videos_and_moments():
     whole = dataset_budget(spec, samples_per_s=1.0, whole_videos=True, store_moments=True)
     # 54.2 s / 4 s = 13.55 clips per video, x2 for mean + logvar
     assert whole["storage"]["latent_tb"] == pytest.approx(one["storage"]["latent_tb"] * 54.2 / 4 * 2)
+    assert one["short_fraction"] == 0.0
+    # the seed's 40 s clips: bins of 20 s (30 %) are shorter than one training clip
+    long = dataset_budget(build_spec(flags={"frames": 960, "res": 256, "dataset": "youku-mplug"}), samples_per_s=1.0)
+    assert long["short_fraction"] == pytest.approx(0.30)
 
 
 def test_laion_budget_uses_one_frame_and_image_vae():

@@ -91,6 +91,8 @@ def render_dataset(r: dict[str, Any], console: Console | None = None) -> None:
     t.add_row("latents", f"{s['latent_tb']:,.1f} TB ({s['latent_mb_per_sample']:.3f} MB/sample, "
               f"{g['clips_per_sample']:.1f} clips/sample)")
     t.add_row("latent / raw", f"{s['latent_over_raw']:.2f}")
+    if r.get("short_fraction"):
+        t.add_row("videos shorter than one training clip", f"{r['short_fraction']:.0%} (per the duration bins)")
     t.add_row("training read rate", f"{rd['samples_per_s']:,.1f} samples/s ({rd['samples_per_s_source']})")
     t.add_row("read bandwidth: latents", f"{rd['latent_gb_per_s']:.3f} GB/s")
     t.add_row("read bandwidth: raw (decode on the fly)", f"{rd['raw_gb_per_s']:.3f} GB/s")
