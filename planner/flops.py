@@ -83,7 +83,8 @@ def embed_macs(spec: Spec) -> dict[str, int]:
         out["text_proj"] = v.text_tokens * (v.text_dim * h + h * h)
     if m.long_skip:
         out["skip"] = (m.layers - 1) // 2 * spec.seq_len * 2 * h * h
-    out["final_layer"] = (2 * h * h if m.adaln == "per-block" else 0) + s_video * h * v.patch_volume * c_out
+    # the output projection runs on every token in the sequence (U-ViT decodes its time/class tokens too, then drops them)
+    out["final_layer"] = (2 * h * h if m.adaln == "per-block" else 0) + spec.seq_len * h * v.patch_volume * c_out
     return out
 
 
