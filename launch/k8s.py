@@ -157,6 +157,9 @@ def _call(fn: Callable[[], Any], kind: str, verb: str, ns: str, name: str, run: 
     except ApiException as e:
         raise api_error(e, kind, verb, ns, name, run) from None
     except Exception as e:  # noqa: BLE001 - urllib3 connection errors: one line, not a traceback
+        if type(e).__name__ == "ValidationError" and type(e).__module__.startswith("pydantic"):
+            first = " ".join(str(e).splitlines()[1:3])
+            raise UserError(f"the kubernetes client refused {kind} {ns}/{name}: {first}") from None
         if type(e).__module__.startswith(("urllib3", "socket", "ssl")) or isinstance(e, OSError):
             raise UserError(f"cannot reach the Kubernetes API ({type(e).__name__}): {' '.join(str(e).split())[:300]}") from None
         raise

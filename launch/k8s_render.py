@@ -239,11 +239,12 @@ def env(ctx: Context) -> list[dict[str, Any]]:
 
 def resources(ctx: Context) -> dict[str, Any]:
     """requests = limits: GPUs per node (+ RDMA devices, CPU, memory from the profile)."""
-    res: dict[str, Any] = {ctx.profile.gpu_resource: ctx.layout.gpus_per_node}
+    # quantities as strings (the API's canonical form; the typed client refuses bare integers)
+    res: dict[str, Any] = {ctx.profile.gpu_resource: str(ctx.layout.gpus_per_node)}
     if ctx.rdma == "device":
-        res[ctx.profile.rdma.resource] = ctx.profile.rdma.count
+        res[ctx.profile.rdma.resource] = str(ctx.profile.rdma.count)
     if ctx.profile.cpu:
-        res["cpu"] = ctx.profile.cpu
+        res["cpu"] = str(ctx.profile.cpu)
     if ctx.profile.memory_gib:
         res["memory"] = f"{ctx.profile.memory_gib}Gi"
     return {"requests": dict(res), "limits": dict(res)}

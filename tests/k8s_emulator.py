@@ -15,6 +15,24 @@ from typing import Any, Callable
 import yaml
 
 
+def dry_run_emulator_class() -> type:
+    """KubernetesEmulator that answers `?dryRun=All` creates like an API server: echo, store nothing.
+
+    (The stock emulator stores every create; a real server with dryRun=All validates and persists nothing.)
+    """
+    import aiohttp.web
+    import kmock
+
+    class DryRunEmulator(kmock.KubernetesEmulator):
+        async def _handle(self, request: Any) -> Any:
+            if (request.resource is not None and request.action == kmock.action.CREATE
+                    and (request.params or {}).get("dryRun") == "All"):
+                return aiohttp.web.json_response(request.data, status=201)
+            return await super()._handle(request)
+
+    return DryRunEmulator
+
+
 class EmulatorThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -37,7 +55,7 @@ class EmulatorThread:
         import kmock
 
         self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as km, kmock.Server(km, host="127.0.0.1") as server:
+        async with dry_run_emulator_class()() as km, kmock.Server(km, host="127.0.0.1") as server:
             self.kmock = km
             self.url = f"http://127.0.0.1:{server.port}"
             self._ready.set()

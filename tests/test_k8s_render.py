@@ -158,7 +158,7 @@ def test_layout_one_pod_per_node():
     job = js["spec"]["replicatedJobs"][0]["template"]["spec"]
     assert job["parallelism"] == job["completions"] == 4 and job["completionMode"] == "Indexed"
     c = job["template"]["spec"]["containers"][0]
-    assert c["resources"]["requests"]["nvidia.com/gpu"] == c["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == c["resources"]["limits"]["nvidia.com/gpu"] == "8"
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
     assert env["PET_NNODES"] == "4" and env["PET_NPROC_PER_NODE"] == "8"
     assert env["MASTER_ADDR"] == env["PET_MASTER_ADDR"] == "seed-run-node-0-0.seed-run"
@@ -195,7 +195,7 @@ def test_shm_tolerations_rdma_queue_pvc():
     dev = _workload(_render(profile=prof, kind="jobset", rdma="device"))
     pod = dev["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
     assert pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == prof.rdma.networks
-    assert pod["spec"]["containers"][0]["resources"]["limits"][prof.rdma.resource] == prof.rdma.count
+    assert pod["spec"]["containers"][0]["resources"]["limits"][prof.rdma.resource] == str(prof.rdma.count)
     assert "hostNetwork" not in pod["spec"]
     pt = _workload(_render(kind="pytorchjob", queue="q"))
     assert pt["spec"]["runPolicy"]["suspend"] is True
