@@ -40,6 +40,7 @@ INSTALL_HINT = {"JobSet": "install JobSet (jobset.x-k8s.io) or use --kind indexe
                 "TrainJob": "install Kubeflow Trainer v2 or use --kind jobset"}
 WORKLOADS = ("JobSet", "PyTorchJob", "TrainJob", "Job")
 DELETE_WAIT_S = 120.0
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,8 +105,14 @@ def _client() -> Any:
         except Exception as e:  # noqa: BLE001 - kubeconfig errors come in many types
             raise UserError(f"kubeconfig {first}: {' '.join(str(e).split())}") from None
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
         cfg = client.Configuration()
-        config.load_incluster_config(client_configuration=cfg)
+        try:
+            InClusterConfigLoader(token_filename=str(SERVICE_ACCOUNT_DIR / "token"),
+                                  cert_filename=str(SERVICE_ACCOUNT_DIR / "ca.crt")).load_and_set(cfg)
+        except Exception as e:  # noqa: BLE001 - ConfigException and file errors
+            raise UserError(f"in-cluster config: {' '.join(str(e).split())}") from None
         return client.ApiClient(cfg)
     raise UserError(f"no Kubernetes credentials: no kubeconfig at {first} (set KUBECONFIG) and not inside a pod")
 
@@ -339,11 +346,15 @@ def _workload_ref(record: Any) -> tuple[str, str, str]:
 
 
 def status(record: Any) -> dict[str, Any]:
+    """Live state from the workload's conditions; the ledger's state (+ why) when the cluster cannot answer."""
     if not record.job_ids:
         return {"state": record.state, "detail": "not submitted"}
     kind, ns, name = _workload_ref(record)
-    cluster = Cluster(_client())
-    obj = _exists(cluster, kind, ns, name, record.name)
+    try:
+        cluster = Cluster(_client())
+        obj = _exists(cluster, kind, ns, name, record.name)
+    except UserError as e:  # `soraplan status` lists every run: one unreachable cluster must not hide the rest
+        return {"state": record.state, "detail": f"(not live: {e})"}
     if obj is None:
         return {"state": "deleted" if record.state != "cancelled" else "cancelled",
                 "detail": f"{kind} {ns}/{name} is gone from the cluster"}

@@ -235,3 +235,22 @@ def test_no_credentials_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     line = one_line_error(*launch())
     assert "no Kubernetes credentials" in line
+
+
+def test_in_cluster_service_account(tmp_path, monkeypatch):
+    """Inside a pod (no kubeconfig): the service account token and CA, the API at KUBERNETES_SERVICE_HOST."""
+    from soraplan.launch import k8s
+
+    (tmp_path / "token").write_text("sa-token-123")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(k8s, "SERVICE_ACCOUNT_DIR", tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    api = k8s._client()
+    cfg = api.configuration
+    assert cfg.host == "https://10.96.0.1:443" and cfg.ssl_ca_cert == str(tmp_path / "ca.crt")
+    assert cfg.api_key["BearerToken"].lower() == "bearer sa-token-123"
+    (tmp_path / "token").unlink()
+    with pytest.raises(Exception, match="in-cluster config"):
+        k8s._client()
