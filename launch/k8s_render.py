@@ -106,7 +106,6 @@ class Context:
     debug: bool
     max_retries: int
     grace_s: int
-    resume: bool
 
     @property
     def master_addr(self) -> str:
@@ -142,7 +141,7 @@ def make_context(spec: Any, plan: dict[str, Any], opts: Any, profile: Profile) -
         pvc=check_subdomain(opts.pvc, "--pvc") if opts.pvc else None,
         spec_dump=spec.model_dump(mode="json"), steps=opts.steps, tiny=opts.tiny, save_every=opts.save_every,
         train_args=tuple(opts.train_args), env=dict(opts.env), debug=opts.debug, max_retries=opts.max_retries,
-        grace_s=opts.grace_s, resume=opts.resume)
+        grace_s=opts.grace_s)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def structural(node: Any) -> Any:
 @functools.lru_cache(maxsize=None)
 def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     path = CRD_DIR / CRD_FILES[(api_version, kind)]
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # 0.8 MB: libyaml if present
     version = api_version.split("/")[1]
     (ver,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
     schema = structural(ver["schema"]["openAPIV3Schema"])

@@ -55,3 +55,30 @@ def test_random_valid_layouts_render_schema_valid(layout, lo, name):
     assert lay.nodes * lay.gpus_per_node == world
     name_k8s = objs[-1]["metadata"]["name"]
     assert max(len(h) for h in pod_hostnames(name_k8s, lo["kind"], lay.nodes)) <= DNS_LABEL_MAX
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(args=st.lists(st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20),
+                     max_size=4))
+def test_any_train_args_reach_torchrun_literally(args, tmp_path):
+    """Whatever --train-arg holds ($(...), quotes, newlines, unicode) arrives as that exact argv, runs nothing."""
+    import json
+    import stat
+    import subprocess
+    import sys
+
+    from soraplan.launch.k8s_render import command_script, make_context
+
+    spec = build_spec(flags={"gpus": 16, "tp": 2})
+    plan = estimate(spec, compare=False)
+    opts = LaunchOptions(cluster="k8s", name="prop", image="img:1", train_args=tuple(args))
+    script = command_script(make_context(spec, plan, opts, Profile()))
+    stub = tmp_path / "torchrun"
+    stub.write_text(f"#!{sys.executable}\nimport json, sys\nsys.stdout.buffer.write(json.dumps(sys.argv[1:]).encode())\n")
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    p = subprocess.run(["/bin/sh", "-c", script], env={"PATH": f"{tmp_path}:/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+                       capture_output=True, cwd=tmp_path, timeout=30)
+    assert p.returncode == 0, p.stderr
+    argv = json.loads(p.stdout)
+    assert argv[len(argv) - len(args):] == args
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["torchrun"]
