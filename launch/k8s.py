@@ -24,7 +24,7 @@ from typing import Any, Callable
 from soraplan.planner.errors import UserError
 
 from .k8s_profiles import load_profile
-from .k8s_render import API, RUN_LABEL, file_name, render_objects, to_yaml, to_yaml_documents
+from .k8s_render import RUN_LABEL, file_name, render_objects, to_yaml, to_yaml_documents
 
 # Kind -> (group, version, plural) for the API calls; core kinds have group "".
 RESOURCES: dict[str, tuple[str, str, str]] = {
