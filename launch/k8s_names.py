@@ -69,8 +69,16 @@ def hostname_suffix_len(kind: str, nodes: int) -> int:
 
 
 def object_name(run_name: str, kind: str, nodes: int) -> str:
-    """The workload's object name: the sanitised run name, short enough for every pod hostname."""
-    return sanitize_label(run_name, DNS_LABEL_MAX - hostname_suffix_len(kind, nodes), what="--name")
+    """The workload's object name: the sanitised run name, short enough for every pod hostname.
+
+    Also an RFC 1035 label (starts with a letter): Services (the headless service of JobSet and Indexed Job)
+    and TrainJobs require that, so a name starting with a digit gets an 'r-' prefix ('7b-run' -> 'r-7b-run').
+    """
+    budget = DNS_LABEL_MAX - hostname_suffix_len(kind, nodes)
+    name = sanitize_label(run_name, budget, what="--name")
+    if not name[0].isalpha():
+        name = sanitize_label("r-" + name, budget, what="--name")
+    return name
 
 
 def pod_hostnames(name: str, kind: str, nodes: int) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,10 @@ def core_errors(obj: dict[str, Any]) -> list[str]:
         return [str(e.message if hasattr(e, "message") else e)]
     # the OpenAPI ObjectMeta has no name/label patterns; the API server checks them: so do we
     meta = jsonschema.Draft4Validator(OBJECT_META)
-    return [f"metadata.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in meta.iter_errors(obj["metadata"])]
+    out = [f"metadata.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in meta.iter_errors(obj["metadata"])]
+    if obj["kind"] == "Service" and not re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", obj["metadata"].get("name", "")):
+        out.append("metadata.name: a Service name must be an RFC 1035 label (start with a letter)")
+    return out
 
 
 def errors(obj: dict[str, Any]) -> list[str]:

@@ -55,6 +55,7 @@ def test_random_valid_layouts_render_schema_valid(layout, lo, name):
     assert lay.nodes * lay.gpus_per_node == world
     name_k8s = objs[-1]["metadata"]["name"]
     assert max(len(h) for h in pod_hostnames(name_k8s, lo["kind"], lay.nodes)) <= DNS_LABEL_MAX
+    assert name_k8s[0].isalpha()  # RFC 1035: Services and TrainJobs
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

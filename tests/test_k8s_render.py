@@ -216,6 +216,14 @@ def test_sanitize(raw, want):
     assert sanitize_label(raw) == want
 
 
+def test_names_are_rfc1035_for_services_and_trainjobs():
+    for kind in KINDS:
+        assert object_name("7B_run", kind, 4) == "r-7b-run"
+        objs = _render(name="7B_run", kind=kind)
+        k8s_schemas.assert_valid(objs)
+        assert all(o["metadata"]["name"][0].isalpha() for o in objs)
+
+
 def test_long_names_keep_hostnames_within_63():
     long_a, long_b = "a" * 63, "a" * 62 + "b"
     for kind in KINDS:
