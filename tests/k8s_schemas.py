@@ -11,7 +11,9 @@ never copied into the project). Their `openAPIV3Schema` is made "structural" for
 - `nullable: true` -> the type also admits null; x-kubernetes-int-or-string without anyOf -> integer|string.
 - Top-level `metadata` (the CRD says only `type: object`; the server validates ObjectMeta itself) is
   replaced by a strict ObjectMeta subset with the server's name/label rules.
-CEL rules (x-kubernetes-validations) are not evaluated (no CEL engine here); formats are not checked.
+CEL rules (x-kubernetes-validations) are evaluated with cel-python (celpy) on every value the manifest
+has, as the API server does on create; transition rules (those that read `oldSelf`) only apply to updates
+and are skipped. Formats (int32, date-time) are not checked.
 
 Core kinds (ConfigMap, Service, Job): kubernetes-validate --strict with its bundled schemas (no network).
 """
@@ -78,10 +80,7 @@ def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator
 
         pytest.fail(f"CRD schema {path.resolve()} is missing: the upstream CRDs belong in ../shared/k8s-crds/ "
                     "next to the repository (see that directory's README.md)")
-    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # 0.8 MB: libyaml if present
-    version = api_version.split("/")[1]
-    (ver,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
-    schema = structural(ver["schema"]["openAPIV3Schema"])
+    schema = structural(crd_openapi(api_version, kind))
     schema["properties"]["metadata"] = copy.deepcopy(OBJECT_META)
     schema["properties"]["apiVersion"] = {"const": api_version}
     schema["properties"]["kind"] = {"const": kind}
@@ -90,9 +89,58 @@ def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator
     return jsonschema.Draft4Validator(schema)
 
 
+@functools.lru_cache(maxsize=None)
+def crd_openapi(api_version: str, kind: str) -> dict[str, Any]:
+    """The CRD's original schema (CEL rules walk it alongside the object)."""
+    crd = yaml.load((CRD_DIR / CRD_FILES[(api_version, kind)]).read_text(),
+                    Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    (ver,) = [v for v in crd["spec"]["versions"] if v["name"] == api_version.split("/")[1]]
+    return ver["schema"]["openAPIV3Schema"]
+
+
+@functools.lru_cache(maxsize=None)
+def _cel_program(rule: str) -> Any:
+    import celpy
+
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def cel_errors(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+    """Evaluate every non-transition x-kubernetes-validations rule on the values present in `value`."""
+    import celpy
+
+    out: list[str] = []
+    if value is None or not isinstance(schema, dict):
+        return out
+    for r in schema.get("x-kubernetes-validations") or []:
+        if "oldSelf" in r["rule"]:
+            continue  # transition rule: updates only
+        try:
+            ok = _cel_program(r["rule"]).evaluate({"self": celpy.json_to_cel(value)})
+        except Exception as e:  # noqa: BLE001 - a rule we cannot evaluate is a failure, not a pass
+            out.append(f"{path or '.'}: CEL rule {r['rule']!r} could not be evaluated ({type(e).__name__}: {e})")
+            continue
+        if not bool(ok):
+            out.append(f"{path or '.'}: {r.get('message') or r['rule']}")
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                out += cel_errors(sub, value[key], f"{path}.{key}")
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, v in value.items():
+                out += cel_errors(extra, v, f"{path}.{key}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            out += cel_errors(schema["items"], v, f"{path}[{i}]")
+    return out
+
+
 def crd_errors(obj: dict[str, Any]) -> list[str]:
     v = crd_validator(obj["apiVersion"], obj["kind"])
-    return [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in v.iter_errors(obj)]
+    errs = [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in v.iter_errors(obj)]
+    return errs or cel_errors(crd_openapi(obj["apiVersion"], obj["kind"]), obj)
 
 
 def core_errors(obj: dict[str, Any]) -> list[str]:

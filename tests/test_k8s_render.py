@@ -110,6 +110,20 @@ def test_unknown_field_fails(kind):
     assert k8s_schemas.errors(meta)
 
 
+def test_cel_rules_are_evaluated():
+    """The CRDs' x-kubernetes-validations run too: the TrainJob name rule (RFC 1035) and numProcPerNode >= 1."""
+    tj = copy.deepcopy(_workload(_render(kind="trainjob")))
+    tj["metadata"]["name"] = "7b-run"
+    assert any("RFC 1035" in e for e in k8s_schemas.errors(tj))
+    tj = copy.deepcopy(_workload(_render(kind="trainjob")))
+    tj["spec"]["trainer"]["numProcPerNode"] = 0
+    assert any("numProcPerNode must be greater than or equal to 1" in e for e in k8s_schemas.errors(tj))
+    js = copy.deepcopy(_workload(_render(kind="jobset")))
+    js["spec"]["startupPolicy"] = {"startupPolicyOrder": "InOrder"}
+    js["spec"]["replicatedJobs"][0]["dependsOn"] = [{"name": "x", "status": "Ready"}]
+    assert any("mutually exclusive" in e for e in k8s_schemas.errors(js))
+
+
 def test_unknown_field_fails_core_kinds():
     objs = _render(kind="indexed-job")
     for obj in objs:
