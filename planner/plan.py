@@ -132,8 +132,8 @@ def why_best(ranked: list[dict[str, Any]]) -> str:
     run = ranked[1]
     diff = [f"{label} {_fmt(run[k])} -> {_fmt(win[k])}" for k, label in _KNOBS if run[k] != win[k]]
     dw, dr = win["train"]["days"], run["train"]["days"]
-    head = (f"The winner ({layout_text(win)}) beats the runner-up ({', '.join(diff) or 'same knobs'}) by "
-            f"{(dr - dw) / dr * 100 if dr else 0:.1f} % ({dw:.1f} vs {dr:.1f} days).")
+    head = (f"The winner ({layout_text(win)}) beats the runner-up by {(dr - dw) / dr * 100 if dr else 0:.1f} % "
+            f"({dw:.2f} vs {dr:.2f} days); from the runner-up to the winner: {', '.join(diff) or 'the same knobs'}.")
     # per-sample seconds of each term: the global batches may differ
     pw = {k: win["step"][k] / win["global_batch"] for k in TERM_WORDS}
     pr = {k: run["step"][k] / run["global_batch"] for k in TERM_WORDS}

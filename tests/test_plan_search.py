@@ -137,7 +137,7 @@ def test_why_best_names_the_differences():
     run = {**base, "recompute": "full", "train": {"days": 12.0},
            "step": {**base["step"], "gemm_s": 0.08, "attention_s": 0.016}}
     text = why_best([base, run])
-    assert "recompute full -> none" in text and "16.7 %" in text
+    assert "recompute full -> none" in text and "16.7 %" in text and "10.00 vs 12.00 days" in text
     assert "10.00 ms more GEMM compute" in text and "2.00 ms more attention compute" in text
 
 
