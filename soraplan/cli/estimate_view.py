@@ -52,14 +52,26 @@ def render(r: dict[str, Any], console: Console | None = None) -> None:
 
     s = r["step"]
     terms = s["terms"]
-    t = _t("Step")
-    t.add_column("term"); t.add_column("seconds", justify="right")
-    for k in ("compute_s", "tp_comm_s", "cp_comm_s", "dp_comm_s", "pp_bubble_s", "pp_p2p_s", "optimizer_s"):
-        t.add_row(k[:-2].replace("_", " "), f"{terms[k]:.3f}")
-    t.add_row("[bold]step[/]", f"[bold]{s['time_s']:.3f}[/]")
-    t.add_row("samples per step", f"{terms['samples_per_step']}")
-    t.add_row("samples/s", f"{s['samples_per_s']:.3f}")
-    t.add_row("efficiency assumed / MFU", f"{terms['efficiency']:.0%} / {s['mfu']:.1%}")
+    t = _t("Step (every term)")
+    t.add_column("term"); t.add_column("seconds", justify="right"); t.add_column("note")
+    rows = [
+        ("compute: GEMM", "gemm_s", f"at {terms.get('gemm_efficiency', terms['efficiency']):.0%} of peak"),
+        ("compute: attention", "attention_s", f"at {terms.get('attention_efficiency', terms['efficiency']):.0%} of peak"),
+        ("compute: elementwise", "elementwise_s", "bytes / HBM bandwidth"),
+        ("compute: recompute", "recompute_s", "recomputed forward"),
+        ("TP communication", "tp_comm_s", "over node" if terms.get("tp_over_node") else "NVLink"),
+        ("CP communication (exposed)", "cp_comm_s", f"of {terms.get('cp_comm_total_s', 0):.3f} s"),
+        ("DP communication (exposed)", "dp_comm_s", f"of {terms.get('dp_comm_total_s', 0):.3f} s"),
+        ("pipeline bubble", "pp_bubble_s", "(p-1)/(v*m)"),
+        ("pipeline p2p", "pp_p2p_s", ""),
+        ("optimizer", "optimizer_s", "Adam state / HBM bandwidth"),
+    ]
+    for label, key, note in rows:
+        if key in terms:
+            t.add_row(label, f"{terms[key]:.3f}", note)
+    t.add_row("[bold]step[/]", f"[bold]{s['time_s']:.3f}[/]", f"{terms['samples_per_step']} samples per step")
+    t.add_row("samples/s", f"{s['samples_per_s']:.3f}", "")
+    t.add_row("MFU", f"{s['mfu']:.1%}", str(terms.get("efficiency_source", "")))
     c.print(t)
 
     tr = r["train"]
