@@ -2,7 +2,7 @@
 
 bytes/parameter (Megatron mixed precision, Adam): param (bf16: 2) + main grad (fp32: 4) +
 master copy (fp32: 4) + 2 Adam moments (fp32: 8) = 18; the distributed optimizer shards the master copy
-and the moments over DP: 6 + 12/dp.
+and the moments over the data-parallel ranks including CP: 6 + 12/(dp*cp).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def memory(spec: Spec) -> Memory:
     opt_per_param = DTYPE_BYTES[k.master_dtype] + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]
     if k.master_dtype == k.param_dtype and k.param_dtype == "fp32":
         opt_per_param = k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]  # no separate master copy
-    optimizer = n * opt_per_param / (p.dp_size if p.distributed_optimizer else 1)
+    # Megatron shards the distributed optimizer over the data-parallel group with context parallel (dp*cp):
+    # CP ranks hold the same parameters.
+    optimizer = n * opt_per_param / (p.dp_size * p.cp if p.distributed_optimizer else 1)
     acts = stage_activations(spec)["total"]
     return Memory(weights, grads, optimizer, acts, hw.buffer_gib * GiB, hw.spec.hbm_gib * GiB)

@@ -354,7 +354,7 @@ class Space:
         acts = per_mb * in_flight * interleave + working
         n = self.params[self.tp_lut[np.minimum(tp, len(self.tp_lut) - 1)], self.pp_lut[np.minimum(pp, len(self.pp_lut) - 1)]]
         weights, grads = n * self.pbytes, n * self.gbytes
-        opt = n * self.opt_per_param / np.where(dist, dp, 1)
+        opt = n * self.opt_per_param / np.where(dist, dp * cp, 1)   # as memory.py: sharded over dp*cp
         total = weights + grads + opt + acts + self.buffers
         mem = {"weights": weights, "grads": grads, "optimizer": opt, "activations": acts, "total": total}
         wi = a * 3 + rc
