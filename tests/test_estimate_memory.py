@@ -43,3 +43,10 @@ def test_unfused_attention_stores_scores():
     unfused = memory(build_spec(flags={**base, "attention_kernel": "unfused"})).activations
     # unfused keeps a*s^2 softmax probabilities per layer: 24 heads/8 x 3072^2 x 2 bytes x 40 layers
     assert unfused - flash > 40 * 3 * 3072**2 * 2 * 0.9
+
+
+def test_distributed_optimizer_shards_over_dp_times_cp():
+    # Megatron's distributed optimizer shards over the data-parallel group with context parallel: dp*cp ranks.
+    a = memory(build_spec(flags={"tp": 8, "cp": 2, "dp": 2, "distributed_optimizer": True}))
+    b = memory(build_spec(flags={"tp": 8, "cp": 2, "dp": 2, "distributed_optimizer": False}))
+    assert a.optimizer * 4 == pytest.approx(b.optimizer)
