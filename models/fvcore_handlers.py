@@ -23,9 +23,6 @@ MEGATRON_LINEAR_OPS = (
     "prim::PythonOp.LinearWithGradAccumulationAndAsyncCommunication",
     "prim::PythonOp.LinearWithFrozenWeight",
 )
-ELEMENTWISE_OPS = ("aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm",
-                   "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d",
-                   "aten::grid_sampler")
 
 
 def _shape(value: Any) -> list[int] | None:
@@ -57,11 +54,15 @@ def sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
 
 
 def handlers() -> dict[str, Any]:
-    h: dict[str, Any] = {name: megatron_linear_macs for name in MEGATRON_LINEAR_OPS}
+    """fvcore's own matmul/conv handlers + ours; no norm or other elementwise handlers."""
+    from fvcore.nn import jit_handles as j
+
+    h: dict[str, Any] = {"aten::addmm": j.addmm_flop_jit, "aten::bmm": j.bmm_flop_jit, "aten::_convolution": j.conv_flop_jit,
+                         "aten::einsum": j.einsum_flop_jit, "aten::matmul": j.matmul_flop_jit,
+                         "aten::mm": j.matmul_flop_jit, "aten::linear": j.linear_flop_jit}
+    h.update({name: megatron_linear_macs for name in MEGATRON_LINEAR_OPS})
     h["aten::baddbmm"] = baddbmm_macs
     h["aten::scaled_dot_product_attention"] = sdpa_macs
-    for name in ELEMENTWISE_OPS:
-        h[name] = None
     return h
 
 
@@ -93,7 +94,7 @@ def fvcore_forward_flops(model: Any, inputs: tuple[Any, ...]) -> dict[str, Any]:
 
     from fvcore.nn import FlopCountAnalysis
 
-    analysis = FlopCountAnalysis(model, inputs).set_op_handle(**handlers())
+    analysis = FlopCountAnalysis(model, inputs).clear_op_handles().set_op_handle(**handlers())
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     with warnings.catch_warnings(), _tensor_state_only():
         warnings.simplefilter("ignore")
@@ -104,6 +105,6 @@ def fvcore_forward_flops(model: Any, inputs: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "forward": 2 * int(total_macs),
         "by_op": {k: 2 * int(v) for k, v in by_op.items()},
-        "by_module": {k: 2 * int(v) for k, v in by_module.items() if k and "." not in k},
+        "by_module": {k: 2 * int(v) for k, v in by_module.items() if k},
         "unsupported": unsupported,
     }

@@ -55,12 +55,10 @@ def _sdpa_cpu_bwd_flops(grad_out_shape, query_shape, key_shape, value_shape, *ar
 
 def custom_flop_mapping() -> dict[Any, Callable[..., int]]:
     """Formulas for ops torch's FlopCounterMode does not register (CPU flash attention)."""
-    from torch.utils.flop_counter import shape_wrapper
-
-    aten = torch.ops.aten
+    aten = torch.ops.aten   # FlopCounterMode wraps these with shape_wrapper itself (they receive shapes)
     return {
-        aten._scaled_dot_product_flash_attention_for_cpu: shape_wrapper(_sdpa_cpu_fwd_flops),
-        aten._scaled_dot_product_flash_attention_for_cpu_backward: shape_wrapper(_sdpa_cpu_bwd_flops),
+        aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_fwd_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_bwd_flops,
     }
 
 
@@ -189,11 +187,19 @@ def record_saved(model: torch.nn.Module) -> Iterator[SavedBytes]:
     seen: dict[int, torch.UntypedStorage] = {}      # keeps storages alive so addresses are never reused
     stack: list[str] = [""]
     handles = []
+
+    def enter(name: str) -> Callable[..., None]:
+        def hook(module: Any, args: Any) -> None:
+            stack.append(name)
+        return hook
+
+    def leave(module: Any, args: Any, output: Any) -> None:   # must return None (else it replaces the output)
+        stack.pop()
+
     for name, mod in model.named_modules():
-        if not name:
-            continue
-        handles.append(mod.register_forward_pre_hook(lambda m, a, n=name: stack.append(n)))
-        handles.append(mod.register_forward_hook(lambda m, a, o: stack.pop()))
+        if name:
+            handles.append(mod.register_forward_pre_hook(enter(name)))
+            handles.append(mod.register_forward_hook(leave))
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         key = _storage_key(t)
