@@ -112,7 +112,7 @@ def _load_one(path: Path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
             k = f"opt.{tag}.{names[id(p)]}.step"
             if k in state and not torch.is_tensor(st.get("step")):
                 st["step"] = state[k]
-    return json.loads((path / "meta.json").read_text())
+    return {**json.loads((path / "meta.json").read_text()), "path": str(path)}
 
 
 def _agree(ok: bool) -> bool:
