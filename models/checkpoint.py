@@ -115,10 +115,21 @@ def _load_one(path: Path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     return {**json.loads((path / "meta.json").read_text()), "path": str(path)}
 
 
+def _reraise_interrupts(e: BaseException) -> None:
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        raise e
+
+
 def _agree(ok: bool) -> bool:
     flag = torch.tensor([1 if ok else 0])
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def _why(err: BaseException) -> str:
+    """One short line: the innermost error of a DCP CheckpointException (its text is a traceback)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1].strip() if text else ''}"[:200]
 
 
 def load(path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
@@ -131,10 +142,11 @@ def load(path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     err = None
     try:
         meta = _load_one(path, model, optimizer, tp_rank, pp_rank)
-    except Exception as e:  # noqa: BLE001
+    except BaseException as e:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
+        _reraise_interrupts(e)
         err, meta = e, {}
     if not _agree(err is None):
-        raise UserError(f"resume: checkpoint {path} is corrupted or unreadable ({type(err).__name__ if err else 'on another rank'}: {err or ''})")
+        raise UserError(f"resume: checkpoint {path} is corrupted or unreadable ({_why(err) if err else 'unreadable on another rank'})")
     return meta
 
 
@@ -150,11 +162,12 @@ def load_latest(run_dir, model, optimizer, tp_rank: int, pp_rank: int, log=None)
         err = None
         try:
             meta = _load_one(path, model, optimizer, tp_rank, pp_rank)
-        except Exception as e:  # noqa: BLE001
+        except BaseException as e:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
+            _reraise_interrupts(e)
             err, meta = e, None
         if _agree(err is None):
             return meta
         if dist.get_rank() == 0 or err is not None:
-            why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}" if err else "unreadable on another rank"
+            why = _why(err) if err else "unreadable on another rank"
             log(f"warning: checkpoint {path} is corrupted ({why[:200]}); falling back to the previous complete checkpoint")
     return None

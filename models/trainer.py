@@ -205,7 +205,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
             total = torch.zeros(())
             for micro in range(microbatches):
                 batch = {k: v.to(device) for k, v in loader.batch(step, micro, microbatches).items()}
-                g = step_generator(args.seed, step, micro, dp_rank, 1)
+                g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
                 with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss = training_loss(model, batch, args.objective, generator=g) / microbatches
                 loss.backward()
