@@ -5,7 +5,6 @@ gloo processes. With spec flags (or --config): that one spec. `--device cuda`: t
 time, achieved TFLOP/s) that writes a calibration file. Exit 1 when any comparison is out of tolerance.
 """
 
-from __future__ import annotations
 
 import datetime
 import os
@@ -25,7 +24,7 @@ def _machine() -> dict[str, Any]:
             "platform": platform.platform(terse=True)}
 
 
-def _fmt(x: float | None, unit: str) -> str:
+def _fmt(x: Optional[float], unit: str) -> str:
     if x is None:
         return "-"
     if unit == "B" and abs(x) >= 1024**2:
