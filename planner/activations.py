@@ -183,8 +183,48 @@ def layer_input_term(spec: Spec) -> Term:
     return Term(spec.model.hidden * spec.kernels.act_bytes, 0.0, "d")
 
 
+def outside_terms(spec: Spec) -> dict[str, Term]:
+    """What the model saves outside its transformer layers, once per micro-batch (the embedders on every
+    stage, the patch embedding on the first, the final layer and the loss on the last; all on whole
+    sequences, not TP/SP shards). pp = 1: all of them; pp > 1: the first (most loaded) stage's.
+
+      t_embedder      Linear(256, h) keeps the frequencies, SiLU its input, Linear(h, h) the SiLU output
+      class_embed     the int64 labels (the embedding's backward)
+      t_block         adaLN single: SiLU keeps c, Linear(h, 6h) keeps SiLU(c)
+      text_proj       fc1 keeps the text states [T, D], GELU its input, fc2 the GELU output
+      patch_embed     Conv3d keeps the noised latents, cast to the activation dtype
+      final_layer     LayerNorm input + stats, (1 + scale) and x_norm when modulated, SiLU(c) for
+                      per-block adaLN, and the input of the output Linear
+      loss            (out - target) in fp32, kept by the square: C latent channels x patch volume / token
+    """
+    m, k, v, p = spec.model, spec.kernels, spec.video, spec.parallel
+    h, B = m.hidden, k.act_bytes
+    stats = 2 * (B if k.cpu_semantics else FP32)
+    modulated = m.adaln != "none"
+    pv_c = v.patch_volume * v.latent_channels
+    out: dict[str, Term] = {"embed.t_embedder": Term(0.0, (m.timestep_freq_dim + 2 * h) * B, "1")}
+    if m.conditioning == "class":
+        out["embed.class_labels"] = Term(0.0, 8.0, "1")
+    if m.adaln == "single":
+        out["embed.t_block"] = Term(0.0, 2 * h * B, "1")
+    if m.cross_attn:
+        out["embed.text_proj"] = Term(0.0, v.text_tokens * (v.text_dim + 2 * h) * B, "1")
+    out["embed.patch_input"] = Term(pv_c * B, 0.0, "1")
+    if p.pp > 1:
+        return out
+    out["final.norm_input"] = Term(h * B + stats, 0.0, "1")
+    if modulated:
+        out["final.x_norm"] = Term(h * B, h * B, "1")        # x_norm per token, (1 + scale) per sample
+    if m.adaln == "per-block":
+        out["final.adaln_input"] = Term(0.0, h * B, "1")     # SiLU(c) kept by Linear(h, 2h)
+    out["final.linear_input"] = Term(h * B, 0.0, "1")
+    out["loss.diff"] = Term(pv_c * FP32, 0.0, "1")
+    return out
+
+
 def shared_terms(spec: Spec) -> dict[str, Term]:
-    """Tensors saved once per micro-batch and shared by every layer of a stage (one storage, many savers).
+    """Tensors saved once per micro-batch (not per layer): one storage kept by every layer of a stage,
+    and what the model keeps outside its layers (`outside_terms`, names "embed.*", "final.*", "loss.*").
 
       text_states   the projected text [T, B, h]: every layer's linear_kv input
       text_mask     the bool padding mask [B, 1, 1, T] (the model always gets one with text): kept by the
@@ -203,6 +243,7 @@ def shared_terms(spec: Spec) -> dict[str, Term]:
         out["adaln_cond"] = Term(0.0, m.hidden * B, "1")
     elif m.adaln == "single" and p.recompute == "full":
         out["adaln_cond"] = Term(0.0, 6 * m.hidden * B, "1")
+    out.update(outside_terms(spec))
     return out
 
 
