@@ -100,6 +100,12 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
     from .measure_run import measure_spec
     from .measure_tp import run_tp
 
+    from soraplan.planner.errors import UserError
+
+    p = spec.parallel
+    if p.pp > 1 or p.cp > 1:
+        raise UserError(f"parallel: validate measures one pipeline stage without context parallelism (pp=1, cp=1); "
+                        f"got pp={p.pp}, cp={p.cp}")
     small = total_params(spec) <= 50_000_000 and spec.seq_len <= 4096
     device = "cpu" if small else "meta"
     d = spec.model_dump()
@@ -107,10 +113,11 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
     d["kernels"]["cpu_semantics"] = device == "cpu"
     spec = Spec.model_validate(d)
     name = f"{spec.name} ({device})"
+    if spec.parallel.tp > 1 and not small:
+        raise UserError("parallel.tp: TP ranks are measured in gloo processes on this CPU, for models up to "
+                        "50M parameters and 4,096 tokens; validate the large model with tp=1 (meta device)")
     progress(name)
     if spec.parallel.tp > 1:
-        if not small:
-            return [], [{"config": name, "error": "TP ranks are measured on CPU only for small models"}]
         return tp_rows(name, spec, run_tp([spec])[0]), []
     rows = rows_for(name, spec, measure_spec(spec, device, fvcore=device != "meta"))
     if device == "meta" and spec.kernels.dropout > 0:
