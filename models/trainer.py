@@ -92,9 +92,9 @@ def check_layout(spec, world: int) -> None:
     from soraplan.planner.errors import UserError
 
     p = spec.parallel
-    if p.pp > 1:
-        raise UserError(f"parallel.pp: training runs pp=1 only (got pp={p.pp}); pipeline parallelism is planned "
-                        "analytically; the model has no pipeline-stage split and megatron's schedules are not wired")
+    if p.vpp > 1:
+        raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp}); "
+                        "training runs megatron's non-interleaved 1F1B schedule")
     if p.cp > 1:
         raise UserError(f"parallel.cp: training runs cp=1 only (got cp={p.cp}); context parallelism is planned analytically")
     if world != p.world:
@@ -114,7 +114,8 @@ def run(spec, args: TrainArgs, out=None) -> int:
     from . import checkpoint as ckpt
     from .build import build_model
     from .data import Loader, ShardDataset, step_generator
-    from .loss import training_loss
+    from .loss import diffusion_inputs, drop_labels, model_kwargs, training_loss
+    from .pipeline import pipeline_step
     from .parallel import dist_env, initialize
     from .shims import seed_model_parallel_rng
     from .train_loop import finalize_grads
@@ -174,7 +175,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
     peak = spec.hardware.spec.peak_tflops
     log_path = run_dir / "log.jsonl"
     status = run_dir / "status.json"
-    say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, dp {dp_size}) | {device} | "
+    say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, pp {spec.parallel.pp}, dp {dp_size}) | {device} | "
         f"global batch {global_batch} | steps {start}->{args.steps}")
     say(f"soraplan train: logs -> {log_path}, checkpoints -> {ckpt.ckpt_root(run_dir)}, status -> {status}")
 
@@ -203,7 +204,17 @@ def run(spec, args: TrainArgs, out=None) -> int:
             seed_model_parallel_rng((args.seed * 1_000_003 + step * 7 + dp_rank) % (2 ** 31))
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros(())
-            for micro in range(microbatches):
+            if spec.parallel.pp > 1:      # megatron's 1F1B schedule over the pipeline stages
+                items = []
+                for micro in range(microbatches):
+                    batch = {k: v.to(device) for k, v in loader.batch(step, micro, microbatches).items()}
+                    g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
+                    x_t, ts, target = diffusion_inputs(batch, args.objective, g)
+                    if model.class_cond:
+                        batch = drop_labels(batch, spec.model.num_classes, g)
+                    items.append(({"latents": x_t, "timesteps": ts, **model_kwargs(batch)}, target))
+                total = pipeline_step(model, spec, items, amp_dtype, device)
+            for micro in range(microbatches if spec.parallel.pp == 1 else 0):
                 batch = {k: v.to(device) for k, v in loader.batch(step, micro, microbatches).items()}
                 g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
                 with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):

@@ -51,6 +51,21 @@ def test_two_process_tp2_run_finishes_and_logs(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_process_pp2_runs_the_1f1b_schedule_and_resumes(tmp_path):
+    from megatron_fixtures import torchrun
+
+    run = tmp_path / "pp"
+    args = ["-m", "soraplan", "train", "--tiny", "--pp", "2", "--save-every", "2", "--run-dir", str(run)]
+    r = torchrun(2, [*args, "--steps", "2"])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "pp 2" in r.stdout and "global batch 8" in r.stdout        # 4 x pp micro-batches by default
+    r = torchrun(2, [*args, "--steps", "3"])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "resumed from step 2" in r.stdout
+    assert sorted(_losses(run)) == [1, 2, 3] and (run / "done").exists()
+
+
+@pytest.mark.slow
 def test_two_process_dp2_equals_one_process_accumulating_the_global_batch(megatron_pg, tmp_path):
     """DP gradient averaging: 2 ranks x 1 sample == 1 process x 2 micro-batches (same samples, same noise)."""
     from megatron_fixtures import torchrun
@@ -138,5 +153,7 @@ def test_wrong_shard_shapes_and_layout_errors(megatron_pg, tmp_path):
     assert r.exit_code == 2 and "missing text_mask, text_states" in r.output
     r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r2"), "--tp", "2"])
     assert r.exit_code == 2 and "needs 2 processes" in r.output
-    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r3"), "--pp", "2"])
-    assert r.exit_code == 2 and "parallel.pp" in r.output
+    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r3"), "--pp", "2", "--vpp", "2"])
+    assert r.exit_code == 2 and "parallel.vpp" in r.output
+    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r4"), "--cp", "2"])
+    assert r.exit_code == 2 and "parallel.cp" in r.output
