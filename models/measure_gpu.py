@@ -172,6 +172,9 @@ def _fit_and_time(spec_at: Callable[[int], Any], max_layers: int, capacity: floa
             return spec, _timed_layout(spec, steps, progress)
         except torch.cuda.OutOfMemoryError:
             progress(f"out of memory at {n} layers (the planner said it fits): retrying with fewer")
+            import gc
+
+            gc.collect()
             torch.cuda.empty_cache()
             n = max(1, int(n * 0.75))
     raise GpuValidationError("out of memory even after reducing the layer count 4 times")
@@ -218,6 +221,8 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
     """Measure on the visible GPU; returns {"rows": [Row], "calibration": {...}}."""
     import torch
 
+    if steps < 1:
+        raise GpuValidationError(f"--steps: at least 1 timed step, got {steps}")
     from soraplan.planner.flops import flops
     from soraplan.planner.hardware import resolve_gpu
     from soraplan.planner.memory import memory

@@ -82,3 +82,16 @@ def test_cli_exit_codes(megatron_pg, monkeypatch):
     bad = runner.invoke(app, ["validate", *SMALL])
     assert bad.exit_code == 1
     assert "FAIL" in bad.stdout
+
+
+def test_missing_outside_term_fails_the_micro_batch_not_the_block(megatron_pg, monkeypatch):
+    import soraplan.planner.activations as act
+
+    original = act.outside_terms
+
+    def without_final_layer(spec):                      # forget what the final layer keeps
+        return {k: v for k, v in original(spec).items() if not k.startswith("final.")}
+
+    monkeypatch.setattr(act, "outside_terms", without_final_layer)
+    failed = {r.quantity for r in _base_rows() if not r.ok}
+    assert failed == {"saved bytes, whole micro-batch"}
