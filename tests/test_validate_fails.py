@@ -95,3 +95,27 @@ def test_missing_outside_term_fails_the_micro_batch_not_the_block(megatron_pg, m
     monkeypatch.setattr(act, "outside_terms", without_final_layer)
     failed = {r.quantity for r in _base_rows() if not r.ok}
     assert failed == {"saved bytes, whole micro-batch"}
+
+
+def test_wrong_tp_divisor_fails_the_rank_comparison(monkeypatch):
+    """TP=2 + SP in 2 gloo processes: a term declared replicated that is really split over TP fails."""
+    import soraplan.planner.activations as act
+    from soraplan.models.measure_compare import tp_rows
+    from soraplan.models.measure_matrix import MATRIX, spec_for
+    from soraplan.models.measure_tp import run_tp
+
+    case = next(c for c in MATRIX if c.device == "tp" and c.flags["sequence_parallel"])
+    spec = spec_for(case)
+    ranks = run_tp([spec])[0]
+    assert all(r.ok for r in tp_rows(case.name, spec, ranks))
+    original = act.layer_terms
+
+    def gelu_not_split(spec, layer=0):
+        terms = dict(original(spec, layer))
+        t = terms["mlp.gelu_input"]
+        terms["mlp.gelu_input"] = act.Term(t.per_token, t.per_sample, "1")   # wrong: fc1's output is TP-split
+        return terms
+
+    monkeypatch.setattr(act, "layer_terms", gelu_not_split)
+    failed = {r.quantity for r in tp_rows(case.name, spec, ranks) if not r.ok}
+    assert "rank 0 saved bytes, transformer block" in failed and "rank 1 saved bytes, whole micro-batch" in failed
