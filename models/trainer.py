@@ -32,7 +32,7 @@ SIGNAL_AT_STEP_ENV = "SORAPLAN_TRAIN_SIGNAL_AT_STEP"   # tests: deliver SIGTERM 
 
 def tiny_spec(spec):
     """The same layout (tp, pp, cp, dp, attention kind, adaLN, conditioning) at seconds-per-step size:
-    2 layers (or pp), 4*tp heads of 16, 16 frames at 64x64 (32 tokens, 16 for images), 8 text tokens of 32,
+    2 layers (or pp*vpp), 4 heads of 16 (hidden 64; tp heads when tp > 4), 16 frames at 64x64 (32 tokens, 16 for images), 8 text tokens of 32,
     fp32 on CPU."""
     from soraplan.planner.spec import Spec
 
@@ -40,7 +40,7 @@ def tiny_spec(spec):
 
     d = spec.model_dump()
     p, m, v, k = d["parallel"], d["model"], d["video"], d["kernels"]
-    heads = 2 * p["tp"]
+    heads = p["tp"] * max(1, 4 // p["tp"])                  # 4 heads (hidden 64) up to tp=4, tp heads beyond
     m.update(layers=max(2, p["pp"] * p["vpp"]), heads=heads, hidden=16 * heads, ffn_hidden=64 * heads,
              name=f"{m['name']}-tiny", num_classes=min(m["num_classes"], 10), long_skip=False, tokens_in_sequence=0)
     image = v["frames"] == 1
