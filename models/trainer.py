@@ -139,6 +139,8 @@ def run(spec, args: TrainArgs, out=None) -> int:
         if int(info.get("steps", 0)) >= args.steps:
             say(f"soraplan train: {run_dir} already finished at step {info.get('step')} (done marker); nothing to do")
             return EXIT_FINISHED
+    if args.resume == "never" and ckpt.complete_checkpoints(run_dir):
+        raise UserError(f"resume: {run_dir} already holds checkpoints; use --resume auto to continue or a new --run-dir")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         if done.exists():
@@ -178,6 +180,8 @@ def run(spec, args: TrainArgs, out=None) -> int:
     say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, pp {spec.parallel.pp}, dp {dp_size}) | {device} | "
         f"global batch {global_batch} | steps {start}->{args.steps}")
     say(f"soraplan train: logs -> {log_path}, checkpoints -> {ckpt.ckpt_root(run_dir)}, status -> {status}")
+    if dp_size > 1 and spec.parallel.distributed_optimizer:
+        say("soraplan train: note: AdamW state is replicated over DP (the distributed optimizer is planned, not used here)")
 
     _Stop.requested = False
     old = {s: signal.signal(s, _Stop.handler) for s in (signal.SIGTERM, signal.SIGUSR2)}

@@ -127,6 +127,9 @@ def test_resume_path_without_marker_is_a_clear_error(megatron_pg, tmp_path):
     r = _train(["--steps", "2", "--run-dir", str(tmp_path / "run"), "--resume", str(bad)])
     assert r.exit_code == 2
     assert "not a complete checkpoint" in r.output
+    assert _train(["--steps", "1", "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "run"), "--resume", "never"])
+    assert r.exit_code == 2 and "already holds checkpoints" in r.output
 
 
 def test_shards_train_and_bad_shard_names_the_file(megatron_pg, tmp_path):
