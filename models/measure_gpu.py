@@ -121,7 +121,9 @@ def _mixed_precision(model):
     return step
 
 
-def _timed_layout(spec, steps: int, progress: Callable[[str], None]) -> dict[str, Any]:
+def _timed_layout(spec, steps: int, progress: Callable[[str], None], device: str = "cuda") -> dict[str, Any]:
+    """Build, warm up 2 steps, time `steps` (median); peak allocator memory over the timed steps.
+    (`device` is "cuda" in use; the tests run this loop on CPU with the CUDA memory calls stubbed.)"""
     import torch
 
     from .build import build_model
@@ -129,11 +131,11 @@ def _timed_layout(spec, steps: int, progress: Callable[[str], None]) -> dict[str
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model = build_model(spec, device="cuda", seed=0)
+    model = build_model(spec, device=device, seed=0)
     model.train()
     step_opt = _mixed_precision(model)
     g = torch.Generator().manual_seed(0)
-    batch = synthetic_batch(spec, 1, "cuda", g)
+    batch = synthetic_batch(spec, 1, device, g)
     fb_times, step_times, peaks = [], [], []
     for i in range(2 + steps):
         torch.cuda.synchronize()
