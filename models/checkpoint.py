@@ -43,9 +43,15 @@ def complete_checkpoints(run_dir) -> list[Path]:
     return sorted(out, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
 
+def _local(optimizer):
+    """The optimizer holding this rank's state (ZeroRedundancyOptimizer: its local AdamW shard)."""
+    return getattr(optimizer, "optim", optimizer)
+
+
 def _state(model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     tag = f"tp{tp_rank}pp{pp_rank}"
     state = {f"model.{tag}.{n}": p.data for n, p in model.named_parameters()}
+    optimizer = _local(optimizer)   # ZeRO: each DP rank saves (and loads) the state of the params it owns
     names = {id(p): n for n, p in model.named_parameters()}
     for group in optimizer.param_groups:
         for p in group["params"]:
@@ -59,6 +65,7 @@ def _state(model, optimizer, tp_rank: int, pp_rank: int) -> dict:
 
 def ensure_optimizer_state(optimizer) -> None:
     """Materialise AdamW state (zeros) so a fresh optimizer has the keys a checkpoint loads into."""
+    optimizer = _local(optimizer)
     for group in optimizer.param_groups:
         for p in group["params"]:
             st = optimizer.state[p]
@@ -106,9 +113,9 @@ def _load_one(path: Path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     dcp.load(state, checkpoint_id=str(path))
     names = {id(p): n for n, p in model.named_parameters()}
     tag = f"tp{tp_rank}pp{pp_rank}"
-    for group in optimizer.param_groups:           # python-number steps are not updated in place
+    for group in _local(optimizer).param_groups:   # python-number steps are not updated in place
         for p in group["params"]:
-            st = optimizer.state[p]
+            st = _local(optimizer).state[p]
             k = f"opt.{tag}.{names[id(p)]}.step"
             if k in state and not torch.is_tensor(st.get("step")):
                 st["step"] = state[k]

@@ -151,7 +151,14 @@ def run(spec, args: TrainArgs, out=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_model(spec, device=device, dtype=torch.float32, seed=args.seed)   # fp32 master weights
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    if dp_size > 1 and spec.parallel.distributed_optimizer:
+        # ZeRO-1: AdamW state sharded over the DP group, updated params broadcast by their owner
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.AdamW,
+                                            process_group=ps.get_data_parallel_group(), lr=args.lr, weight_decay=0.0)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.kernels.activation_dtype)
 
     start = 0
@@ -180,8 +187,9 @@ def run(spec, args: TrainArgs, out=None) -> int:
     say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, pp {spec.parallel.pp}, dp {dp_size}) | {device} | "
         f"global batch {global_batch} | steps {start}->{args.steps}")
     say(f"soraplan train: logs -> {log_path}, checkpoints -> {ckpt.ckpt_root(run_dir)}, status -> {status}")
-    if dp_size > 1 and spec.parallel.distributed_optimizer:
-        say("soraplan train: note: AdamW state is replicated over DP (the distributed optimizer is planned, not used here)")
+    if dp_size > 1:
+        say("soraplan train: optimizer: " + ("AdamW state sharded over DP (ZeroRedundancyOptimizer, --distributed-optimizer)"
+                                             if spec.parallel.distributed_optimizer else "AdamW replicated over DP"))
 
     _Stop.requested = False
     old = {s: signal.signal(s, _Stop.handler) for s in (signal.SIGTERM, signal.SIGUSR2)}

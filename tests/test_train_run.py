@@ -82,6 +82,23 @@ def test_two_process_dp2_equals_one_process_accumulating_the_global_batch(megatr
     assert all(abs(a[k] - b[k]) <= 1e-5 * abs(b[k]) for k in a), (a, b)
 
 
+@pytest.mark.slow
+def test_dp2_distributed_optimizer_resume_reproduces_the_curve(tmp_path):
+    """ZeRO-sharded AdamW state goes through DCP: a dp=2 run stopped by SIGTERM and resumed == uninterrupted."""
+    from megatron_fixtures import torchrun
+
+    from soraplan.models.trainer import EXIT_PREEMPTED, SIGNAL_AT_STEP_ENV
+
+    common = ["-m", "soraplan", "train", "--tiny", "--dp", "2", "--steps", "4", "--save-every", "2"]
+    assert torchrun(2, [*common, "--run-dir", str(tmp_path / "a")]).returncode == 0
+    r = torchrun(2, [*common, "--run-dir", str(tmp_path / "b")], env={SIGNAL_AT_STEP_ENV: "2"})
+    assert r.returncode != 0 and json.loads((tmp_path / "b" / "status.json").read_text())["state"] == "preempted"
+    assert f"exit {EXIT_PREEMPTED}" in r.stdout
+    r = torchrun(2, [*common, "--run-dir", str(tmp_path / "b")])
+    assert r.returncode == 0 and "resumed from step 3" in r.stdout and "sharded over DP" in r.stdout, r.stdout[-2000:]
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
 def test_resume_after_sigterm_reproduces_uninterrupted_curve(megatron_pg, tmp_path, monkeypatch):
     from soraplan.models.trainer import EXIT_PREEMPTED, SIGNAL_AT_STEP_ENV
 
