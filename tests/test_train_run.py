@@ -51,6 +51,29 @@ def test_two_process_tp2_run_finishes_and_logs(tmp_path):
 
 
 @pytest.mark.slow
+def test_srun_variables_launch_a_tp2_run(tmp_path):
+    """Slurm launch (no torchrun): SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID + MASTER_ADDR/MASTER_PORT."""
+    import subprocess
+    import sys
+
+    from megatron_fixtures import free_port
+
+    port = str(free_port())
+    procs = []
+    for rank in range(2):
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        env.update(SLURM_PROCID=str(rank), SLURM_NTASKS="2", SLURM_LOCALID=str(rank), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=port, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+        procs.append(subprocess.Popen([sys.executable, "-m", "soraplan", "train", "--tiny", "--tp", "2", "--steps", "2",
+                                       "--run-dir", str(tmp_path / "run"), "--resume", "auto"],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:]
+    assert "2 processes (tp 2" in outs[0]
+    assert (tmp_path / "run" / "done").exists()
+
+
+@pytest.mark.slow
 def test_two_process_pp2_runs_the_1f1b_schedule_and_resumes(tmp_path):
     from megatron_fixtures import torchrun
 
