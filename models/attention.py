@@ -12,10 +12,13 @@ Layer parity is 0-based (Megatron's layer_number is 1-based), the same as planne
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
+
 
 def group_tokens(x: torch.Tensor, grid, kind: str, window, layer0: int) -> tuple[torch.Tensor, tuple]:
     """[S, B, n, d] -> [s_g, B*G, n, d] (tokens of one group contiguous along dim 0)."""
@@ -96,8 +99,6 @@ class VideoCoreAttention(MegatronModule):
 
                 ctx = tensor_parallel.get_cuda_rng_tracker().fork()
             else:
-                import contextlib
-
                 ctx = contextlib.nullcontext()
             with ctx:
                 o = F.scaled_dot_product_attention(
