@@ -228,7 +228,7 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
     from soraplan.planner.flops import flops
     from soraplan.planner.hardware import resolve_gpu
     from soraplan.planner.memory import memory
-    from soraplan.planner.step import step_time
+    from soraplan.planner.step import op_efficiency, step_time
 
     from .measure_compare import Row
 
@@ -254,7 +254,8 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
             Row(name, "max_memory_allocated vs planned (no buffer allowance)", m["max_memory_allocated"], planned,
                 GPU_MEMORY_TOL, "B"),
             Row(name, "forward+backward time", m["fwd_bwd_s"], None, None, "s"),
-            Row(name, f"step time (planner at efficiency {spec.hardware.efficiency:.2f})", m["step_s"], predicted_step,
+            Row(name, f"step time (planner at GEMM {op_efficiency(spec).gemm:.2f}, attention {op_efficiency(spec).attention:.2f})",
+                m["step_s"], predicted_step,
                 None, "s"),
             Row(name, "achieved TFLOP/s (hardware FLOPs)", achieved / 1e12, None, None, "TFLOP/s"),
         ]

@@ -96,7 +96,7 @@ def test_plan_curriculum_default():
 def test_estimate_still_works():
     r = runner.invoke(app, ["estimate", "--frames", "960", "--res", "256", "--tp", "8"])
     assert r.exit_code == 0, r.output
-    assert "efficiency assumed / MFU" in r.output
+    assert "Step (every term)" in r.output and "MFU" in r.output
 
 
 def test_progress_bar_only_after_a_second(capsys):

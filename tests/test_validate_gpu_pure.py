@@ -41,7 +41,7 @@ def test_calibration_roundtrip_with_the_planner(tmp_path):
     data = json.loads(path.read_text())
     assert data["source"] == "soraplan validate --device cuda" and data["device"].startswith("NVIDIA")
     assert set(data) >= {"gpu", "efficiency", "gemm_efficiency", "attention_efficiency", "date", "measured"}
-    assert load_calibration(str(path), "h100-sxm") == pytest.approx(0.4123)
+    assert load_calibration(str(path), "h100-sxm") == pytest.approx({"efficiency": 0.4123, "gemm": 0.7, "attention": 0.5})
     with pytest.raises(ValueError):
         load_calibration(str(path), "a100-80g")
 
@@ -145,4 +145,4 @@ def test_run_assembles_rows_and_calibration(monkeypatch, tmp_path):
     assert cal["gpu"] == "h100-sxm" and 0 < cal["efficiency"] <= 1 and cal["measured"]["recompute_full"]["layers"] == 4
     path = tmp_path / "c.json"
     measure_gpu.write_calibration(path, cal)
-    assert load_calibration(str(path), "h100-sxm") == cal["efficiency"]
+    assert load_calibration(str(path), "h100-sxm")["efficiency"] == cal["efficiency"]
