@@ -1,0 +1,438 @@
+"""The HTML capacity report: formats `planner.report_data.gather(...)` into one self-contained page.
+
+Pure text building: no planning number is computed here (they all come from the dict), no file is written.
+plotly is imported inside `render_html` only. Every user-provided string is escaped with `esc` for HTML and
+with `ptxt` before it goes into a chart (plotly reads a little HTML in its labels); chart JSON is embedded
+in `<script type="application/json">` with `<`, `>` and `&` written as \\u escapes, so no string can close
+the script element. plotly.js is inlined exactly once, in the page head.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import string
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+MEM_COLORS = {"weights": "#3b6ea8", "grads": "#7fa7d6", "optimizer": "#e39b3b", "activations": "#cf5c5c",
+              "buffers": "#a3a3a3"}
+ACCENT, ACCENT2, OK, WARN, BAD = "#1f5fa8", "#d9822b", "#2e8540", "#c77700", "#b3261e"
+FONT = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+PP_COLORS = ["#dbe8f6", "#fbe3cc", "#d8efdc", "#f3d6e4", "#e6def5", "#fff2b3", "#d7f0f2", "#eee0d2"]
+
+
+# ------------------------------------------------------------------------------------------ formatting
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def ptxt(x: Any) -> str:
+    """A user string as plotly label text: plotly renders a few HTML tags, so escape them (it shows entities)."""
+    return html.escape(str(x), quote=False)
+
+
+def f_days(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.1f}"
+
+
+def f_int(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def f_usd(x: float | None) -> str:
+    if x is None:
+        return "—"
+    if abs(x) >= 1e6:
+        return f"${x / 1e6:,.2f} M"
+    return f"${x:,.0f}"
+
+
+def f_pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.0%}"
+
+
+def f_num(x: Any) -> str:
+    if isinstance(x, bool) or x is None:
+        return esc("—" if x is None else ("yes" if x else "no"))
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x != 0 and (abs(x) >= 1e7 or abs(x) < 1e-3):
+            return f"{x:.4g}"
+        return f"{x:,.4g}" if abs(x) < 1e4 else f"{x:,.0f}"
+    return esc(x)
+
+
+def short_layout(e: dict[str, Any]) -> str:
+    vpp = f"v{e['vpp']}" if e.get("vpp", 1) > 1 else ""
+    rc = {"none": "", "selective": " sel-rc", "full": " full-rc"}.get(e.get("recompute", "none"), "")
+    return f"TP{e['tp']}·PP{e['pp']}{vpp}·CP{e['cp']}·DP{e['dp']} mb{e.get('micro_batch', 1)}{rc}"
+
+
+# -------------------------------------------------------------------------------------------- figures
+def _layout(**kw: Any) -> dict[str, Any]:
+    base = {"font": {"family": FONT, "size": 13, "color": "#222"}, "paper_bgcolor": "white", "plot_bgcolor": "white",
+            "margin": {"l": 70, "r": 30, "t": 30, "b": 60}, "height": 380,
+            "legend": {"orientation": "h", "y": -0.2, "x": 0}, "hoverlabel": {"font": {"family": FONT}}}
+    base.update(kw)
+    return base
+
+
+def _axis(title: str, **kw: Any) -> dict[str, Any]:
+    return dict({"title": {"text": title}, "gridcolor": "#e8e8e8", "zeroline": False, "linecolor": "#999"}, **kw)
+
+
+def fig_counts(d: dict[str, Any]) -> dict[str, Any] | None:
+    rows = [r for r in d["counts"] if r["fits"]]
+    if not rows:
+        return None
+    x = [r["gpus"] for r in rows]
+    data: list[dict[str, Any]] = [
+        {"type": "scatter", "mode": "lines+markers", "name": "wall-clock days", "x": x, "y": [r["days"] for r in rows],
+         "line": {"color": ACCENT, "width": 3}, "marker": {"size": 9},
+         "hovertemplate": "%{x} GPUs: %{y:.1f} days<extra></extra>"},
+        {"type": "scatter", "mode": "lines+markers", "name": "cost (USD)", "x": x, "y": [r["cost_usd"] for r in rows],
+         "yaxis": "y2", "line": {"color": ACCENT2, "width": 2, "dash": "dot"}, "marker": {"size": 7},
+         "hovertemplate": "%{x} GPUs: $%{y:,.0f}<extra></extra>"},
+    ]
+    rec = [r for r in rows if r["recommended"]]
+    if rec:
+        data.append({"type": "scatter", "mode": "markers", "name": "recommended", "x": [rec[0]["gpus"]],
+                     "y": [rec[0]["days"]], "marker": {"symbol": "star", "size": 22, "color": OK,
+                                                       "line": {"color": "white", "width": 1}},
+                     "hovertemplate": "recommended: %{x} GPUs, %{y:.1f} days<extra></extra>"})
+    shapes, annotations = [], []
+    if d["deadline_days"] is not None:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": d["deadline_days"],
+                       "y1": d["deadline_days"], "line": {"color": BAD, "width": 2, "dash": "dash"}})
+        annotations.append({"xref": "paper", "x": 1, "xanchor": "right", "yref": "y", "y": d["deadline_days"],
+                            "yanchor": "bottom", "text": f"deadline {d['deadline_days']:g} days", "showarrow": False,
+                            "font": {"color": BAD}})
+    if rec:
+        annotations.append({"x": rec[0]["gpus"], "y": rec[0]["days"], "text": "recommended", "showarrow": True,
+                            "arrowhead": 0, "ay": -36, "font": {"color": OK}})
+    ymax = max([r["days"] for r in rows] + [d["deadline_days"] or 0]) * 1.15
+    return {"data": data, "layout": _layout(
+        xaxis=_axis("GPUs", tickvals=x), yaxis=_axis("wall-clock days", rangemode="tozero", range=[0, ymax]),
+        yaxis2=_axis("cost (USD)", overlaying="y", side="right", rangemode="tozero", showgrid=False, tickprefix="$"),
+        shapes=shapes, annotations=annotations, margin={"l": 70, "r": 80, "t": 30, "b": 60})}
+
+
+def fig_memory(d: dict[str, Any]) -> dict[str, Any] | None:
+    tops = d["top_layouts"]
+    if not tops:
+        return None
+    labels = [f"#{i + 1} {short_layout(e)}" for i, e in enumerate(tops)]
+    data = [{"type": "bar", "name": part, "x": labels, "y": [e["memory_gib"][part] for e in tops],
+             "marker": {"color": MEM_COLORS[part]}, "hovertemplate": f"{part}: %{{y:.1f}} GiB<extra></extra>"}
+            for part in MEM_COLORS]
+    cap = tops[0]["memory_gib"]["capacity"]
+    data.append({"type": "scatter", "mode": "lines", "name": f"HBM capacity ({cap:g} GiB)", "x": labels,
+                 "y": [cap] * len(labels), "line": {"color": BAD, "width": 2, "dash": "dash"},
+                 "hovertemplate": "capacity %{y:.0f} GiB<extra></extra>"})
+    top = max(max(e["memory_gib"]["total"] for e in tops), cap) * 1.1
+    return {"data": data, "layout": _layout(barmode="stack", xaxis=_axis(""), yaxis=_axis("GiB per GPU", range=[0, top]),
+                                            height=400, margin={"l": 70, "r": 30, "t": 20, "b": 40})}
+
+
+def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
+    rows = d["attention"]
+    if len(rows) < 2:
+        return None
+    names = [ptxt(r["attention"]) for r in rows]
+    colors = [ACCENT, ACCENT2, OK, "#7a5195"][: len(rows)]
+    panels = [("forward TFLOP per clip", [r["forward_flops"] / 1e12 for r in rows], "%{y:,.0f} TFLOP"),
+              ("activation memory, GiB per GPU", [r["activations_gib"] for r in rows], "%{y:.1f} GiB"),
+              ("wall-clock days", [r["days"] for r in rows], "%{y:.1f} days")]
+    data, layout = [], _layout(showlegend=False, height=340, margin={"l": 60, "r": 20, "t": 40, "b": 70})
+    annotations = []
+    for i, (title, ys, hover) in enumerate(panels):
+        ax = "" if i == 0 else str(i + 1)
+        data.append({"type": "bar", "x": names, "y": ys, "xaxis": f"x{ax}", "yaxis": f"y{ax}", "marker": {"color": colors},
+                     "hovertemplate": hover + "<extra></extra>", "text": [f"{y:,.3g}" for y in ys], "textposition": "auto"})
+        lo, hi = i / 3 + 0.04, (i + 1) / 3 - 0.04
+        layout[f"xaxis{ax}"] = _axis("", domain=[lo, hi], anchor=f"y{ax}")
+        layout[f"yaxis{ax}"] = _axis("", anchor=f"x{ax}", rangemode="tozero")
+        annotations.append({"text": f"<b>{title}</b>", "xref": "paper", "yref": "paper", "x": (lo + hi) / 2, "y": 1.08,
+                            "showarrow": False, "xanchor": "center"})
+    layout["annotations"] = annotations
+    return {"data": data, "layout": layout}
+
+
+def fig_sensitivity(d: dict[str, Any]) -> dict[str, Any] | None:
+    rows = d["sensitivity"]
+    best = d["summary"]
+    if not rows or not best:
+        return None
+    base = best["days"]
+    names = [ptxt(r["assumption"]) for r in rows]
+    lo = [r["days_low"] - base for r in rows]
+    hi = [r["days_high"] - base for r in rows]
+    texts_lo = [f"{ptxt(_fmt_val(r['low']))}: {r['days_low']:.1f} d" for r in rows]
+    texts_hi = [f"{ptxt(_fmt_val(r['high']))}: {r['days_high']:.1f} d" for r in rows]
+    data = [{"type": "bar", "orientation": "h", "name": "low value", "y": names, "x": lo, "base": base,
+             "marker": {"color": "#7fa7d6"}, "text": texts_lo, "textposition": "outside", "cliponaxis": False,
+             "hovertemplate": "%{text}<extra></extra>"},
+            {"type": "bar", "orientation": "h", "name": "high value", "y": names, "x": hi, "base": base,
+             "marker": {"color": ACCENT2}, "text": texts_hi, "textposition": "outside", "cliponaxis": False,
+             "hovertemplate": "%{text}<extra></extra>"}]
+    span = max([abs(v) for v in lo + hi] + [base * 0.05])
+    return {"data": data, "layout": _layout(
+        barmode="overlay", height=max(260, 70 * len(rows) + 120),
+        xaxis=_axis("wall-clock days", range=[max(0, base - span * 1.9), base + span * 1.9]),
+        yaxis=_axis("", automargin=True), margin={"l": 20, "r": 30, "t": 30, "b": 60},
+        shapes=[{"type": "line", "x0": base, "x1": base, "yref": "paper", "y0": 0, "y1": 1,
+                 "line": {"color": "#333", "width": 2}}],
+        annotations=[{"x": base, "yref": "paper", "y": 1.02, "text": f"plan: {base:.1f} days", "showarrow": False,
+                      "yanchor": "bottom"}])}
+
+
+def _fmt_val(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def budget_stages(d: dict[str, Any]) -> list[dict[str, Any]]:
+    b = d["budget"]
+    stages = b.get("stages") if isinstance(b, dict) else b
+    return [s for s in stages or [] if isinstance(s, dict)]
+
+
+def fig_budget(d: dict[str, Any]) -> dict[str, Any] | None:
+    stages = budget_stages(d)
+    if not stages or not any(isinstance(s.get("gpu_hours"), (int, float)) for s in stages):
+        return None
+    names = [ptxt(s.get("name", f"stage {i + 1}")) for i, s in enumerate(stages)]
+    gh = [s.get("gpu_hours") or 0 for s in stages]
+    data = [{"type": "bar", "x": names, "y": gh, "marker": {"color": ACCENT}, "name": "GPU-hours",
+             "text": [f"{v:,.0f}" for v in gh], "textposition": "auto",
+             "hovertemplate": "%{x}: %{y:,.0f} GPU-hours<extra></extra>"}]
+    return {"data": data, "layout": _layout(showlegend=False, height=320, xaxis=_axis(""),
+                                            yaxis=_axis("GPU-hours", rangemode="tozero"))}
+
+
+# ------------------------------------------------------------------------------------------ HTML parts
+def table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table; cells are already-safe HTML (the callers escape)."""
+    th = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def chart(div_id: str, fig: dict[str, Any] | None, empty: str, figs: list[tuple[str, dict[str, Any]]]) -> str:
+    if fig is None:
+        return f'<p class="empty">{esc(empty)}</p>'
+    figs.append((div_id, fig))
+    return f'<div class="chart" id="{div_id}"></div>'
+
+
+def embed_json(obj: Any) -> str:
+    """JSON safe inside a <script> element."""
+    s = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def section(sid: str, title: str, lead: str, body: str) -> str:
+    return (f'<section id="{sid}"><h2>{esc(title)}</h2>' + (f'<p class="lead">{lead}</p>' if lead else "")
+            + body + "</section>")
+
+
+def summary_html(d: dict[str, Any]) -> str:
+    s = d["summary"]
+    risks = "".join(f'<li class="risk {esc(r["level"])}"><span class="dot"></span><b>{esc(r["title"])}.</b> '
+                    f'{esc(r["text"])}</li>' for r in d["risks"])
+    if s is None:
+        return (f'<div class="nofit"><b>No layout fits.</b></div><ul class="risks">{risks}</ul>')
+    tiles = [("Recommended", f'{s["gpus"]:,} × {esc(s["gpu"])}', f'{s["nodes"]} nodes of {d["gpu"]["gpus_per_node"]}'),
+             ("Wall-clock time", f'{f_days(s["days"])} days', f'{d["epochs"]:g} epoch(s) over {d["samples"]:,} clips'),
+             ("GPU-hours", f_int(s["gpu_hours"]), f'at ${d["gpu"]["usd_per_hour"]:,.2f} per GPU-hour'),
+             ("Cost", f_usd(s["cost_usd"]), "compute only"),
+             ("Step", f'{s["step_s"]:.2f} s', f'MFU {f_pct(s["mfu"])}, {s["samples_per_s"]:.1f} clips/s'
+              if s["samples_per_s"] is not None else f'MFU {f_pct(s["mfu"])}')]
+    tiles_html = "".join(f'<div class="tile"><div class="k">{k}</div><div class="v">{v}</div><div class="s">{sub}</div></div>'
+                         for k, v, sub in tiles)
+    why = f'<p class="why">{esc(s["why_best"])}</p>' if s["why_best"] else ""
+    return (f'<div class="tiles">{tiles_html}</div>'
+            f'<p class="layout"><span class="label">Layout</span> {esc(s["layout_text"])}</p>{why}'
+            f'<h3>Risks</h3><ul class="risks">{risks}</ul>')
+
+
+def counts_table(d: dict[str, Any]) -> str:
+    rows = []
+    for r in d["counts"]:
+        mark = ' <span class="badge">recommended</span>' if r["recommended"] else ""
+        dl = "" if r["meets_deadline"] is None else ("meets deadline" if r["meets_deadline"] else "misses deadline")
+        rej = ", ".join(f"{esc(k)}: {f_num(v)}" for k, v in (r["rejected"] or {}).items()) or "—"
+        rows.append([f'{r["gpus"]:,}{mark}', f_days(r["days"]), f_int(r["gpu_hours"]), f_usd(r["cost_usd"]),
+                     esc(r["layout"]), esc(dl) or "—", f'{f_num(r["evaluated"])} / {rej}'])
+    return table(["GPUs", "days", "GPU-hours", "cost", "best layout", "deadline", "layouts evaluated / rejected"],
+                 rows, "num")
+
+
+def layouts_table(d: dict[str, Any]) -> str:
+    rows = []
+    for i, e in enumerate(d["top_layouts"]):
+        m, st = e["memory_gib"], e["step"]
+        rows.append([str(i + 1), esc(e["text"]), f'{st["time_s"]:.2f} s', f_pct(st.get("mfu")),
+                     f'{m["total"]:.1f} / {m["capacity"]:g} GiB', f_days(e["train"]["days"]),
+                     f_usd(e["train"]["cost_usd"])])
+    return table(["#", "layout", "step", "MFU", "memory per GPU", "days", "cost"], rows, "num")
+
+
+def grid_html(d: dict[str, Any]) -> str:
+    g = d["grid"]
+    if not g:
+        return '<p class="empty">No layout fits, so there is nothing to place on nodes.</p>'
+    nodes = []
+    for n, row in enumerate(g["cells"]):
+        cells = []
+        for c in row:
+            if c is None:
+                cells.append('<div class="gpu idle" title="unused GPU"></div>')
+                continue
+            color = PP_COLORS[c["pp"] % len(PP_COLORS)]
+            tip = f'rank {c["rank"]}: TP {c["tp"]}, CP {c["cp"]}, DP replica {c["dp"]}, pipeline stage {c["pp"]}'
+            lab = f'T{c["tp"]}' + (f' C{c["cp"]}' if g["cp"] > 1 else "")
+            cells.append(f'<div class="gpu" style="background:{color}" title="{esc(tip)}"><span>{lab}</span>'
+                         f'<small>P{c["pp"]}·D{c["dp"]}</small></div>')
+        nodes.append(f'<div class="node"><div class="nname">node {n}</div><div class="gpus">{"".join(cells)}</div></div>')
+    more = (f'<p class="note">… and {g["nodes"] - g["shown_nodes"]} more nodes with the same pattern.</p>'
+            if g["nodes"] > g["shown_nodes"] else "")
+    legend = "".join(f'<span class="sw" style="background:{PP_COLORS[i % len(PP_COLORS)]}"></span>stage {i} '
+                     for i in range(min(g["pp"], len(PP_COLORS))))
+    expl = (f'{g["world"]:,} GPUs on {g["nodes"]} nodes of {g["gpus_per_node"]}. One model copy spans '
+            f'{g["replica_gpus"]} GPUs (TP {g["tp"]} × PP {g["pp"]} × CP {g["cp"]}); {g["dp"]} copies train on different '
+            f'clips (data parallel). Each cell: T = tensor-parallel rank, C = context-parallel rank, '
+            f'P = pipeline stage, D = data-parallel replica (Megatron rank order: TP fastest, then CP, DP, PP).')
+    return (f'<p class="note">{esc(expl)}</p><p class="legend">Pipeline stage colour: {legend}</p>'
+            f'<div class="cluster">{"".join(nodes)}</div>{more}')
+
+
+def attention_table(d: dict[str, Any]) -> str:
+    rows = []
+    for r in d["attention"]:
+        saved = r.get("days_saved")
+        rows.append([esc(r["attention"]), f'{r["forward_flops"] / 1e12:,.0f}', f'{r["self_attn_core_flops"] / 1e12:,.0f}',
+                     f'{r["activations_gib"]:.1f}', f'{r["memory_total_gib"]:.1f}', "yes" if r["fits"] else "no",
+                     f_days(r["days"]), "—" if saved is None else f_days(saved)])
+    return table(["attention", "forward TFLOP / clip", "of which attention", "activations GiB / GPU",
+                  "total GiB / GPU", "fits", "days", "days saved vs full"], rows, "num")
+
+
+def sensitivity_table(d: dict[str, Any]) -> str:
+    rows = [[esc(r["assumption"]), esc(_fmt_val(r["low"])), esc(_fmt_val(r["high"])), f_days(r["days_low"]),
+             f_days(r["days_high"]),
+             (f'{f_usd(r["cost_low"])} – {f_usd(r["cost_high"])}' if "cost_low" in r and "cost_high" in r else "—")]
+            for r in reversed(d["sensitivity"])]
+    return table(["assumption", "low", "high", "days (low)", "days (high)", "cost range"], rows, "num")
+
+
+BUDGET_COLS = [("name", "stage"), ("frames", "frames"), ("resolution", "resolution"), ("samples", "samples"),
+               ("epochs", "epochs"), ("gpus", "GPUs"), ("layout", "layout"), ("gpu_hours", "GPU-hours"),
+               ("days", "days"), ("cost_usd", "cost")]
+
+
+def budget_html(d: dict[str, Any]) -> str:
+    stages = budget_stages(d)
+    if not stages:
+        return '<p class="empty">No curriculum budget in this plan.</p>'
+    keys = [k for k, _ in BUDGET_COLS if any(k in s for s in stages)]
+    extra = sorted({k for s in stages for k, v in s.items()
+                    if k not in keys and k not in dict(BUDGET_COLS) and isinstance(v, (int, float, str, bool))})
+    heads = [dict(BUDGET_COLS)[k] for k in keys] + [esc(k.replace("_", " ")) for k in extra]
+
+    def cell(k: str, v: Any) -> str:
+        if v is None:
+            return "—"
+        if k == "cost_usd" or k.endswith("_usd"):
+            return f_usd(v)
+        if k == "days":
+            return f_days(v)
+        if k == "gpu_hours":
+            return f_int(v)
+        if isinstance(v, dict):
+            return esc(", ".join(f"{a}={b}" for a, b in v.items()))
+        return f_num(v)
+
+    rows = [[cell(k, s.get(k)) for k in keys + extra] for s in stages]
+    b = d["budget"]
+    totals = ""
+    if isinstance(b, dict):
+        tot = {k: v for k, v in b.items() if k != "stages" and isinstance(v, (int, float, str))}
+        if tot:
+            totals = "<p class=\"note\">" + "; ".join(f"{esc(k.replace('_', ' '))}: {cell(k, v)}" for k, v in tot.items()) + "</p>"
+    return table(heads, rows, "num") + totals
+
+
+def validation_html(d: dict[str, Any]) -> str:
+    v = d["validation"]
+    if v is None:
+        return ('<div class="callout warn"><b>No measurement backs this report.</b> Every number above comes from the '
+                'planner\'s formulas and stated assumptions. Run <code>soraplan validate --json &gt; validation.json</code> '
+                '(on a GPU: <code>--device cuda</code>) and pass <code>--validation validation.json</code>.</div>')
+    meta = (f'Measured {esc(v["date"] or "(no date in the file)")} on {esc(v["device"] or "(device not stated)")}: '
+            f'{v["passed"]} passed, {v["failed"]} failed.')
+    rows = [[esc(r["config"]), esc(r["quantity"]), f_num(r["predicted"]), f_num(r["measured"]), esc(r["unit"]),
+             "—" if r["error_pct"] is None else f'{r["error_pct"]:+.2f} %',
+             {True: '<span class="pass">pass</span>', False: '<span class="fail">fail</span>', None: "—"}[r["pass"]]]
+            for r in v["rows"]]
+    cls = "ok" if v["failed"] == 0 else "bad"
+    return (f'<div class="callout {cls}">{meta}</div>'
+            + table(["configuration", "quantity", "predicted", "measured", "unit", "error", "result"], rows, "num"))
+
+
+def assumptions_html(d: dict[str, Any]) -> str:
+    return table(["assumption", "value", "source"],
+                 [[esc(a["name"]), esc(a["value"]), esc(a["source"])] for a in d["assumptions"]])
+
+
+# ------------------------------------------------------------------------------------------------ page
+def render_html(d: dict[str, Any], command: str = "", now: datetime | None = None) -> str:
+    """The whole page as one string (plotly.js inlined once)."""
+    from plotly.offline import get_plotlyjs
+
+    now = now or datetime.now(timezone.utc)
+    figs: list[tuple[str, dict[str, Any]]] = []
+    s = d["summary"]
+    note = ("" if d["plan_source"] == "search" else
+            '<div class="callout warn">Layout search is not available in this installation: the report shows the '
+            'layout given in the spec, scaled to each GPU count.</div>')
+    parts = [
+        section("summary", "Summary", "", note + summary_html(d)),
+        section("time-cost", "Time and cost vs GPU count",
+                "Best layout at each GPU count. More GPUs finish sooner; cost grows when scaling loses efficiency.",
+                chart("fig-counts", fig_counts(d), "No GPU count has a layout that fits.", figs) + counts_table(d)),
+        section("memory", "Memory per GPU",
+                "What each GPU holds for the top layouts, against its HBM capacity (dashed line).",
+                chart("fig-memory", fig_memory(d), "No layout fits in GPU memory.", figs)),
+        section("layouts", "Top layouts", esc(s["why_best"]) if s and s["why_best"] else "",
+                layouts_table(d) if d["top_layouts"] else '<p class="empty">No layout fits.</p>'),
+        section("nodes", "The recommended layout on the nodes", "", grid_html(d)),
+        section("attention", "Full vs window vs spatial-temporal attention",
+                "The same model and layout with cheaper attention patterns (quality trade-offs are not modelled).",
+                chart("fig-attention", fig_attention(d), "Only full attention applies to this spec.", figs)
+                + (attention_table(d) if d["attention"] else "")),
+        section("sensitivity", "What moves the schedule",
+                "Wall-clock days when one assumption changes and everything else stays as planned.",
+                chart("fig-sensitivity", fig_sensitivity(d), "No sensitivity analysis in this plan.", figs)
+                + (sensitivity_table(d) if d["sensitivity"] else "")),
+        section("budget", "Training budget per curriculum stage",
+                "GPU-hours, days and cost of each stage of the training curriculum at its own best layout.",
+                (chart("fig-budget", fig_budget(d), "", figs) if fig_budget(d) else "") + budget_html(d)),
+        section("validation", "Validation evidence", "Planner predictions checked against the real model.",
+                validation_html(d)),
+        section("assumptions", "Assumptions", "Every input the numbers rest on, with where it comes from.",
+                assumptions_html(d)),
+    ]
+    scripts = "".join(f'<script type="application/json" data-plot="{div}">{embed_json(fig)}</script>' for div, fig in figs)
+    summary_json = {k: s[k] for k in ("gpu", "gpus", "days", "gpu_hours", "cost_usd", "layout", "step_s", "mfu")} if s else None
+    head_line = (f'{esc(d["model"])} · {f_num(d["params_total"])} parameters · {d["sequence"]["tokens"]:,} tokens per clip · '
+                 f'{esc(d["gpu"]["name"])}')
+    tpl = string.Template(resources.files("soraplan.templates").joinpath("report.html").read_text(encoding="utf-8"))
+    return tpl.substitute(
+        title=esc(d["title"]), subtitle=head_line, sequence=esc(d["sequence"]["text"]),
+        generated=esc(now.strftime("%Y-%m-%d %H:%M UTC")), command=esc(command), body="".join(parts),
+        plotly_js=get_plotlyjs(), figures=scripts, summary_json=embed_json(summary_json))
