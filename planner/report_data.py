@@ -158,7 +158,7 @@ def layout_text(e: dict[str, Any]) -> str:
     return f"{head} ({', '.join(opts)})"
 
 
-def rank_grid(tp: int, pp: int, cp: int, dp: int, gpus_per_node: int, max_nodes: int = 64) -> dict[str, Any]:
+def rank_grid(tp: int, pp: int, cp: int, dp: int, gpus_per_node: int, max_nodes: int = 256) -> dict[str, Any]:
     """GPUs laid out on nodes in Megatron's default rank order tp-cp-dp-pp (TP fastest, so TP stays in a node).
 
     rank = tp_rank + tp*(cp_rank + cp*(dp_rank + dp*pp_rank)); node = rank // gpus_per_node.

@@ -116,7 +116,8 @@ def fig_counts(d: dict[str, Any]) -> dict[str, Any] | None:
     ymax = max([r["days"] for r in rows] + [d["deadline_days"] or 0]) * 1.15
     return {"data": data, "layout": _layout(
         xaxis=_axis("GPUs", tickvals=x), yaxis=_axis("wall-clock days", rangemode="tozero", range=[0, ymax]),
-        yaxis2=_axis("cost (USD)", overlaying="y", side="right", rangemode="tozero", showgrid=False, tickprefix="$"),
+        yaxis2=_axis("cost (USD)", overlaying="y", side="right", showgrid=False, tickprefix="$",
+                     range=[0, max(r["cost_usd"] for r in rows) * 1.35]),
         shapes=shapes, annotations=annotations, margin={"l": 70, "r": 80, "t": 30, "b": 60})}
 
 
@@ -129,11 +130,15 @@ def fig_memory(d: dict[str, Any]) -> dict[str, Any] | None:
              "marker": {"color": MEM_COLORS[part]}, "hovertemplate": f"{part}: %{{y:.1f}} GiB<extra></extra>"}
             for part in MEM_COLORS]
     cap = tops[0]["memory_gib"]["capacity"]
-    data.append({"type": "scatter", "mode": "lines", "name": f"HBM capacity ({cap:g} GiB)", "x": labels,
-                 "y": [cap] * len(labels), "line": {"color": BAD, "width": 2, "dash": "dash"},
-                 "hovertemplate": "capacity %{y:.0f} GiB<extra></extra>"})
-    top = max(max(e["memory_gib"]["total"] for e in tops), cap) * 1.1
-    return {"data": data, "layout": _layout(barmode="stack", xaxis=_axis(""), yaxis=_axis("GiB per GPU", range=[0, top]),
+    top = max(max(e["memory_gib"]["total"] for e in tops), cap) * 1.12
+    shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": cap, "y1": cap,
+               "line": {"color": BAD, "width": 2, "dash": "dash"}}]
+    notes = [{"xref": "paper", "x": 1, "xanchor": "right", "y": cap, "yanchor": "bottom", "showarrow": False,
+              "text": f"HBM capacity {cap:g} GiB", "font": {"color": BAD}}]
+    notes += [{"x": lab, "y": e["memory_gib"]["total"], "yanchor": "bottom", "showarrow": False,
+               "text": f"<b>{e['memory_gib']['total']:.1f} GiB</b>"} for lab, e in zip(labels, tops)]
+    return {"data": data, "layout": _layout(barmode="stack", bargap=0.55 if len(tops) < 3 else 0.3, xaxis=_axis(""),
+                                            yaxis=_axis("GiB per GPU", range=[0, top]), shapes=shapes, annotations=notes,
                                             height=400, margin={"l": 70, "r": 30, "t": 20, "b": 40})}
 
 
@@ -141,7 +146,7 @@ def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
     rows = d["attention"]
     if len(rows) < 2:
         return None
-    names = [ptxt(r["attention"]) for r in rows]
+    names = [ptxt(r["attention"]).replace(":", "<br>").replace("spatial-temporal", "spatial-<br>temporal") for r in rows]
     colors = [ACCENT, ACCENT2, OK, "#7a5195"][: len(rows)]
     panels = [("forward TFLOP per clip", [r["forward_flops"] / 1e12 for r in rows], "%{y:,.0f} TFLOP"),
               ("activation memory, GiB per GPU", [r["activations_gib"] for r in rows], "%{y:.1f} GiB"),
@@ -153,7 +158,7 @@ def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
         data.append({"type": "bar", "x": names, "y": ys, "xaxis": f"x{ax}", "yaxis": f"y{ax}", "marker": {"color": colors},
                      "hovertemplate": hover + "<extra></extra>", "text": [f"{y:,.3g}" for y in ys], "textposition": "auto"})
         lo, hi = i / 3 + 0.04, (i + 1) / 3 - 0.04
-        layout[f"xaxis{ax}"] = _axis("", domain=[lo, hi], anchor=f"y{ax}")
+        layout[f"xaxis{ax}"] = _axis("", domain=[lo, hi], anchor=f"y{ax}", tickangle=0)
         layout[f"yaxis{ax}"] = _axis("", anchor=f"x{ax}", rangemode="tozero")
         annotations.append({"text": f"<b>{title}</b>", "xref": "paper", "yref": "paper", "x": (lo + hi) / 2, "y": 1.08,
                             "showarrow": False, "xanchor": "center"})
@@ -170,8 +175,10 @@ def fig_sensitivity(d: dict[str, Any]) -> dict[str, Any] | None:
     names = [ptxt(r["assumption"]) for r in rows]
     lo = [r["days_low"] - base for r in rows]
     hi = [r["days_high"] - base for r in rows]
-    texts_lo = [f"{ptxt(_fmt_val(r['low']))}: {r['days_low']:.1f} d" for r in rows]
-    texts_hi = [f"{ptxt(_fmt_val(r['high']))}: {r['days_high']:.1f} d" for r in rows]
+    flat = [abs(r["days_high"] - r["days_low"]) < 0.05 for r in rows]
+    texts_lo = ["" if f else f"{ptxt(_fmt_val(r['low']))}: {r['days_low']:.1f} d" for r, f in zip(rows, flat)]
+    texts_hi = [(f"no effect on days{_cost_range(r)}" if f else f"{ptxt(_fmt_val(r['high']))}: {r['days_high']:.1f} d")
+                for r, f in zip(rows, flat)]
     data = [{"type": "bar", "orientation": "h", "name": "low value", "y": names, "x": lo, "base": base,
              "marker": {"color": "#7fa7d6"}, "text": texts_lo, "textposition": "outside", "cliponaxis": False,
              "hovertemplate": "%{text}<extra></extra>"},
@@ -187,6 +194,12 @@ def fig_sensitivity(d: dict[str, Any]) -> dict[str, Any] | None:
                  "line": {"color": "#333", "width": 2}}],
         annotations=[{"x": base, "yref": "paper", "y": 1.02, "text": f"plan: {base:.1f} days", "showarrow": False,
                       "yanchor": "bottom"}])}
+
+
+def _cost_range(r: dict[str, Any]) -> str:
+    if isinstance(r.get("cost_low"), (int, float)) and isinstance(r.get("cost_high"), (int, float)):
+        return f" (cost {f_usd(r['cost_low'])} to {f_usd(r['cost_high'])})"
+    return ""
 
 
 def _fmt_val(v: Any) -> str:
@@ -210,15 +223,16 @@ def fig_budget(d: dict[str, Any]) -> dict[str, Any] | None:
     data = [{"type": "bar", "x": names, "y": gh, "marker": {"color": ACCENT}, "name": "GPU-hours",
              "text": [f"{v:,.0f}" for v in gh], "textposition": "auto",
              "hovertemplate": "%{x}: %{y:,.0f} GPU-hours<extra></extra>"}]
-    return {"data": data, "layout": _layout(showlegend=False, height=320, xaxis=_axis(""),
+    return {"data": data, "layout": _layout(showlegend=False, height=320, xaxis=_axis(""), bargap=0.6 if len(stages) < 3 else 0.3,
                                             yaxis=_axis("GPU-hours", rangemode="tozero"))}
 
 
 # ------------------------------------------------------------------------------------------ HTML parts
-def table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
-    """An HTML table; cells are already-safe HTML (the callers escape)."""
+def table(head: list[str], rows: list[list[str]], cls: str = "", wrap: tuple[int, ...] = ()) -> str:
+    """An HTML table; cells are already-safe HTML (the callers escape). Columns in `wrap` hold prose."""
     th = "".join(f"<th>{h}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f'<td class="txt">{c}</td>' if i in wrap else f"<td>{c}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -269,7 +283,7 @@ def counts_table(d: dict[str, Any]) -> str:
         rows.append([f'{r["gpus"]:,}{mark}', f_days(r["days"]), f_int(r["gpu_hours"]), f_usd(r["cost_usd"]),
                      esc(r["layout"]), esc(dl) or "—", f'{f_num(r["evaluated"])} / {rej}'])
     return table(["GPUs", "days", "GPU-hours", "cost", "best layout", "deadline", "layouts evaluated / rejected"],
-                 rows, "num")
+                 rows, "num", wrap=(4, 6))
 
 
 def layouts_table(d: dict[str, Any]) -> str:
@@ -279,36 +293,49 @@ def layouts_table(d: dict[str, Any]) -> str:
         rows.append([str(i + 1), esc(e["text"]), f'{st["time_s"]:.2f} s', f_pct(st.get("mfu")),
                      f'{m["total"]:.1f} / {m["capacity"]:g} GiB', f_days(e["train"]["days"]),
                      f_usd(e["train"]["cost_usd"])])
-    return table(["#", "layout", "step", "MFU", "memory per GPU", "days", "cost"], rows, "num")
+    return table(["#", "layout", "step", "MFU", "memory per GPU", "days", "cost"], rows, "num", wrap=(1,))
+
+
+def _gpu_cell(c: dict[str, Any] | None, cp: int) -> str:
+    if c is None:
+        return '<div class="gpu idle" title="unused GPU"></div>'
+    color = PP_COLORS[c["pp"] % len(PP_COLORS)]
+    tip = f'rank {c["rank"]}: TP rank {c["tp"]}, CP rank {c["cp"]}, DP replica {c["dp"]}, pipeline stage {c["pp"]}'
+    sub = f'P{c["pp"]}' + (f' C{c["cp"]}' if cp > 1 else "") + f' D{c["dp"]}'
+    return f'<div class="gpu" style="background:{color}" title="{esc(tip)}"><span>T{c["tp"]}</span><small>{sub}</small></div>'
 
 
 def grid_html(d: dict[str, Any]) -> str:
+    """One model copy drawn in detail, then the whole cluster as a map (colour = pipeline stage)."""
     g = d["grid"]
     if not g:
         return '<p class="empty">No layout fits, so there is nothing to place on nodes.</p>'
-    nodes = []
-    for n, row in enumerate(g["cells"]):
-        cells = []
-        for c in row:
-            if c is None:
-                cells.append('<div class="gpu idle" title="unused GPU"></div>')
-                continue
-            color = PP_COLORS[c["pp"] % len(PP_COLORS)]
-            tip = f'rank {c["rank"]}: TP {c["tp"]}, CP {c["cp"]}, DP replica {c["dp"]}, pipeline stage {c["pp"]}'
-            lab = f'T{c["tp"]}' + (f' C{c["cp"]}' if g["cp"] > 1 else "")
-            cells.append(f'<div class="gpu" style="background:{color}" title="{esc(tip)}"><span>{lab}</span>'
-                         f'<small>P{c["pp"]}·D{c["dp"]}</small></div>')
-        nodes.append(f'<div class="node"><div class="nname">node {n}</div><div class="gpus">{"".join(cells)}</div></div>')
+    per = g["gpus_per_node"]
+    detail_nodes = min(len(g["cells"]), max(1, -(-g["replica_gpus"] // per)), 8)
+    detail = "".join(f'<div class="node"><div class="nname">node {n}</div><div class="gpus" style="grid-template-columns:'
+                     f'repeat({per},1fr)">{"".join(_gpu_cell(c, g["cp"]) for c in g["cells"][n])}</div></div>'
+                     for n in range(detail_nodes))
+    cols = f'grid-template-columns:repeat({max(1, (per + 1) // 2)},9px)'
+    mini = "".join(f'<div class="mnode" title="node {n}" style="{cols}">' + "".join(
+        '<i class="idle"></i>' if c is None else
+        f'<i style="background:{PP_COLORS[c["pp"] % len(PP_COLORS)]}" class="{"odd" if c["dp"] % 2 else ""}"></i>'
+        for c in row) + "</div>" for n, row in enumerate(g["cells"]))
     more = (f'<p class="note">… and {g["nodes"] - g["shown_nodes"]} more nodes with the same pattern.</p>'
             if g["nodes"] > g["shown_nodes"] else "")
     legend = "".join(f'<span class="sw" style="background:{PP_COLORS[i % len(PP_COLORS)]}"></span>stage {i} '
                      for i in range(min(g["pp"], len(PP_COLORS))))
-    expl = (f'{g["world"]:,} GPUs on {g["nodes"]} nodes of {g["gpus_per_node"]}. One model copy spans '
-            f'{g["replica_gpus"]} GPUs (TP {g["tp"]} × PP {g["pp"]} × CP {g["cp"]}); {g["dp"]} copies train on different '
-            f'clips (data parallel). Each cell: T = tensor-parallel rank, C = context-parallel rank, '
-            f'P = pipeline stage, D = data-parallel replica (Megatron rank order: TP fastest, then CP, DP, PP).')
-    return (f'<p class="note">{esc(expl)}</p><p class="legend">Pipeline stage colour: {legend}</p>'
-            f'<div class="cluster">{"".join(nodes)}</div>{more}')
+    copies = "copy" if g["dp"] == 1 else "copies"
+    expl = (f'{g["world"]:,} GPUs on {g["nodes"]} nodes of {per}. One copy of the model spans {g["replica_gpus"]} GPUs '
+            f'(TP {g["tp"]} × PP {g["pp"]} × CP {g["cp"]}); {g["dp"]} {copies} train on different clips (data parallel).')
+    key = ("Each cell is a GPU: T = tensor-parallel rank (splits every layer), P = pipeline stage (a slice of the layers)"
+           + (", C = context-parallel rank (a slice of the sequence)" if g["cp"] > 1 else "")
+           + ", D = data-parallel copy. Megatron rank order: TP fastest, then CP, DP, PP — tensor parallelism stays "
+             "inside a node, on the fast links.")
+    return (f'<p class="note">{esc(expl)}</p><p class="note">{esc(key)}</p>'
+            f'<p class="legend">Pipeline stage colour: {legend}</p>'
+            f'<h3>The first {"node" if detail_nodes == 1 else f"{detail_nodes} nodes"}</h3><div class="cluster">{detail}</div>'
+            f'<h3>The whole cluster ({g["nodes"]} nodes; alternate data-parallel copies shaded)</h3>'
+            f'<div class="minimap">{mini}</div>{more}')
 
 
 def attention_table(d: dict[str, Any]) -> str:
@@ -327,7 +354,7 @@ def sensitivity_table(d: dict[str, Any]) -> str:
              f_days(r["days_high"]),
              (f'{f_usd(r["cost_low"])} – {f_usd(r["cost_high"])}' if "cost_low" in r and "cost_high" in r else "—")]
             for r in reversed(d["sensitivity"])]
-    return table(["assumption", "low", "high", "days (low)", "days (high)", "cost range"], rows, "num")
+    return table(["assumption", "low", "high", "days (low)", "days (high)", "cost range"], rows, "num", wrap=(0,))
 
 
 BUDGET_COLS = [("name", "stage"), ("frames", "frames"), ("resolution", "resolution"), ("samples", "samples"),
@@ -364,7 +391,7 @@ def budget_html(d: dict[str, Any]) -> str:
         tot = {k: v for k, v in b.items() if k != "stages" and isinstance(v, (int, float, str))}
         if tot:
             totals = "<p class=\"note\">" + "; ".join(f"{esc(k.replace('_', ' '))}: {cell(k, v)}" for k, v in tot.items()) + "</p>"
-    return table(heads, rows, "num") + totals
+    return table(heads, rows, "num", wrap=tuple(i for i, k in enumerate(keys + extra) if k in ("name", "layout"))) + totals
 
 
 def validation_html(d: dict[str, Any]) -> str:
@@ -381,7 +408,8 @@ def validation_html(d: dict[str, Any]) -> str:
             for r in v["rows"]]
     cls = "ok" if v["failed"] == 0 else "bad"
     return (f'<div class="callout {cls}">{meta}</div>'
-            + table(["configuration", "quantity", "predicted", "measured", "unit", "error", "result"], rows, "num"))
+            + table(["configuration", "quantity", "predicted", "measured", "unit", "error", "result"], rows, "num",
+                     wrap=(0, 1)))
 
 
 def assumptions_html(d: dict[str, Any]) -> str:
@@ -434,5 +462,5 @@ def render_html(d: dict[str, Any], command: str = "", now: datetime | None = Non
     tpl = string.Template(resources.files("soraplan.templates").joinpath("report.html").read_text(encoding="utf-8"))
     return tpl.substitute(
         title=esc(d["title"]), subtitle=head_line, sequence=esc(d["sequence"]["text"]),
-        generated=esc(now.strftime("%Y-%m-%d %H:%M UTC")), command=esc(command), body="".join(parts),
+        generated=esc(now.strftime("%Y-%m-%d %H:%M UTC")), command=f" from: <code>{esc(command)}</code>" if command else "", body="".join(parts),
         plotly_js=get_plotlyjs(), figures=scripts, summary_json=embed_json(summary_json))

@@ -1,0 +1,157 @@
+"""planner/report_data.py: what the report shows, from a plan dict in issue D's contract (no plotly, no browser)."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from soraplan.planner import build_spec
+from soraplan.planner.errors import UserError
+from soraplan.planner.report_data import (gather, layout_text, normalize_validation, rank_grid, sensitivity_rows,
+                                          spec_for_layout)
+
+
+def entry(tp, pp, cp, dp, days, total_gib=50.0, mb=1, gb=None, capacity=80.0, mfu=0.36, eff=0.4):
+    mem = {"weights": 2.0, "grads": 4.0, "optimizer": 1.0, "activations": total_gib - 10.0, "buffers": 3.0,
+           "total": total_gib, "capacity": capacity, "fits": total_gib <= capacity}
+    return {"tp": tp, "pp": pp, "vpp": 1, "cp": cp, "dp": dp, "micro_batch": mb, "global_batch": gb or mb * dp,
+            "sequence_parallel": tp > 1, "recompute": "none", "distributed_optimizer": True, "attention": "full",
+            "memory_gib": mem, "step": {"time_s": 2.5, "mfu": mfu, "efficiency": eff, "samples_per_s": 10.0},
+            "train": {"days": days, "gpu_hours": days * 24 * tp * pp * cp * dp, "cost_usd": days * 48 * tp * pp * cp * dp}}
+
+
+@pytest.fixture
+def contract_plan():
+    """A plan dict exactly as issue D's contract describes it."""
+    ranked_256 = [entry(8, 1, 1, 32, 9.0), entry(4, 2, 1, 32, 9.5, total_gib=40.0), entry(8, 2, 1, 16, 10.0)]
+    return {
+        "spec": {}, "objective": "time",
+        "gpu_counts": [
+            {"gpus": 128, "ranked": [entry(8, 1, 1, 16, 18.0)], "rejected": {"memory": 40, "divisibility": 7},
+             "evaluated": 60, "why_best": "only TP 8 fits"},
+            {"gpus": 256, "ranked": ranked_256, "rejected": {"memory": 30}, "evaluated": 80,
+             "why_best": "TP 8 x DP 32 beats TP 4 x PP 2 by 0.5 days: no pipeline bubble"},
+            {"gpus": 8, "ranked": [], "rejected": {"memory": 12}, "evaluated": 12, "why_best": ""},
+        ],
+        "best": dict(ranked_256[0], gpus=256),
+        "budget": {"stages": [{"name": "images 256²", "samples": 100_000_000, "gpu_hours": 20_000.0, "days": 3.0,
+                               "cost_usd": 40_000.0},
+                              {"name": "clips <b>40 s</b>", "samples": 10_000_000, "gpu_hours": 55_000.0, "days": 9.0,
+                               "cost_usd": 110_000.0}],
+                   "gpu_hours": 75_000.0, "cost_usd": 150_000.0},
+        "sensitivity": [
+            {"assumption": "efficiency", "low": 0.3, "high": 0.5, "days_low": 12.0, "days_high": 7.2},
+            {"assumption": "failure/restart overhead", "low": 0.05, "high": 0.2, "days_low": 9.45, "days_high": 10.8},
+            {"assumption": "epochs", "low": 0.5, "high": 2, "days_low": 4.5, "days_high": 18.0},
+            {"assumption": "price per GPU-hour", "low": 1.5, "high": 2.5, "days_low": 9.0, "days_high": 9.0}],
+    }
+
+
+@pytest.fixture
+def seed():
+    return build_spec(flags={"frames": 960, "res": 256})
+
+
+def test_gather_from_contract_plan(seed, contract_plan):
+    d = gather(seed, gpu_counts=[128, 256, 8], deadline_days=7, plan=contract_plan, plan_source="search")
+    s = d["summary"]
+    assert (s["gpus"], s["days"], s["gpu_hours"], s["cost_usd"]) == (256, 9.0, 9.0 * 24 * 256, 9.0 * 48 * 256)
+    assert s["nodes"] == 32 and s["gpu"] == "a100-80g"
+    assert s["why_best"].startswith("TP 8 x DP 32")
+    assert [r["recommended"] for r in d["counts"]] == [False, True, False]
+    assert d["counts"][2]["fits"] is False and d["counts"][2]["layout"] == "no layout fits"
+    assert [r["meets_deadline"] for r in d["counts"]] == [False, False, None]
+    assert len(d["top_layouts"]) == 3 and d["top_layouts"][1]["tp"] == 4
+    # the tornado is sorted so the widest bar is last (drawn on top)
+    assert [r["assumption"] for r in d["sensitivity"]][-1] == "epochs"
+    titles = " | ".join(r["title"] for r in d["risks"])
+    assert "Memory headroom 38%" in titles and "Speed assumed, not measured" in titles
+    assert "Failures and restarts" in titles and "missed" in titles
+    assert d["grid"]["world"] == 256 and d["grid"]["nodes"] == 32
+    assert [r["attention"] for r in d["attention"]][0] == "full" and len(d["attention"]) == 3
+    assert d["validation"] is None
+    assert any(a["name"] == "Validation" and a["value"] == "none" for a in d["assumptions"])
+
+
+def test_spec_for_layout_is_that_layout(seed, contract_plan):
+    s = spec_for_layout(seed, contract_plan["best"], 256)
+    p = s.parallel
+    assert (p.tp, p.pp, p.cp, p.dp_size, p.world, p.global_batch_size) == (8, 1, 1, 32, 256, 32)
+
+
+def test_nothing_fits_is_said_plainly(seed, contract_plan):
+    plan = copy.deepcopy(contract_plan)
+    for c in plan["gpu_counts"]:
+        c["ranked"] = []
+    plan["best"] = None
+    d = gather(seed, gpu_counts=[128, 256, 8], plan=plan)
+    assert d["summary"] is None and d["grid"] is None and d["attention"] == []
+    assert d["risks"][0]["title"] == "Nothing fits"
+
+
+def test_headroom_levels(seed, contract_plan):
+    plan = copy.deepcopy(contract_plan)
+    plan["best"] = dict(entry(8, 1, 1, 32, 9.0, total_gib=76.0), gpus=256)
+    d = gather(seed, gpu_counts=[256], plan=plan)
+    assert d["risks"][0]["level"] == "warn" and d["risks"][0]["title"] == "Memory headroom 5%"
+
+
+def test_measured_efficiency_turns_the_speed_flag(seed, contract_plan):
+    val = {"date": "2026-11-26", "device": "NVIDIA H100 80GB HBM3", "efficiency": 0.38,
+           "results": [{"quantity": "params", "measured": 1, "predicted": 1, "error_pct": 0.0, "pass": True}]}
+    d = gather(seed, gpu_counts=[256], plan=contract_plan, validation=val)
+    speed = d["risks"][1]
+    assert speed["title"] == "Speed measured at 38% of peak" and speed["level"] == "ok"
+    assert d["validation"]["device"] == "NVIDIA H100 80GB HBM3" and d["validation"]["passed"] == 1
+
+
+def test_normalize_validation_shapes():
+    v = normalize_validation([{"name": "flops", "measured": 2.0, "predicted": 2.0, "error": 0.01, "ok": False,
+                               "device": "cpu"}])
+    assert v["rows"][0]["error_pct"] == pytest.approx(1.0) and v["failed"] == 1 and v["device"] == "cpu"
+    v = normalize_validation({"timestamp": "t", "gpu": "h100", "rows": {"params": {"measured": 1, "predicted": 1}}})
+    assert v["rows"][0]["quantity"] == "params" and v["date"] == "t" and v["device"] == "h100"
+    assert normalize_validation(None) is None
+    with pytest.raises(UserError, match="--validation"):
+        normalize_validation({"nothing": 1})
+    with pytest.raises(UserError, match="--validation"):
+        normalize_validation({"results": "x"})
+
+
+def test_rank_grid_megatron_order():
+    """rank = tp + tp*(cp + cp*(dp + dp*pp)): TP fastest, then CP, DP, PP."""
+    g = rank_grid(tp=2, pp=2, cp=1, dp=2, gpus_per_node=4)
+    assert g["nodes"] == 2 and g["replica_gpus"] == 4
+    coords = [(c["tp"], c["dp"], c["pp"]) for row in g["cells"] for c in row]
+    assert coords == [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
+    g = rank_grid(tp=2, pp=1, cp=3, dp=1, gpus_per_node=8)
+    assert g["cells"][0][6] is None and g["cells"][0][5] == {"rank": 5, "tp": 1, "cp": 2, "dp": 0, "pp": 0}
+    assert rank_grid(8, 1, 1, 1000, 8, max_nodes=10)["shown_nodes"] == 10
+
+
+def test_layout_text():
+    assert layout_text(entry(8, 2, 1, 16, 1.0) | {"vpp": 2, "recompute": "selective"}) == (
+        "TP 8 × PP 2 (virtual 2) × CP 1 × DP 16 (micro-batch 1, global batch 16, sequence parallel, selective recompute, "
+        "distributed optimizer)")
+
+
+def test_sensitivity_rows_tolerates_missing_numbers():
+    rows = sensitivity_rows({"sensitivity": [{"assumption": "a", "low": 1, "high": 2, "days_low": None, "days_high": 3},
+                                             {"assumption": "b", "low": 1, "high": 2, "days_low": 1.0, "days_high": 3.0}]})
+    assert [r["assumption"] for r in rows] == ["a", "b"]
+
+
+def test_bad_counts_and_deadline(seed, contract_plan):
+    with pytest.raises(UserError, match="--gpus"):
+        gather(seed, gpu_counts=[0], plan=contract_plan)
+    with pytest.raises(UserError, match="--deadline-days"):
+        gather(seed, gpu_counts=[8], deadline_days=-1, plan=contract_plan)
+
+
+def test_report_data_imports_no_plotly():
+    code = ("import sys; import soraplan.planner.report_data as r; from soraplan.planner import build_spec; "
+            "r.gather(build_spec(flags={'tp': 8}), gpu_counts=[64]); "
+            "bad = [m for m in ('plotly', 'torch', 'megatron', 'kubernetes', 'submitit') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
