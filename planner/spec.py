@@ -253,7 +253,11 @@ class Hardware(_Frozen):
 
     gpu: str = "a100-80g"
     custom: GPU | None = None
-    efficiency: float = Field(0.40, gt=0, le=1.0, description="achieved / peak dense FLOP/s for the step model")
+    efficiency: float | None = Field(None, gt=0, le=1.0,
+                                     description="blanket achieved/peak FLOP/s for GEMMs and attention (default: the per-op table in step.py)")
+    gemm_efficiency: float | None = Field(None, gt=0, le=1.0, description="override the table's GEMM efficiency")
+    attention_efficiency: float | None = Field(None, gt=0, le=1.0, description="override the table's attention-kernel efficiency")
+    hbm_efficiency: float | None = Field(None, gt=0, le=1.0, description="override the achieved fraction of HBM bandwidth (elementwise ops)")
     usd_per_gpu_hour: float | None = Field(None, ge=0, description="default from the GPU table")
     buffer_gib: float = Field(3.0, ge=0, description="allowance for CUDA context, NCCL buffers, allocator fragmentation")
     calibration: str | None = Field(None, description="path of a calibration JSON from `soraplan validate --device cuda`")

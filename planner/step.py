@@ -1,108 +1,410 @@
-"""Step time: compute at a stated efficiency plus exposed TP/CP/DP/PP communication and the bubble.
+"""Step time: per-op compute, exposed TP/CP/DP/PP communication, the pipeline bubble and the optimizer.
 
-A first model (issue D refines and calibrates it). Every term is returned so the CLI can print it.
-  compute   = hardware FLOPs of this GPU's share / (peak * efficiency)
-  tp        = per layer and micro-batch, fwd+bwd: with SP 2x(all-gather + reduce-scatter) per sub-block,
-              without SP 2x all-reduce; ring cost (t-1)/t * bytes / bandwidth (all-reduce twice that)
-  cp        = ring exchange of K/V, (cp-1) hops fwd, twice that bwd; hidden behind attention compute
-  dp        = gradient reduce-scatter + parameter all-gather, hidden behind backward compute
-  pp        = bubble (p-1)/(v*m) of the compute + point-to-point activations
-  optimizer = Adam's reads/writes of its state / HBM bandwidth
+One formula core, `step_terms`, written once and evaluated two ways: on Python scalars by `step_time(spec)`
+(what `soraplan estimate` prints) and on numpy arrays of layouts by `soraplan.planner.search` (what
+`soraplan plan` ranks). Everything layout-independent comes from `step_constants(spec)`.
+
+Per rank and per optimizer step (m micro-batches of b samples; s = S/cp tokens; Ls = L/pp layers):
+  gemm        = GEMM FLOPs (linear layers, embedders; + recomputed) * m*b / (tp*pp*cp) / (peak * eff_gemm)
+  attention   = attention-core FLOPs (QK^T, AV; + recomputed) * m*b / (tp*pp*cp) / (peak * eff_attn)
+                (unfused attention runs its cores as batched GEMMs: they count as GEMM FLOPs)
+  elementwise = memory-bound ops (norms, modulate, gate + residual, GELU, softmax when unfused, dropout):
+                bytes moved / (HBM TB/s * eff_hbm); outside the TP region they split over tp only with SP
+  compute     = gemm + attention + elementwise      (recompute_s: the part of it spent re-running forward)
+  tp comm     = per layer and micro-batch, one all-reduce (or all-gather + reduce-scatter with SP, the same
+                bytes) per sub-block (self-attn, cross-attn, MLP) in forward, backward and a recomputed
+                forward: 2 (t-1)/t * s*b*h*B / bw. Exposed (not overlapped). tp > GPUs/node runs over the
+                network bandwidth here (penalised); `plan` forbids it by default (--max-tp-in-node).
+  cp comm     = ring exchange of the local K/V (2 s b h B / t) for (cp-1) hops forward, K/V + dK/dV backward
+                (3 in all, 4 with full recompute) in every layer whose keys span CP ranks; overlapped with
+                that layer's attention compute: exposed = max(0, comm - attention time of those layers)
+  dp comm     = gradient reduce-scatter (grad dtype) + parameter all-gather (param dtype) over the dp*cp
+                ranks that hold the same shard, or one all-reduce without the distributed optimizer;
+                the reduce-scatter hides behind the last micro-batch's backward, the all-gather behind the
+                first micro-batch's forward: exposed = max(0, rs - bwd_mb) + max(0, ag - fwd_mb)
+  pp bubble   = (p-1)/(v*m) * (compute + tp comm + exposed cp comm)        [1F1B / interleaved 1F1B]
+  pp p2p      = 2 m v sends of one micro-batch's boundary activation (s b h B / (t if SP)), exposed
+  optimizer   = Adam's bytes (grads read twice: norm + update; master, moments read and written; param
+                written) of this rank's shard / (HBM TB/s * eff_hbm)
+  time        = compute + tp + cp + dp + bubble + p2p + optimizer;  MFU = model FLOPs / (time * GPUs * peak)
+
+Efficiencies: the table `OP_EFFICIENCY` below (per GPU and op), overridden in this order by a calibration
+file (`hardware.calibration`: `soraplan validate --device cuda` JSON, or a run's JSON-lines log), by
+`hardware.efficiency` (one blanket number for GEMMs and attention) and by `hardware.gemm_efficiency`,
+`attention_efficiency`, `hbm_efficiency`.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from .flops import flops
+from .errors import UserError
+from .flops import attention_keys, flops, layer_macs
 from .params import params_per_gpu
 from .spec import DTYPE_BYTES, Spec
+
+
+@dataclass(frozen=True)
+class OpEfficiency:
+    gemm: float        # achieved / peak dense FLOP/s for large bf16 GEMMs
+    attention: float   # achieved / peak for the fused (flash) attention kernel, forward + backward together
+    hbm: float         # achieved / peak HBM bandwidth for memory-bound elementwise ops and the optimizer
+    comm: float        # achieved / nominal link bandwidth for NCCL collectives (bus bandwidth)
+    source: str = "table"
+
+
+# Defaults: what well-tuned kernels reach in isolation at DiT shapes (h = 3072, head dim 128, long sequences).
+# A100: cuBLAS bf16 GEMMs reach ~200-230 of 312 TFLOP/s; FlashAttention-2 reaches ~70 % forward and ~55-60 %
+# backward at head dim 128 (Dao 2023) -> ~0.55 over fwd+bwd. Hopper: cuBLAS ~600-700 of 989; FA2 ~35-50 %
+# (FA3 more; calibrate). Others are rough and marked so. End-to-end MFU comes out lower: elementwise ops,
+# exposed communication and the bubble are added on top. `soraplan validate --device cuda` measures them.
+OP_EFFICIENCY: dict[str, OpEfficiency] = {
+    "a100-40g": OpEfficiency(0.65, 0.55, 0.80, 0.80, "table: A100 cuBLAS / FlashAttention-2"),
+    "a100-80g": OpEfficiency(0.65, 0.55, 0.80, 0.80, "table: A100 cuBLAS / FlashAttention-2"),
+    "h100-sxm": OpEfficiency(0.62, 0.45, 0.80, 0.80, "table: H100 cuBLAS / FlashAttention-2"),
+    "h100-pcie": OpEfficiency(0.58, 0.42, 0.80, 0.75, "table: H100 PCIe (lower clocks)"),
+    "h200": OpEfficiency(0.64, 0.47, 0.80, 0.80, "table: H200 (H100 kernels, more bandwidth)"),
+    "h800": OpEfficiency(0.62, 0.45, 0.80, 0.80, "table: as H100 SXM"),
+    "b200": OpEfficiency(0.60, 0.45, 0.80, 0.80, "table: rough, early kernels"),
+    "l40s": OpEfficiency(0.60, 0.45, 0.80, 0.70, "table: rough"),
+    "mi300x": OpEfficiency(0.45, 0.35, 0.75, 0.70, "table: rough, ROCm hipBLASLt / CK attention"),
+    "ascend-910b": OpEfficiency(0.50, 0.40, 0.75, 0.70, "table: rough"),
+}
+DEFAULT_EFFICIENCY = OpEfficiency(0.55, 0.40, 0.75, 0.70, "table: default for a custom GPU")
+
+
+def _check_eff(value: Any, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+        raise UserError(f"{where}: efficiency must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def load_calibration(path: str | None, gpu: str) -> dict[str, float]:
+    """Efficiencies from a calibration file (same GPU only): {"efficiency"?, "gemm"?, "attention"?}.
+
+    Two formats: the JSON object `soraplan validate --device cuda` writes
+    ({"gpu", "efficiency", "gemm_efficiency", "attention_efficiency"}), or a finished run's JSON-lines log
+    (one object per step with step_time_s, tflops_per_gpu, mfu): its median MFU (after the first 10 % of
+    steps, warm-up) becomes the blanket efficiency. That is conservative: a run's MFU already contains its
+    communication, which the step model adds again.
+    """
+    if not path:
+        return {}
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError:
+        raise UserError(f"hardware.calibration: cannot read calibration file {p}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        if str(data.get("gpu", gpu)).lower() != gpu.lower():
+            raise UserError(f"hardware.calibration: {p} was measured on {data.get('gpu')!r}, not {gpu!r}")
+        out = {}
+        for key, name in (("efficiency", "efficiency"), ("gemm_efficiency", "gemm"), ("attention_efficiency", "attention")):
+            if data.get(key) is not None:
+                out[name] = _check_eff(data[key], f"hardware.calibration: {p} {key}")
+        if not out:
+            raise UserError(f"hardware.calibration: {p} has no efficiency, gemm_efficiency or attention_efficiency")
+        return out
+    # JSON lines from a run's log
+    mfus = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and str(rec.get("gpu", gpu)).lower() == gpu.lower() and isinstance(rec.get("mfu"), (int, float)):
+            mfus.append(float(rec["mfu"]))
+    if not mfus:
+        raise UserError(f"hardware.calibration: {p} is neither a calibration JSON nor a run log with 'mfu' per step")
+    mfus = mfus[len(mfus) // 10:] or mfus
+    return {"efficiency": _check_eff(statistics.median(mfus), f"hardware.calibration: {p} median mfu")}
+
+
+def op_efficiency(spec: Spec) -> OpEfficiency:
+    """The efficiencies the step model uses for this spec (table -> calibration -> spec overrides)."""
+    hw = spec.hardware
+    gpu = hw.spec
+    base = OP_EFFICIENCY.get(gpu.name, DEFAULT_EFFICIENCY) if hw.custom is None else DEFAULT_EFFICIENCY
+    gemm, attn, hbm, source = base.gemm, base.attention, base.hbm, base.source
+    cal = load_calibration(hw.calibration, gpu.name)
+    if cal:
+        source = f"calibration {hw.calibration}"
+        if "efficiency" in cal:
+            gemm = attn = cal["efficiency"]
+        gemm = cal.get("gemm", gemm)
+        attn = cal.get("attention", attn)
+    if hw.efficiency is not None:
+        gemm = attn = hw.efficiency
+        source = "hardware.efficiency (blanket)"
+    if hw.gemm_efficiency is not None:
+        gemm, source = hw.gemm_efficiency, "hardware overrides"
+    if hw.attention_efficiency is not None:
+        attn, source = hw.attention_efficiency, "hardware overrides"
+    if hw.hbm_efficiency is not None:
+        hbm, source = hw.hbm_efficiency, "hardware overrides"
+    return OpEfficiency(gemm, attn, hbm, base.comm, source)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layout-independent constants
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpWork:
+    """Per-sample work by op class for one (model, attention, recompute) choice; layout-independent."""
+
+    gemm_flops: float        # hardware GEMM FLOPs per sample (train + recomputed)
+    attn_flops: float        # hardware attention-kernel FLOPs per sample (train + recomputed)
+    gemm_rc_flops: float     # of which recomputed
+    attn_rc_flops: float
+    model_flops: float       # training model FLOPs per sample (3 x forward), for MFU
+    hw_flops: float          # gemm_flops + attn_flops
+    ew_out_tok: float        # elementwise bytes per token per layer outside the TP region (train, + recompute)
+    ew_in_tok: float         # ... inside the TP region
+    ew_out_rc_tok: float     # of which recompute
+    ew_in_rc_tok: float
+    ring_layers: tuple[int, ...]       # per layer: 1 if its keys always span CP ranks (full, temporal)
+    frame_layers: tuple[int, ...]      # per layer: 1 if its keys are one frame (spatial): local iff grid T % cp == 0
+    grid_t: int
+    rc_full: int             # 1 with full recompute (forward comm runs again), else 0
+
+
+def elementwise_bytes(spec: Spec) -> tuple[float, float, float, float]:
+    """Forward elementwise bytes per token per layer (outside TP, inside TP), averaged over the layers, and
+    the same for the part a selective recompute re-runs. Element accesses (read + write), at B bytes:
+      outside: norm1 2h, residual add 3h (x, y -> x+y; the adaLN gate is fused into it), norm2 2h,
+               residual 3h, + cross-attn residual 3h, + modulate1/2 2h each (adaLN), + dropout 2h per site
+      inside:  GELU 2f; unfused attention: softmax 2aK (+ dropout 2aK) per attention, K keys
+    """
+    m, k, v = spec.model, spec.kernels, spec.video
+    h, f, a, B = m.hidden, m.ffn, m.heads, k.act_bytes
+    drop = k.dropout > 0
+    out = 2 + 3 + 2 + 3 + (3 if m.cross_attn else 0) + (4 if m.adaln != "none" else 0)
+    out += 2 * (3 if m.cross_attn else 2) if drop else 0
+    softmax = 0.0
+    if k.attention_kernel == "unfused":
+        keys = sum(attention_keys(spec, i) for i in range(m.layers)) / m.layers
+        if m.cross_attn:
+            keys += v.text_tokens
+        softmax = (2 * a * keys + (2 * a * keys if drop else 0)) * B
+    return out * h * B, 2 * f * B + softmax, 0.0, softmax
+
+
+def op_work(spec: Spec) -> OpWork:
+    m, p, k = spec.model, spec.parallel, spec.kernels
+    fl = flops(spec)
+    flash = k.attention_kernel == "flash"
+    L = m.layers
+    macs = [layer_macs(spec, i) for i in range(L)]
+    lin, core = sum(x.linear for x in macs), sum(x.self_core + x.cross_core for x in macs)
+    # forward FLOPs by class; flops.py's recompute split the same way
+    gemm_fwd = fl.by_part["linear"] + fl.by_part["embed"]
+    core_fwd = fl.by_part["self_attn_core"] + fl.by_part["cross_attn_core"]
+    if p.recompute == "full":
+        frac = fl.recompute / (2 * (lin + core)) if lin + core else 0.0   # = recompute_layers / layers per stage
+        g_rc, c_rc = 2 * lin * frac, 2 * core * frac
+    elif p.recompute == "selective":
+        g_rc, c_rc = 0.0, float(fl.recompute)
+    else:
+        g_rc = c_rc = 0.0
+    gemm, attn = 3.0 * gemm_fwd + g_rc, 3.0 * core_fwd + c_rc
+    if not flash:   # unfused cores are batched GEMMs
+        gemm, attn, g_rc, c_rc = gemm + attn, 0.0, g_rc + c_rc, 0.0
+    out_f, in_f, _, sel_in = elementwise_bytes(spec)
+    if p.recompute == "full":
+        frac_l = fl.recompute / (2 * (lin + core)) if lin + core else 0.0
+        rc_out, rc_in = out_f * frac_l, in_f * frac_l
+    elif p.recompute == "selective":
+        rc_out, rc_in = 0.0, sel_in
+    else:
+        rc_out = rc_in = 0.0
+    kind = m.attention_kind
+    ring = tuple(1 if kind == "full" or (kind == "spatial-temporal" and i % 2 == 1) else 0 for i in range(L))
+    frame = tuple(1 if kind == "spatial-temporal" and i % 2 == 0 else 0 for i in range(L))
+    return OpWork(gemm, attn, g_rc, c_rc, float(fl.train), gemm + attn, 3 * out_f + rc_out, 3 * in_f + rc_in, rc_out, rc_in,
+                  ring, frame, spec.video.grid[0], 1 if p.recompute == "full" else 0)
+
+
+@dataclass(frozen=True)
+class HwConstants:
+    peak: float              # FLOP/s
+    hbm: float               # B/s
+    intra: float             # B/s per GPU per direction
+    inter: float
+    gpn: int
+    eff: OpEfficiency
+    hidden: int
+    seq: int
+    layers: int
+    sub_blocks: int          # 3 with cross-attention, else 2
+    act_bytes: int
+    grad_bytes: int
+    param_bytes: int
+    opt_bytes_per_param: float   # optimizer-step bytes per parameter of the shard
+
+
+def hw_constants(spec: Spec) -> HwConstants:
+    k, gpu = spec.kernels, spec.hardware.spec
+    g, pb = DTYPE_BYTES[k.grad_dtype], DTYPE_BYTES[k.param_dtype]
+    master = 0 if (k.master_dtype == k.param_dtype == "fp32") else DTYPE_BYTES[k.master_dtype]   # as memory.py
+    # Adam: read grad twice (global norm + update), read + write master and moments, write the param
+    opt = 2 * g + 2 * (master + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]) + pb
+    return HwConstants(gpu.peak_tflops * 1e12, gpu.hbm_tbs * 1e12, gpu.intra_node_gbs * 1e9, gpu.inter_node_gbs * 1e9,
+                       gpu.gpus_per_node, op_efficiency(spec), spec.model.hidden, spec.seq_len, spec.model.layers,
+                       3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The formula core (scalars or numpy arrays)
+# ----------------------------------------------------------------------------------------------------------
+
+class _Py:
+    """The three array functions `step_terms` needs, on Python scalars."""
+
+    @staticmethod
+    def where(c: Any, a: Any, b: Any) -> Any:
+        return a if c else b
+
+    @staticmethod
+    def maximum(a: Any, b: Any) -> Any:
+        return a if a >= b else b
+
+    @staticmethod
+    def minimum(a: Any, b: Any) -> Any:
+        return a if a <= b else b
+
+
+STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute_s", "tp_comm_s", "cp_comm_s",
+               "cp_comm_total_s", "dp_comm_s", "dp_comm_total_s", "pp_bubble_s", "pp_p2p_s", "optimizer_s",
+               "efficiency", "mfu", "samples_per_step", "time_s", "samples_per_s")
+
+
+def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], tp: Any, pp: Any, vpp: Any, cp: Any, dp: Any, mb: Any,
+               m: Any, sp: Any, dist: Any, n_params: Any) -> dict[str, Any]:
+    """Every step-time term for one layout (scalars, xp=_Py) or many (arrays, xp=numpy).
+
+    `w` holds the OpWork numbers for each layout (scalars or arrays): gemm_flops, attn_flops, gemm_rc_flops,
+    attn_rc_flops, model_flops, hw_flops, ew_out_tok, ew_in_tok, ew_out_rc_tok, ew_in_rc_tok, rc_full and
+    ring (the number of layers of the first stage whose K/V exchange spans CP ranks).
+    """
+    e = c.eff
+    mp = tp * pp * cp
+    world = mp * dp
+    d = xp.where(sp, tp, 1)
+    s = c.seq // cp
+    ls = c.layers // pp                               # layers per stage
+    rank_samples = m * mb
+    share = rank_samples / mp                         # samples' worth of FLOPs this rank runs per step
+    g_rate, a_rate, h_rate = c.peak * e.gemm, c.peak * e.attention, c.hbm * e.hbm
+    gemm = w["gemm_flops"] * share / g_rate
+    attn = w["attn_flops"] * share / a_rate
+    tokens = rank_samples * s * ls                    # token-layers this rank runs per step
+    ew = tokens * (w["ew_out_tok"] / d + w["ew_in_tok"] / tp) / h_rate
+    compute = gemm + attn + ew
+    recompute = (w["gemm_rc_flops"] * share / g_rate + w["attn_rc_flops"] * share / a_rate
+                 + tokens * (w["ew_out_rc_tok"] / d + w["ew_in_rc_tok"] / tp) / h_rate)
+    # --- TP: 2 (t-1)/t * bytes per all-reduce (= AG + RS), sub_blocks per pass, 2 or 3 passes (fwd, bwd, refwd)
+    bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * e.comm
+    act = s * mb * c.hidden * c.act_bytes             # one micro-batch's activation on this CP rank, bytes
+    passes = 2 + w["rc_full"]
+    tp_comm = passes * c.sub_blocks * 2 * (tp - 1) / tp * act / bw_tp * ls * m
+    # --- CP: ring of K/V (2 s b h B / t) for (cp-1) hops; fwd 1x, bwd 2x (K/V + dK/dV), refwd 1x
+    bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
+    kv = 2 * act / tp
+    cp_total = (3 + w["rc_full"]) * (cp - 1) * kv / bw_cp * w["ring"] * m
+    hide_cp = attn * w["ring"] / ls                   # attention time of the ring layers
+    cp_exposed = xp.maximum(0.0, cp_total - hide_cp)
+    # --- DP: over the dp*cp ranks holding the same parameters
+    g = dp * cp
+    bw_dp = xp.where(tp * cp * dp <= c.gpn, c.intra, c.inter) * e.comm
+    ring_f = (g - 1) / g / bw_dp
+    rs = ring_f * n_params * c.grad_bytes
+    ag = ring_f * n_params * c.param_bytes
+    ar = 2 * rs
+    fwd_mb = (compute - recompute) / m / 3            # one micro-batch's forward on this rank
+    bwd_mb = 2 * fwd_mb + recompute / m
+    dp_total = xp.where(dist, rs + ag, ar)
+    dp_exposed = xp.where(dist, xp.maximum(0.0, rs - bwd_mb) + xp.maximum(0.0, ag - fwd_mb), xp.maximum(0.0, ar - bwd_mb))
+    # --- PP: bubble (p-1)/(v m) of the busy time; 2 m v boundary sends (fwd activation, bwd gradient)
+    bubble = (pp - 1) / (vpp * m) * (compute + tp_comm + cp_exposed)
+    bw_pp = xp.where(world <= c.gpn, c.intra, c.inter) * e.comm
+    p2p = xp.where(pp > 1, 2 * m * vpp * (act / d) / bw_pp, 0.0)
+    # --- optimizer step on this rank's shard
+    shard = n_params / xp.where(dist, dp, 1)
+    optimizer = shard * c.opt_bytes_per_param / h_rate
+    total = compute + tp_comm + cp_exposed + dp_exposed + bubble + p2p + optimizer
+    samples = rank_samples * dp
+    return {
+        "compute_s": compute, "gemm_s": gemm, "attention_s": attn, "elementwise_s": ew, "recompute_s": recompute,
+        "tp_comm_s": tp_comm, "cp_comm_s": cp_exposed, "cp_comm_total_s": cp_total, "dp_comm_s": dp_exposed,
+        "dp_comm_total_s": dp_total, "pp_bubble_s": bubble, "pp_p2p_s": p2p, "optimizer_s": optimizer,
+        "efficiency": w["hw_flops"] * share / c.peak / compute,
+        "mfu": w["model_flops"] * samples / (total * world * c.peak),
+        "samples_per_step": samples, "time_s": total, "samples_per_s": samples / total,
+    }
+
+
+WORK_KEYS = ("gemm_flops", "attn_flops", "gemm_rc_flops", "attn_rc_flops", "model_flops", "hw_flops", "ew_out_tok",
+             "ew_in_tok", "ew_out_rc_tok", "ew_in_rc_tok", "rc_full")
+
+
+def ring_layers(w: OpWork, layers_per_stage: int, cp: int) -> int:
+    """Layers of the first stage whose attention needs the CP ring exchange."""
+    return sum(w.ring_layers[:layers_per_stage]) + (0 if w.grid_t % cp == 0 else sum(w.frame_layers[:layers_per_stage]))
 
 
 @dataclass(frozen=True)
 class StepTime:
     compute_s: float
     tp_comm_s: float
-    cp_comm_s: float
-    dp_comm_s: float
+    cp_comm_s: float          # exposed
+    dp_comm_s: float          # exposed
     pp_bubble_s: float
     pp_p2p_s: float
     optimizer_s: float
-    efficiency: float
+    efficiency: float         # achieved / peak over the compute time (GEMM + attention FLOPs / compute_s)
     mfu: float
     samples_per_step: int
     time_s: float
     samples_per_s: float
+    gemm_s: float = 0.0
+    attention_s: float = 0.0
+    elementwise_s: float = 0.0
+    recompute_s: float = 0.0          # part of compute_s
+    cp_comm_total_s: float = 0.0      # before overlap
+    dp_comm_total_s: float = 0.0      # before overlap
+    gemm_efficiency: float = 0.0
+    attention_efficiency: float = 0.0
+    hbm_efficiency: float = 0.0
+    comm_efficiency: float = 0.0
+    efficiency_source: str = ""
+    tp_over_node: bool = False        # tp > GPUs per node: TP traffic priced at the network bandwidth
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def load_calibration(path: str | None, gpu: str) -> float | None:
-    """Efficiency from a calibration JSON written by `soraplan validate --device cuda` (same GPU only)."""
-    if not path:
-        return None
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
-        raise ValueError(f"hardware.calibration: cannot read calibration file {p}") from None
-    if str(data.get("gpu", gpu)).lower() != gpu.lower():
-        raise ValueError(f"hardware.calibration: {p} was measured on {data.get('gpu')!r}, not {gpu!r}")
-    eff = data.get("efficiency")
-    if not isinstance(eff, (int, float)) or not 0 < eff <= 1:
-        raise ValueError(f"hardware.calibration: {p} has no efficiency in (0, 1]")
-    return float(eff)
-
-
-def _ring(nbytes: float, n: int, bw_gbs: float) -> float:
-    return 0.0 if n <= 1 else (n - 1) / n * nbytes / (bw_gbs * 1e9)
-
-
 def step_time(spec: Spec) -> StepTime:
-    p, m, k, hw = spec.parallel, spec.model, spec.kernels, spec.hardware
-    gpu = hw.spec
-    eff = load_calibration(hw.calibration, gpu.name) or hw.efficiency
-    fl = flops(spec)
-    peak = gpu.peak_tflops * 1e12
-    samples_per_rank = p.microbatches * p.micro_batch
-    model_parallel = p.tp * p.pp * p.cp
-    compute = fl.hardware * samples_per_rank / model_parallel / (peak * eff)
-    B = k.act_bytes
-    s = spec.seq_len // p.cp
-    layers_per_stage = m.layers // p.pp
-    # --- TP ---
-    tp_bw = gpu.intra_node_gbs if p.tp <= gpu.gpus_per_node else gpu.inter_node_gbs
-    sub_blocks = 3 if m.cross_attn else 2
-    act = s * p.micro_batch * m.hidden * B
-    per_collective = _ring(act, p.tp, tp_bw) * (1 if p.sequence_parallel else 1)  # AG+RS == one all-reduce
-    tp = 2 * sub_blocks * 2 * per_collective * layers_per_stage * p.microbatches
-    # --- CP ---
-    cp_bw = gpu.intra_node_gbs if p.tp * p.cp <= gpu.gpus_per_node else gpu.inter_node_gbs
-    kv = 2 * s * p.micro_batch * m.hidden * B / p.tp
-    cp_comm = 3 * (p.cp - 1) * kv / (cp_bw * 1e9) * layers_per_stage * p.microbatches if p.cp > 1 else 0.0
-    attn_compute = 3 * fl.by_part["self_attn_core"] * samples_per_rank / model_parallel / (peak * eff)
-    cp_exposed = max(0.0, cp_comm - attn_compute)
-    # --- DP ---
-    n = params_per_gpu(spec)
-    dp_bw = gpu.intra_node_gbs if model_parallel * p.dp_size <= gpu.gpus_per_node else gpu.inter_node_gbs
-    grad_bytes = n * DTYPE_BYTES[k.grad_dtype]
-    param_bytes = n * DTYPE_BYTES[k.param_dtype]
-    dp_comm = _ring(grad_bytes, p.dp_size, dp_bw) + (_ring(param_bytes, p.dp_size, dp_bw) if p.distributed_optimizer
-                                                      else _ring(grad_bytes, p.dp_size, dp_bw))
-    backward = compute * 2 / 3
-    dp_exposed = max(0.0, dp_comm - backward)
-    # --- PP ---
-    bubble = (p.pp - 1) / (p.vpp * p.microbatches) * compute if p.pp > 1 else 0.0
-    pp_bw = gpu.intra_node_gbs if p.tp * p.cp * p.pp <= gpu.gpus_per_node else gpu.inter_node_gbs
-    p2p = 2 * p.microbatches * p.vpp * act / (p.tp if p.sequence_parallel else 1) / (pp_bw * 1e9) if p.pp > 1 else 0.0
-    # --- optimizer: read param, grad, master, m, v; write param, master, m, v ---
-    opt_params = n / (p.dp_size if p.distributed_optimizer else 1)
-    opt_bytes = opt_params * (2 * 2 + 4 + 3 * 4 * 2)
-    optimizer = opt_bytes / (gpu.hbm_tbs * 1e12)
-    total = compute + tp + cp_exposed + dp_exposed + bubble + p2p + optimizer
-    samples = p.global_batch_size
-    mfu = fl.train * samples / (total * p.world * peak)
-    return StepTime(compute, tp, cp_exposed, dp_exposed, bubble, p2p, optimizer, eff, mfu, samples, total, samples / total)
+    """Every term of one optimizer step for `spec` (see the module docstring for the formulas)."""
+    p = spec.parallel
+    c = hw_constants(spec)
+    w = op_work(spec)
+    wd: dict[str, Any] = {key: getattr(w, key) for key in WORK_KEYS}
+    wd["ring"] = ring_layers(w, spec.model.layers // p.pp, p.cp)
+    t = step_terms(_Py, c, wd, p.tp, p.pp, p.vpp, p.cp, p.dp_size, p.micro_batch, p.microbatches,
+                   p.sequence_parallel, p.distributed_optimizer, params_per_gpu(spec))
+    t["samples_per_step"] = int(t["samples_per_step"])
+    e = c.eff
+    return StepTime(**t, gemm_efficiency=e.gemm, attention_efficiency=e.attention, hbm_efficiency=e.hbm,
+                    comm_efficiency=e.comm, efficiency_source=e.source, tp_over_node=p.tp > c.gpn)

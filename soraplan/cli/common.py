@@ -62,7 +62,7 @@ SPEC_OPTIONS: list[tuple[str, Any]] = [
     ("recompute_layers", Annotated[Optional[int], _o("--recompute-layers", help="full recompute: layers per stage", panel=P)]),
     ("distributed_optimizer", Annotated[Optional[bool], _o("--distributed-optimizer/--no-distributed-optimizer", help="shard optimizer state over DP", panel=P)]),
     ("gpu", Annotated[Optional[str], _o("--gpu", help="a100-80g (default), h100-sxm, h200, b200, ...", panel=H)]),
-    ("efficiency", Annotated[Optional[float], _o("--efficiency", help="achieved/peak FLOP/s (0.40)", panel=H)]),
+    ("efficiency", Annotated[Optional[float], _o("--efficiency", help="blanket achieved/peak FLOP/s for GEMMs and attention (default: per-op table)", panel=H)]),
     ("price", Annotated[Optional[float], _o("--price", help="USD per GPU-hour", panel=H)]),
     ("calibration", Annotated[Optional[str], _o("--calibration", help="calibration JSON from soraplan validate", panel=H)]),
     ("samples", Annotated[Optional[int], _o("--samples", help="training samples (clips)", panel=T)]),

@@ -1,0 +1,66 @@
+"""LaunchOptions: everything `soraplan launch` needs besides the Spec, validated once.
+
+Built from the YAML's `launch:` section overlaid with CLI flags. Values that reach a shell script or a
+Kubernetes manifest are validated here first (names) and quoted again by the renderers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class LaunchOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cluster: Literal["slurm", "k8s"] = "slurm"
+    name: str = "soraplan-run"
+    run_root: Path = Path("runs")              # run directory = run_root / name
+    dry_run: bool = False
+    resume: bool = False
+    force: bool = False
+    debug: bool = False
+    steps: int | None = Field(None, ge=1)
+    tiny: bool = False
+    save_every: int | None = Field(None, ge=1)
+    train_args: tuple[str, ...] = ()            # extra arguments appended to `soraplan train`
+    env: dict[str, str] = Field(default_factory=dict)
+    # --- Slurm ---
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = Field(60, ge=1)
+    mem_gib: int | None = Field(None, ge=1)
+    cpus_per_task: int = Field(8, ge=1)
+    gpus_per_node: int | None = Field(None, ge=0, description="default: the GPU table's gpus_per_node")
+    max_retries: int = Field(3, ge=0)
+    nccl_profile: str = "default"
+    python: str = "python3"
+    grace_s: int = Field(120, ge=10, description="USR2 this many seconds before the time limit")
+    # --- Kubernetes ---
+    image: str | None = None
+    kind: Literal["jobset", "pytorchjob", "trainjob", "indexed-job"] = "jobset"
+    namespace: str = "default"
+    profile: Path | None = None                 # cluster profile YAML (tolerations, nodeSelector, rdma, ...)
+    server_dry_run: bool = False
+    queue: str | None = None                    # Kueue LocalQueue name
+    rdma: Literal["none", "host-network", "device"] = "none"
+    pvc: str | None = None                      # checkpoint PersistentVolumeClaim
+    output_dir: Path | None = None              # --dry-run: write one YAML file per object here
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not RUN_NAME.match(v):
+            raise ValueError(f"launch.name: {v!r} is not a valid run name (letters, digits, '.', '_', '-'; "
+                             "starts with a letter or digit; at most 63 characters)")
+        return v
+
+    @property
+    def run_dir(self) -> Path:
+        return (self.run_root / self.name).resolve()
