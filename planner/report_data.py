@@ -126,9 +126,11 @@ def sensitivity_from_planner(spec: Spec) -> list[dict[str, Any]]:
     """Days when one assumption moves (the planner's train_budget on a varied spec); used without D's search."""
     from .train import train_budget
 
+    from .step import op_efficiency
+
     hw, tr = spec.hardware, spec.training
-    cases = [("efficiency (fraction of peak FLOP/s)", "hardware", "efficiency", hw.efficiency * 0.75,
-              min(1.0, hw.efficiency * 1.25)),
+    gemm = op_efficiency(spec).gemm
+    cases = [("GEMM and attention efficiency (blanket)", "hardware", "efficiency", gemm * 0.75, min(1.0, gemm * 1.25)),
              ("price per GPU-hour (USD)", "hardware", "usd_per_gpu_hour", hw.price * 0.75, hw.price * 1.25),
              ("epochs", "training", "epochs", tr.epochs * 0.5, tr.epochs * 2)]
     rows = []
@@ -252,8 +254,10 @@ def assumptions(spec: Spec, plan: dict[str, Any], validation: dict[str, Any] | N
         return default_src if s[section][key] == d[section][key] else "your config / flags"
 
     hw = spec.hardware
-    eff_src = (f"calibration file {hw.calibration}" if hw.calibration
-               else src("hardware", "efficiency", "soraplan default (not measured)"))
+    from .step import op_efficiency
+
+    eff = op_efficiency(spec)
+    eff_src = eff.source + ("" if hw.calibration else " (not measured)")
     price_src = "your config / flags" if hw.usd_per_gpu_hour is not None else f"GPU table default ({gpu.name})"
     ds = spec.training.dataset
     if ds:
@@ -272,8 +276,10 @@ def assumptions(spec: Spec, plan: dict[str, Any], validation: dict[str, Any] | N
         {"name": "Network bandwidth between nodes", "value": f"{gpu.inter_node_gbs:g} GB/s per GPU per direction",
          "source": gpu.source},
         {"name": "GPUs per node", "value": str(gpu.gpus_per_node), "source": gpu.source},
-        {"name": "Achieved fraction of peak FLOP/s (efficiency)", "value": f"{hw.efficiency:.0%}" if not hw.calibration
-         else "from calibration", "source": eff_src},
+        {"name": "Matrix-multiply (GEMM) speed, fraction of peak FLOP/s", "value": f"{eff.gemm:.0%}", "source": eff_src},
+        {"name": "Attention-kernel speed, fraction of peak FLOP/s", "value": f"{eff.attention:.0%}", "source": eff_src},
+        {"name": "Memory-bound ops, fraction of peak HBM bandwidth", "value": f"{eff.hbm:.0%}", "source": eff_src},
+        {"name": "Collectives, fraction of nominal link bandwidth", "value": f"{eff.comm:.0%}", "source": eff_src},
         {"name": "Price per GPU-hour", "value": f"${hw.price:,.2f}", "source": price_src},
         {"name": "Memory reserved per GPU (CUDA context, NCCL, fragmentation)", "value": f"{hw.buffer_gib:g} GiB",
          "source": src("hardware", "buffer_gib", "soraplan default")},
@@ -365,14 +371,18 @@ def risks(spec: Spec, best: dict[str, Any] | None, validation: dict[str, Any] | 
                         + ("It does not fit." if level == "bad" else
                            "Little room for fragmentation or longer clips: expect out-of-memory risk." if level == "warn" else
                            "Comfortable room for allocator fragmentation and spikes.")})
-    eff = best.get("step", {}).get("efficiency", spec.hardware.efficiency)
+    from .step import op_efficiency
+
+    op = op_efficiency(spec)
+    eff = best.get("step", {}).get("efficiency") or op.gemm
     mfu = best.get("step", {}).get("mfu")
     measured = measured_efficiency(validation)
     mfu_txt = f" (overall MFU {mfu:.0%})" if isinstance(mfu, (int, float)) else ""
     if measured is None:
         out.append({"level": "warn", "title": "Speed assumed, not measured",
-                    "text": f"Step time assumes the GPUs reach {eff:.0%} of peak FLOP/s{mfu_txt}. No measurement backs it: "
-                            "if the real figure is lower, every day and dollar here grows in proportion."})
+                    "text": f"Step time assumes matrix multiplies at {op.gemm:.0%} and attention at {op.attention:.0%} of "
+                            f"peak FLOP/s{mfu_txt}. No measurement backs it: if the real figure is lower, every day and "
+                            "dollar here grows in proportion."})
     else:
         gap = measured / eff - 1
         lvl = "ok" if gap >= -0.10 else "warn" if gap >= -0.25 else "bad"
