@@ -194,3 +194,15 @@ def test_hostile_name_is_text_and_screenshot_saved(browsed):
     assert browsed["info"]["title"].startswith("<script>alert(1)</script>")
     png = browsed["shot"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+
+
+def test_the_checks_can_fail(browsed, tmp_path):
+    """The same page with a planted image from the network, a fetch and a console error: all three are caught."""
+    planted = tmp_path / "planted.html"
+    planted.write_text(browsed["path"].read_text(encoding="utf-8").replace(
+        "</body>", '<img src="http://203.0.113.5/x.png"><script>console.error("planted")</script></body>'),
+        encoding="utf-8")
+    res = open_report(planted, tmp_path, tmp_path / "planted.png")
+    assert "http://203.0.113.5/x.png" in res["requests"]
+    assert "planted" in res["errors"]
+    assert any("Content Security Policy" in e for e in res["errors"])

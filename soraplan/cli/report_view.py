@@ -261,7 +261,7 @@ def summary_html(d: dict[str, Any]) -> str:
     if s is None:
         return (f'<div class="nofit"><b>No layout fits.</b></div><ul class="risks">{risks}</ul>')
     tiles = [("Recommended", f'{s["gpus"]:,} × {esc(s["gpu"])}', f'{s["nodes"]} nodes of {d["gpu"]["gpus_per_node"]}'),
-             ("Wall-clock time", f'{f_days(s["days"])} days', f'{d["epochs"]:g} epoch(s) over {d["samples"]:,} clips'),
+             ("Wall-clock time", f'{f_days(s["days"])} days', f'{d["epochs"]:g} epoch{"" if d["epochs"] == 1 else "s"} over {d["samples"]:,} clips'),
              ("GPU-hours", f_int(s["gpu_hours"]), f'at ${d["gpu"]["usd_per_hour"]:,.2f} per GPU-hour'),
              ("Cost", f_usd(s["cost_usd"]), "compute only"),
              ("Step", f'{s["step_s"]:.2f} s', f'MFU {f_pct(s["mfu"])}, {s["samples_per_s"]:.1f} clips/s'
