@@ -211,44 +211,60 @@ class Space:
                     self.params[i, j] = params_per_gpu(self.variant(self.attentions[0], tp=tp, pp=pp))
 
     # ------------------------------------------------------------------------------------------------
-    def candidates(self, gpus: int) -> dict[str, np.ndarray]:
-        """The whole candidate space for `gpus` GPUs as flat arrays (one entry per layout)."""
-        struct = [(tp, pp, vpp, cp) for tp in self.tps for pp in self.pps for vpp in (self.vpps if pp > 1 else (1,))
-                  for cp in self.options.cp]
-        inner = [(mb, m, sp, r, dist) for mb in self.options.micro_batch for m in self.ms
-                 for sp in self.options.sequence_parallel for r in range(len(self.options.recompute))
-                 for dist in self.options.distributed_optimizer]
-        s = np.array(struct, dtype=np.int64).reshape(-1, 4)
-        i = np.array(inner, dtype=np.int64).reshape(-1, 5)
-        rc_codes = np.array([RECOMPUTE.index(r) for r in self.options.recompute])
-        out: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
-        for a in range(len(self.attentions)):
-            n_s, n_i = len(s), len(i)
-            out["att"].append(np.full(n_s * n_i, a, dtype=np.int64))
-            for col, name in enumerate(("tp", "pp", "vpp", "cp")):
-                out[name].append(np.repeat(s[:, col], n_i))
-            for col, name in enumerate(("mb", "m", "sp", "rc", "dist")):
-                v = np.tile(i[:, col], n_s)
-                out[name].append(rc_codes[v] if name == "rc" else v)
-        arr = {f: np.concatenate(v) for f, v in out.items()}
-        keep = ~((arr["tp"] == 1) & (arr["sp"] == 1))   # SP means nothing at tp = 1: not a separate layout
-        return {f: v[keep] for f, v in arr.items()}
+    def _struct(self) -> dict[str, np.ndarray]:
+        """The (attention, tp, pp, vpp, cp) grid."""
+        rows = [(a, tp, pp, vpp, cp) for a in range(len(self.attentions)) for tp in self.tps for pp in self.pps
+                for vpp in (self.vpps if pp > 1 else (1,)) for cp in self.options.cp]
+        g = np.array(rows, dtype=np.int64).reshape(-1, 5)
+        return {name: g[:, col] for col, name in enumerate(("att", "tp", "pp", "vpp", "cp"))}
+
+    def _inner(self) -> dict[str, np.ndarray]:
+        """The (micro-batch, micro-batches, SP, recompute, distributed optimizer) grid."""
+        rows = [(mb, m, sp, RECOMPUTE.index(r), dist) for mb in self.options.micro_batch for m in self.ms
+                for sp in self.options.sequence_parallel for r in self.options.recompute
+                for dist in self.options.distributed_optimizer]
+        g = np.array(rows, dtype=np.int64).reshape(-1, 5)
+        return {name: g[:, col] for col, name in enumerate(("mb", "m", "sp", "rc", "dist"))}
+
+    def candidates(self, gpus: int, prefilter: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The candidate space for `gpus` GPUs as flat arrays (one entry per layout), and rejection counts
+        (by REASONS index) of the layouts left out by `prefilter`: with it, (attention, tp, pp, vpp, cp)
+        combinations that break a rule on their own are counted (times their inner combinations) and not
+        expanded. SP at tp = 1 is not a separate layout and is never generated."""
+        st, inner = self._struct(), self._inner()
+        pre = np.zeros(len(REASONS), dtype=np.int64)
+        n_inner_sp1 = int(np.count_nonzero(inner["sp"] == 1))
+        if prefilter:
+            r = self._struct_reason(gpus, st)
+            mult = len(inner["mb"]) - np.where(st["tp"] == 1, n_inner_sp1, 0)
+            pre = np.bincount(r, weights=mult, minlength=len(REASONS)).astype(np.int64)
+            pre[OK] = 0
+            st = {f: v[r == OK] for f, v in st.items()}
+        n_s, n_i = len(st["tp"]), len(inner["mb"])
+        x = {f: np.repeat(v, n_i) for f, v in st.items()}
+        x.update({f: np.tile(v, n_s) for f, v in inner.items()})
+        keep = ~((x["tp"] == 1) & (x["sp"] == 1))
+        return {f: x[f][keep] for f in FIELDS}, pre
+
+    def _struct_reason(self, gpus: int, x: dict[str, np.ndarray]) -> np.ndarray:
+        """Rules that depend on (attention, tp, pp, vpp, cp) only: tp over a node, then divisibility."""
+        m = self.spec.model
+        tp, pp, vpp, cp = x["tp"], x["pp"], x["vpp"], x["cp"]
+        dp = gpus // (tp * pp * cp)
+        win = self.windows[x["att"]]
+        bad_div = ((m.heads % tp != 0) | (m.ffn % tp != 0) | (self.L % (pp * vpp) != 0) | (self.S % cp != 0)
+                   | ((win > 0) & (win % cp != 0)) | (dp < 1) | ((vpp > 1) & (pp == 1)))
+        return np.where(tp > self.max_tp, TP_OVER_NODE, np.where(bad_div, DIVISIBILITY, OK))
 
     def reasons(self, gpus: int, x: dict[str, np.ndarray]) -> np.ndarray:
         """Why each layout is rejected (REASONS index; 0 = passes the integer rules)."""
-        m = self.spec.model
         tp, pp, vpp, cp, mb, mm, sp = x["tp"], x["pp"], x["vpp"], x["cp"], x["mb"], x["m"], x["sp"]
-        mp = tp * pp * cp
-        dp = gpus // mp
-        s = self.S // cp
-        win = self.windows[x["att"]]
-        bad_div = ((m.heads % tp != 0) | (m.ffn % tp != 0) | (self.L % (pp * vpp) != 0) | (self.S % cp != 0)
-                   | ((sp == 1) & (s % tp != 0)) | ((win > 0) & (win % cp != 0)) | (dp < 1)
-                   | ((vpp > 1) & (mm % pp != 0)) | ((vpp > 1) & (pp == 1)))
+        dp = gpus // (tp * pp * cp)
+        bad_div = ((sp == 1) & ((self.S // cp) % tp != 0)) | ((vpp > 1) & (mm % pp != 0))
         gb = mm * mb * dp
         bad_batch = (gb < self.gb_range[0]) | (gb > self.gb_range[1])
-        reason = np.where(tp > self.max_tp, TP_OVER_NODE, np.where(bad_div, DIVISIBILITY, np.where(bad_batch, BATCH, OK)))
-        return reason
+        reason = self._struct_reason(gpus, x)
+        return np.where(reason != OK, reason, np.where(bad_div, DIVISIBILITY, np.where(bad_batch, BATCH, OK)))
 
     def evaluate(self, gpus: int, x: dict[str, np.ndarray], compact: bool = True) -> dict[str, np.ndarray]:
         """Reasons, memory and step terms for every layout in `x` (flat arrays of FIELDS).

@@ -135,7 +135,7 @@ def op_efficiency(spec: Spec) -> OpEfficiency:
     """The efficiencies the step model uses for this spec (table -> calibration -> spec overrides)."""
     hw = spec.hardware
     gpu = hw.spec
-    base = OP_EFFICIENCY.get(gpu.name, DEFAULT_EFFICIENCY) if hw.custom is None else DEFAULT_EFFICIENCY
+    base = OP_EFFICIENCY.get(gpu.name.lower(), DEFAULT_EFFICIENCY)    # a custom GPU named like a row gets that row
     gemm, attn, hbm, source = base.gemm, base.attention, base.hbm, base.source
     cal = load_calibration(hw.calibration, gpu.name)
     if cal:

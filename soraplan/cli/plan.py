@@ -1,0 +1,124 @@
+"""`soraplan plan`: search every parallel layout for each GPU count, rank them, and budget the training.
+
+Example (the seed): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
+Spec flags as in `soraplan estimate`; the parallel flags given (--tp, --pp, --vpp, --cp, --micro-batch,
+--recompute, --sequence-parallel, --distributed-optimizer, --global-batch) pin that dimension of the search.
+"""
+
+
+import time
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import print_json, spec_from_flags, with_spec_options
+
+PIN = {"tp": "tp", "pp": "pp", "vpp": "vpp", "cp": "cp", "micro_batch": "micro_batch", "recompute": "recompute",
+       "sequence_parallel": "sequence_parallel", "distributed_optimizer": "distributed_optimizer"}
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    from soraplan.planner.errors import UserError
+
+    try:
+        vals = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise UserError(f"{flag}: comma-separated integers expected, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise UserError(f"{flag}: positive integers expected, got {text!r}")
+    return vals
+
+
+class LazyProgress:
+    """A rich progress bar on stderr that appears only when the work has taken more than a second."""
+
+    def __init__(self, after_s: float = 1.0) -> None:
+        self.t0, self.after_s, self.bar, self.task = time.monotonic(), after_s, None, None
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if self.bar is None and time.monotonic() - self.t0 < self.after_s:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(what, total=total)
+        self.bar.update(self.task, description=what, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@with_spec_options
+def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts to plan for, comma list (default: --compare-gpus, 200,300,400)", rich_help_panel="Search")] = None,
+         objective: Annotated[str, typer.Option("--objective", help="time | cost | deadline", rich_help_panel="Search")] = "time",
+         deadline_days: Annotated[Optional[float], typer.Option("--deadline-days", help="with --objective deadline: the fewest GPUs that finish within this", rich_help_panel="Search")] = None,
+         allow_window: Annotated[bool, typer.Option("--allow-window", help="also search window attention (changes the model)", rich_help_panel="Search")] = False,
+         headroom: Annotated[float, typer.Option("--headroom", help="memory headroom kept free", rich_help_panel="Search")] = 0.10,
+         max_tp_in_node: Annotated[Optional[int], typer.Option("--max-tp-in-node", help="largest TP (default: GPUs per node; larger is rejected)", rich_help_panel="Search")] = None,
+         global_batch_range: Annotated[Optional[str], typer.Option("--global-batch-range", help="LOW,HIGH samples per step (default 64,1024 or --global-batch)", rich_help_panel="Search")] = None,
+         top: Annotated[int, typer.Option("--top", help="layouts shown per GPU count", rich_help_panel="Search")] = 5,
+         curriculum: Annotated[Optional[str], typer.Option("--curriculum", help="YAML file of training stages, or 'default'", rich_help_panel="Search")] = None,
+         gemm_efficiency: Annotated[Optional[float], typer.Option("--gemm-efficiency", help="override the table's GEMM efficiency", rich_help_panel="Search")] = None,
+         attention_efficiency: Annotated[Optional[float], typer.Option("--attention-efficiency", help="override the attention-kernel efficiency", rich_help_panel="Search")] = None,
+         hbm_efficiency: Annotated[Optional[float], typer.Option("--hbm-efficiency", help="override the achieved HBM bandwidth fraction", rich_help_panel="Search")] = None,
+         sensitivity: Annotated[bool, typer.Option("--sensitivity/--no-sensitivity", help="one-assumption-at-a-time list", rich_help_panel="Search")] = True,
+         json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+         spec_flags: Any = None) -> None:
+    """The fastest layouts that fit for each GPU count, why the winner wins, and the training budget.
+
+    Example (the seed article): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
+    """
+    from soraplan.planner.errors import UserError
+    from soraplan.planner.plan import plan as run
+    from soraplan.planner.search import SearchOptions
+    from soraplan.planner.spec import Spec
+
+    spec, _ = spec_from_flags(spec_flags)
+    over = {k: v for k, v in (("gemm_efficiency", gemm_efficiency), ("attention_efficiency", attention_efficiency),
+                              ("hbm_efficiency", hbm_efficiency)) if v is not None}
+    if over:
+        d = spec.model_dump()
+        d["hardware"].update(over)
+        try:
+            spec = Spec.model_validate(d)
+        except ValueError as e:
+            raise UserError(f"efficiency override: {str(e).splitlines()[-1].strip()}") from None
+    pins: dict[str, Any] = {}
+    for flag, opt in PIN.items():
+        v = spec_flags.get(flag)
+        if v is not None:
+            pins[opt] = (v,)
+    if "sequence_parallel" in pins:
+        pins["sequence_parallel"] = (bool(pins["sequence_parallel"][0]),)
+    if "distributed_optimizer" in pins:
+        pins["distributed_optimizer"] = (bool(pins["distributed_optimizer"][0]),)
+    gbr = None
+    if global_batch_range:
+        lo_hi = _ints(global_batch_range, "--global-batch-range")
+        if len(lo_hi) != 2:
+            raise UserError(f"--global-batch-range: LOW,HIGH expected, got {global_batch_range!r}")
+        gbr = (lo_hi[0], lo_hi[1])
+    options = SearchOptions(headroom=headroom, max_tp_in_node=max_tp_in_node, global_batch_range=gbr,
+                            allow_window=allow_window, **pins)
+    counts = _ints(gpus, "--gpus") if gpus else None
+    bar = LazyProgress()
+    try:
+        result = run(spec, counts, objective=objective, deadline_days=deadline_days, options=options, top=top,
+                     curriculum=curriculum, sensitivity=sensitivity, progress=bar)
+    finally:
+        bar.close()
+    if json_out:
+        print_json(result)
+    else:
+        from .plan_view import render
+
+        render(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
