@@ -161,7 +161,7 @@ def browsed(tmp_path_factory):
     val.write_text(json.dumps({"date": "2026-11-26", "device": "cpu", "results": [
         {"quantity": "parameters", "measured": 6131825792, "predicted": 6131825792, "error_pct": 0.0, "pass": True},
         {"quantity": "saved activations <b>GiB</b>", "measured": 1.01, "predicted": 1.0, "error_pct": 1.0, "pass": True}]}))
-    r = CliRunner().invoke(app, ["report", "--frames", "960", "--res", "256", "--tp", "8", "--gpus", "200,300,400",
+    r = CliRunner().invoke(app, ["report", "--frames", "960", "--res", "256", "--gpus", "200,300,400",
                                  "--deadline-days", "30", "--name", "<script>alert(1)</script>",
                                  "--validation", str(val), "-o", str(out)])
     assert r.exit_code == 0, r.output

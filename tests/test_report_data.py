@@ -12,39 +12,63 @@ from soraplan.planner.report_data import (gather, layout_text, normalize_validat
                                           spec_for_layout)
 
 
-def entry(tp, pp, cp, dp, days, total_gib=50.0, mb=1, gb=None, capacity=80.0, mfu=0.36, eff=0.4):
+def entry(tp, pp, cp, dp, days, total_gib=50.0, mb=1, gb=None, capacity=80.0, mfu=0.36, eff=0.6):
+    """One ranked layout in the shape `soraplan.planner.plan.entry` returns."""
+    gpus = tp * pp * cp * dp
     mem = {"weights": 2.0, "grads": 4.0, "optimizer": 1.0, "activations": total_gib - 10.0, "buffers": 3.0,
-           "total": total_gib, "capacity": capacity, "fits": total_gib <= capacity}
-    return {"tp": tp, "pp": pp, "vpp": 1, "cp": cp, "dp": dp, "micro_batch": mb, "global_batch": gb or mb * dp,
-            "sequence_parallel": tp > 1, "recompute": "none", "distributed_optimizer": True, "attention": "full",
-            "memory_gib": mem, "step": {"time_s": 2.5, "mfu": mfu, "efficiency": eff, "samples_per_s": 10.0},
-            "train": {"days": days, "gpu_hours": days * 24 * tp * pp * cp * dp, "cost_usd": days * 48 * tp * pp * cp * dp}}
+           "total": total_gib, "capacity": capacity, "usable": capacity * 0.9, "fits": total_gib <= capacity * 0.9}
+    return {"tp": tp, "pp": pp, "vpp": 1, "cp": cp, "dp": dp, "micro_batch": mb, "microbatches": 1,
+            "global_batch": gb or mb * dp, "sequence_parallel": tp > 1, "recompute": "none", "distributed_optimizer": True,
+            "attention": "full", "gpus_used": gpus, "memory_gib": mem,
+            "step": {"time_s": 2.5, "mfu": mfu, "efficiency": eff, "samples_per_s": 10.0},
+            "train": {"days": days, "gpu_hours": days * 24 * gpus, "cost_usd": days * 48 * gpus}}
+
+
+def stage(name, per):
+    return {"name": name, "geometry": "960 frames 256x256 (40 s)", "sequence_length": 30720, "samples": 1e7,
+            "dataset": None, "per_gpus": [dict(p, feasible=True, layout="tp=8 dp=32", read_mb_s_per_gpu_latent=0.5,
+                                               read_mb_s_per_gpu_raw=0.2) for p in per]}
 
 
 @pytest.fixture
 def contract_plan():
-    """A plan dict exactly as issue D's contract describes it."""
+    """A plan dict in the shape `soraplan plan --json` prints (issue D)."""
     ranked_256 = [entry(8, 1, 1, 32, 9.0), entry(4, 2, 1, 32, 9.5, total_gib=40.0), entry(8, 2, 1, 16, 10.0)]
     return {
-        "spec": {}, "objective": "time",
+        "spec": {}, "objective": "time", "deadline_days": None,
+        "search": {"headroom": 0.1, "max_tp_in_node": 8, "global_batch_range": [64, 1024], "attentions": ["full"],
+                   "efficiency": {"gemm": 0.65, "attention": 0.55, "hbm": 0.8, "comm": 0.8, "source": "table: A100"}},
         "gpu_counts": [
             {"gpus": 128, "ranked": [entry(8, 1, 1, 16, 18.0)], "rejected": {"memory": 40, "divisibility": 7},
-             "evaluated": 60, "why_best": "only TP 8 fits"},
-            {"gpus": 256, "ranked": ranked_256, "rejected": {"memory": 30}, "evaluated": 80,
+             "evaluated": 60, "feasible": 13, "why_best": "only TP 8 fits"},
+            {"gpus": 256, "ranked": ranked_256, "rejected": {"memory": 30}, "evaluated": 80, "feasible": 50,
              "why_best": "TP 8 x DP 32 beats TP 4 x PP 2 by 0.5 days: no pipeline bubble"},
-            {"gpus": 8, "ranked": [], "rejected": {"memory": 12}, "evaluated": 12, "why_best": ""},
+            {"gpus": 8, "ranked": [], "rejected": {"memory": 12}, "evaluated": 12, "feasible": 0, "why_best": "",
+             "message": "no layout fits on 8 x a100-80g"},
         ],
-        "best": dict(ranked_256[0], gpus=256),
-        "budget": {"stages": [{"name": "images 256²", "samples": 100_000_000, "gpu_hours": 20_000.0, "days": 3.0,
-                               "cost_usd": 40_000.0},
-                              {"name": "clips <b>40 s</b>", "samples": 10_000_000, "gpu_hours": 55_000.0, "days": 9.0,
-                               "cost_usd": 110_000.0}],
-                   "gpu_hours": 75_000.0, "cost_usd": 150_000.0},
+        "best": dict(ranked_256[0], gpus=256), "best_reason": "fastest: 256 GPUs, 9.0 days",
+        "budget": {"curriculum": True,
+                   "stages": [stage("images 256²", [{"gpus": 128, "days": 6.0, "gpu_hours": 1.0, "cost_usd": 2.0},
+                                                    {"gpus": 256, "days": 3.0, "gpu_hours": 20_000.0, "cost_usd": 40_000.0}]),
+                              stage("clips <b>40 s</b>", [{"gpus": 128, "days": 18.0, "gpu_hours": 3.0, "cost_usd": 4.0},
+                                                          {"gpus": 256, "days": 9.0, "gpu_hours": 55_000.0,
+                                                           "cost_usd": 110_000.0}])],
+                   "totals": [{"gpus": 128, "days": 24.0, "gpu_hours": 4.0, "cost_usd": 6.0, "feasible": True},
+                              {"gpus": 256, "days": 12.0, "gpu_hours": 75_000.0, "cost_usd": 150_000.0, "feasible": True}],
+                   "passes": [{"gpus": 128, "feasible": True, "days_per_pass": 18.0, "passes_in_60_days": 3.3,
+                               "passes_in_90_days": 5.0},
+                              {"gpus": 256, "feasible": True, "days_per_pass": 9.0, "passes_in_60_days": 6.7,
+                               "passes_in_90_days": 10.0}],
+                   "pass_samples": 10_000_000, "statement": "128-256 GPUs for 60-90 days buy 3.3-10 passes."},
         "sensitivity": [
-            {"assumption": "efficiency", "low": 0.3, "high": 0.5, "days_low": 12.0, "days_high": 7.2},
-            {"assumption": "failure/restart overhead", "low": 0.05, "high": 0.2, "days_low": 9.45, "days_high": 10.8},
-            {"assumption": "epochs", "low": 0.5, "high": 2, "days_low": 4.5, "days_high": 18.0},
-            {"assumption": "price per GPU-hour", "low": 1.5, "high": 2.5, "days_low": 9.0, "days_high": 9.0}],
+            {"assumption": "kernel efficiency (MFU)", "low": "x0.75", "high": "x1.15", "base": "gemm 0.65",
+             "days_base": 9.0, "days_low": 12.0, "days_high": 7.8, "cost_low": 1.0, "cost_high": 2.0, "note": "table"},
+            {"assumption": "failure/restart overhead", "low": "0%", "high": "15%", "base": "0%", "days_base": 9.0,
+             "days_low": 9.0, "days_high": 10.35, "cost_low": 110_592.0, "cost_high": 127_180.8, "note": ""},
+            {"assumption": "epochs", "low": 0.5, "high": 2.0, "base": 1.0, "days_base": 9.0, "days_low": 4.5,
+             "days_high": 18.0, "note": "days scale with the samples seen"},
+            {"assumption": "price per GPU-hour", "low": "$1.50", "high": "$2.50", "base": "$2.00", "days_base": 9.0,
+             "days_low": 9.0, "days_high": 9.0, "cost_low": 1.0, "cost_high": 2.0, "note": "cost only"}],
     }
 
 
@@ -54,20 +78,25 @@ def seed():
 
 
 def test_gather_from_contract_plan(seed, contract_plan):
-    d = gather(seed, gpu_counts=[128, 256, 8], deadline_days=7, plan=contract_plan, plan_source="search")
+    d = gather(seed, gpu_counts=[128, 256, 8], deadline_days=7, plan=contract_plan)
     s = d["summary"]
     assert (s["gpus"], s["days"], s["gpu_hours"], s["cost_usd"]) == (256, 9.0, 9.0 * 24 * 256, 9.0 * 48 * 256)
     assert s["nodes"] == 32 and s["gpu"] == "a100-80g"
-    assert s["why_best"].startswith("TP 8 x DP 32")
+    assert s["why_best"].startswith("TP 8 x DP 32") and s["best_reason"] == "fastest: 256 GPUs, 9.0 days"
     assert [r["recommended"] for r in d["counts"]] == [False, True, False]
-    assert d["counts"][2]["fits"] is False and d["counts"][2]["layout"] == "no layout fits"
+    assert d["counts"][2]["fits"] is False and d["counts"][2]["layout"] == "no layout fits on 8 x a100-80g"
     assert [r["meets_deadline"] for r in d["counts"]] == [False, False, None]
     assert len(d["top_layouts"]) == 3 and d["top_layouts"][1]["tp"] == 4
     # the tornado is sorted so the widest bar is last (drawn on top)
     assert [r["assumption"] for r in d["sensitivity"]][-1] == "epochs"
+    assert [r["assumption"] for r in d["sensitivity"]][0] == "price per GPU-hour"
     titles = " | ".join(r["title"] for r in d["risks"])
     assert "Memory headroom 38%" in titles and "Speed assumed, not measured" in titles
-    assert "Failures and restarts" in titles and "missed" in titles
+    assert "Failures and restarts not in the plan" in titles and "missed" in titles
+    restart = next(r for r in d["risks"] if r["title"].startswith("Failures"))
+    assert "With 15% of the time lost" in restart["text"] and "from 9.0 to 10.3 days" in restart["text"]
+    b = d["budget"]
+    assert b["curriculum"] and b["gpus"] == 256 and [st["at_best"]["days"] for st in b["stages"]] == [3.0, 9.0]
     assert d["grid"]["world"] == 256 and d["grid"]["nodes"] == 32
     assert [r["attention"] for r in d["attention"]][0] == "full" and len(d["attention"]) == 3
     assert d["validation"] is None
@@ -75,7 +104,7 @@ def test_gather_from_contract_plan(seed, contract_plan):
 
 
 def test_spec_for_layout_is_that_layout(seed, contract_plan):
-    s = spec_for_layout(seed, contract_plan["best"], 256)
+    s = spec_for_layout(seed, contract_plan["best"])
     p = s.parallel
     assert (p.tp, p.pp, p.cp, p.dp_size, p.world, p.global_batch_size) == (8, 1, 1, 32, 256, 32)
 
@@ -95,14 +124,17 @@ def test_headroom_levels(seed, contract_plan):
     plan["best"] = dict(entry(8, 1, 1, 32, 9.0, total_gib=76.0), gpus=256)
     d = gather(seed, gpu_counts=[256], plan=plan)
     assert d["risks"][0]["level"] == "warn" and d["risks"][0]["title"] == "Memory headroom 5%"
+    plan["best"] = dict(entry(8, 1, 1, 32, 9.0, total_gib=60.0), gpus=256)
+    assert gather(seed, gpu_counts=[256], plan=plan)["risks"][0]["level"] == "ok"
 
 
 def test_measured_efficiency_turns_the_speed_flag(seed, contract_plan):
-    val = {"date": "2026-11-26", "device": "NVIDIA H100 80GB HBM3", "efficiency": 0.38,
+    val = {"date": "2026-11-26", "device": "NVIDIA H100 80GB HBM3", "efficiency": 0.58,
            "results": [{"quantity": "params", "measured": 1, "predicted": 1, "error_pct": 0.0, "pass": True}]}
     d = gather(seed, gpu_counts=[256], plan=contract_plan, validation=val)
     speed = d["risks"][1]
-    assert speed["title"] == "Speed measured at 38% of peak" and speed["level"] == "ok"
+    assert speed["title"] == "Speed measured at 58% of peak" and speed["level"] == "ok"
+    assert "-3% relative to the plan's 60%" in speed["text"]
     assert d["validation"]["device"] == "NVIDIA H100 80GB HBM3" and d["validation"]["passed"] == 1
 
 
@@ -151,7 +183,7 @@ def test_bad_counts_and_deadline(seed, contract_plan):
 
 def test_report_data_imports_no_plotly():
     code = ("import sys; import soraplan.planner.report_data as r; from soraplan.planner import build_spec; "
-            "r.gather(build_spec(flags={'tp': 8}), gpu_counts=[64]); "
+            "d = r.gather(build_spec(flags={'frames': 96, 'res': 128}), gpu_counts=[16]); assert d['summary']; "
             "bad = [m for m in ('plotly', 'torch', 'megatron', 'kubernetes', 'submitit') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

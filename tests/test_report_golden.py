@@ -38,37 +38,41 @@ def assert_tiles(text, s):
     assert f'<div class="v">{f_usd(s["cost_usd"])}</div>' in text
 
 
-def test_summary_equals_estimate_json_for_the_given_layout(tmp_path, monkeypatch):
-    """Without the layout search the report shows the spec's layout: its numbers are `estimate --json`'s."""
-    import soraplan.planner.report_data as rd
-
-    monkeypatch.setattr(rd, "plan_function", lambda: None)
-    s, text = report_summary(tmp_path, *SEED, "--tp", "8", "--gpus", "256")
-    e = cli_json("estimate", *SEED, "--tp", "8", "--gpus", "256", "--json")
-    assert s["gpus"] == e["train"]["gpus"] == 256
-    assert s["days"] == e["train"]["days"]
-    assert s["gpu_hours"] == e["train"]["gpu_hours"]
-    assert s["cost_usd"] == e["train"]["cost_usd"]
-    assert s["step_s"] == e["step"]["time_s"] and s["mfu"] == e["step"]["mfu"]
-    assert s["layout"]["tp"] == 8 and s["layout"]["dp"] == e["spec"]["parallel"]["dp"]
-    assert_tiles(text, s)
-    assert f'{e["sequence_length"]:,} tokens per clip' in text and f'{e["params"]["total"]:,} parameters' in text
-
-
-def test_summary_equals_plan_json(tmp_path):
-    """With issue D's layout search: the recommendation is `plan --json`'s best, number for number."""
-    search = pytest.importorskip("soraplan.planner.search", reason="issue D's layout search is not merged here")
-    pytest.importorskip("soraplan.cli.plan", reason="issue D's `soraplan plan` is not merged here")
-    if not hasattr(search, "plan"):
-        pytest.skip("issue D's search.plan() is not merged here")
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
     args = [*SEED, "--gpus", "200,300,400"]
-    s, text = report_summary(tmp_path, *args)
-    p = cli_json("plan", *args, "--json")
+    s, text = report_summary(tmp_path_factory.mktemp("golden"), *args)
+    return s, text, cli_json("plan", *args, "--json")
+
+
+def test_summary_equals_plan_json(golden):
+    """The recommendation is `soraplan plan --json`'s best, number for number, in the JSON and in the tiles."""
+    s, text, p = golden
     best = p["best"]
-    assert s["gpus"] == best["gpus"]
+    assert (s["gpus"], s["gpus_used"]) == (best["gpus"], best["gpus_used"])
     for k in ("days", "gpu_hours", "cost_usd"):
         assert s[k] == best["train"][k], k
-    assert s["step_s"] == best["step"]["time_s"]
-    for k in ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "recompute"):
+    assert s["step_s"] == best["step"]["time_s"] and s["mfu"] == best["step"]["mfu"]
+    for k in ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
+              "distributed_optimizer", "attention"):
         assert s["layout"][k] == best[k], k
     assert_tiles(text, s)
+    assert p["best_reason"] in text.replace("&#x27;", "'")
+
+
+def test_header_and_attention_equal_estimate_json(golden):
+    """Tokens and parameters are `estimate --json`'s; the attention section is `estimate --json` at the layout."""
+    s, text, p = golden
+    e = cli_json("estimate", *SEED, "--json")
+    assert f'{e["sequence_length"]:,} tokens per clip' in text and f'{e["params"]["total"]:,} parameters' in text
+    lay = s["layout"]
+    flags = ["--tp", lay["tp"], "--pp", lay["pp"], "--vpp", lay["vpp"], "--cp", lay["cp"], "--dp", lay["dp"],
+             "--micro-batch", lay["micro_batch"], "--global-batch", lay["global_batch"], "--recompute", lay["recompute"],
+             "--sequence-parallel" if lay["sequence_parallel"] else "--no-sequence-parallel",
+             "--distributed-optimizer" if lay["distributed_optimizer"] else "--no-distributed-optimizer"]
+    at = cli_json("estimate", *SEED, *map(str, flags), "--json")
+    fig = json.loads(re.search(r'data-plot="fig-attention">(.*?)</script>', text, re.S).group(1))
+    days_panel = fig["data"][2]["y"]
+    assert days_panel == [r["days"] for r in at["attention_comparison"]]
+    flops_panel = fig["data"][0]["y"]
+    assert flops_panel == [r["forward_flops"] / 1e12 for r in at["attention_comparison"]]

@@ -11,7 +11,7 @@ from soraplan.cli.report_view import embed_json, render_html
 from soraplan.planner import build_spec
 from soraplan.planner.report_data import gather
 
-from test_report_data import contract_plan, entry  # noqa: F401  (fixture + helper)
+from test_report_data import contract_plan, stage  # noqa: F401  (fixture + helper)
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -63,12 +63,15 @@ def test_hostile_strings_everywhere_stay_text(tmp_path, contract_plan):  # noqa:
         "           intra_node_gbs: 300, inter_node_gbs: 25, usd_per_hour: 2, source: '<b>sheet</b>'}\n")
     spec = build_spec(config=cfg, flags={"tp": 8})
     plan = dict(contract_plan)
-    plan["budget"] = {"stages": [{"name": "</script><script>alert(4)</script>", "gpu_hours": 1.0, "days": 1.0}]}
+    plan["budget"] = dict(plan["budget"], statement="<script>alert(7)</script>",
+                          stages=[stage("</script><script>alert(4)</script>", [{"gpus": 256, "days": 1.0}]),
+                                  stage("<img src=x onerror=alert(8)>", [{"gpus": 256, "days": 2.0}])])
     plan["sensitivity"] = [{"assumption": "<b onmouseover=alert(5)>eff</b>", "low": "</script>", "high": 2,
                             "days_low": 8.0, "days_high": 10.0}]
     val = {"device": "<i>gpu</i>", "results": [{"quantity": "</td><script>alert(6)</script>", "measured": 1,
                                                  "predicted": 1, "pass": True}]}
-    html_text = render_html(gather(spec, gpu_counts=[256], plan=plan, plan_source="search", validation=val))
+    html_text = render_html(gather(spec, gpu_counts=[256], plan=plan, validation=val))
+    assert 'data-plot="fig-budget"' in html_text and 'data-plot="fig-sensitivity"' in html_text
     body = html_text.split("</style>", 1)[1]
     plotly_end = body.index("</script>", body.index("* plotly.js v"))
     after = body[plotly_end + len("</script>"):]

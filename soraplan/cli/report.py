@@ -65,16 +65,40 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def search_options(spec_flags: dict[str, Any], headroom: float, allow_window: bool, max_tp_in_node: Optional[int]):
+    """The layout search's options, as `soraplan plan` builds them: the parallel flags given pin the search."""
+    from soraplan.planner.search import SearchOptions
+
+    from .plan import PIN  # the same pinned flags as `soraplan plan`
+
+    pins: dict[str, Any] = {opt: (spec_flags[flag],) for flag, opt in PIN.items() if spec_flags.get(flag) is not None}
+    for k in ("sequence_parallel", "distributed_optimizer"):
+        if k in pins:
+            pins[k] = (bool(pins[k][0]),)
+    return SearchOptions(headroom=headroom, max_tp_in_node=max_tp_in_node, allow_window=allow_window, **pins)
+
+
+S = "Report"
+
+
 @with_spec_options
-def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write")] = Path("capacity.html"),
+def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write", rich_help_panel=S)] = Path("capacity.html"),
            gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts to compare, e.g. 200,300,400 "
-                                                       "(default: training.compare_gpus)")] = None,
+                                                       "(default: training.compare_gpus)", rich_help_panel=S)] = None,
            deadline_days: Annotated[Optional[float], typer.Option("--deadline-days", help="draw a deadline and "
-                                                                  "flag counts that miss it")] = None,
-           objective: Annotated[Optional[str], typer.Option("--objective", help="time | cost | deadline "
-                                                            "(passed to the layout search)")] = None,
+                                                                  "flag counts that miss it", rich_help_panel=S)] = None,
+           objective: Annotated[Optional[str], typer.Option("--objective", help="time (default) | cost | deadline",
+                                                            rich_help_panel=S)] = None,
            validation: Annotated[Optional[Path], typer.Option("--validation", help="`soraplan validate --json` output "
-                                                              "(default: the YAML's report.validation)")] = None,
+                                                              "(default: the YAML's report.validation)", rich_help_panel=S)] = None,
+           curriculum: Annotated[Optional[str], typer.Option("--curriculum", help="YAML file of training stages, or "
+                                                             "'default' (as in soraplan plan)", rich_help_panel=S)] = None,
+           allow_window: Annotated[bool, typer.Option("--allow-window", help="also search window attention "
+                                                      "(changes the model)", rich_help_panel=S)] = False,
+           headroom: Annotated[float, typer.Option("--headroom", help="memory headroom kept free (0.10)",
+                                                   rich_help_panel=S)] = 0.10,
+           max_tp_in_node: Annotated[Optional[int], typer.Option("--max-tp-in-node", help="largest TP (default: GPUs "
+                                                                 "per node)", rich_help_panel=S)] = None,
            spec_flags: Any = None) -> None:
     """Write the one-file HTML capacity report (summary, charts, layouts, risks, assumptions).
 
@@ -82,29 +106,41 @@ def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML fil
     """
     from soraplan.planner.report_data import gather
 
+    from .plan import LazyProgress
     from .report_view import render_html
 
+    if not output.resolve().parent.is_dir():  # before the search, not after it
+        fail(f"--output: directory does not exist: {output.resolve().parent}")
     spec, extras = spec_from_flags(spec_flags)
     section = extras.get("report") or {}
     if not isinstance(section, dict):
         fail("report: the YAML's report section must be a mapping")
-    counts = parse_counts(gpus) or section.get("gpus")
-    if isinstance(counts, str):
-        counts = parse_counts(counts)
+    counts = parse_counts(gpus) if gpus is not None else section.get("gpus")
+    if isinstance(counts, (str, int)):
+        counts = parse_counts(str(counts))
     if deadline_days is None:
         deadline_days = section.get("deadline_days")
-    val_path = validation or section.get("validation")
-    if val_path is not None and validation is None and spec_flags.get("config") is not None:
-        val_path = Path(spec_flags["config"]).parent / str(val_path)  # relative to the YAML file
-    data = gather(spec, gpu_counts=counts, deadline_days=deadline_days, validation=read_validation(val_path),
-                  objective=objective)
+    objective = objective or section.get("objective")
+    curriculum = curriculum or section.get("curriculum")
+    val_path = validation
+    if val_path is None and section.get("validation") is not None:
+        val_path = Path(str(section["validation"]))
+        if not val_path.is_absolute() and spec_flags.get("config") is not None:
+            val_path = Path(spec_flags["config"]).parent / val_path  # relative to the YAML file
+    options = search_options(spec_flags, headroom, allow_window, max_tp_in_node)
+    bar = LazyProgress()
+    try:
+        data = gather(spec, gpu_counts=counts, deadline_days=deadline_days, validation=read_validation(val_path),
+                      objective=objective, options=options, curriculum=curriculum, progress=bar)
+    finally:
+        bar.close()
     command = "soraplan " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else ""
     page = render_html(data, command=command)
     write_atomic(output, page)
     s = data["summary"]
     size_mb = len(page.encode()) / 1e6
     if s:
-        sys.stderr.write(f"wrote {output} ({size_mb:.1f} MB): {s['gpus']} x {s['gpu']}, {s['days']:.1f} days, "
+        sys.stderr.write(f"wrote {output} ({size_mb:.1f} MB): {s['gpus_used']} x {s['gpu']}, {s['days']:.1f} days, "
                          f"{s['gpu_hours']:,.0f} GPU-hours, ${s['cost_usd']:,.0f}\n")
     else:
         sys.stderr.write(f"wrote {output} ({size_mb:.1f} MB): no layout fits at the GPU counts asked for\n")

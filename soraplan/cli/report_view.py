@@ -88,7 +88,7 @@ def fig_counts(d: dict[str, Any]) -> dict[str, Any] | None:
     rows = [r for r in d["counts"] if r["fits"]]
     if not rows:
         return None
-    x = [r["gpus"] for r in rows]
+    x = [r["gpus_used"] for r in rows]
     data: list[dict[str, Any]] = [
         {"type": "scatter", "mode": "lines+markers", "name": "wall-clock days", "x": x, "y": [r["days"] for r in rows],
          "line": {"color": ACCENT, "width": 3}, "marker": {"size": 9},
@@ -99,7 +99,7 @@ def fig_counts(d: dict[str, Any]) -> dict[str, Any] | None:
     ]
     rec = [r for r in rows if r["recommended"]]
     if rec:
-        data.append({"type": "scatter", "mode": "markers", "name": "recommended", "x": [rec[0]["gpus"]],
+        data.append({"type": "scatter", "mode": "markers", "name": "recommended", "x": [rec[0]["gpus_used"]],
                      "y": [rec[0]["days"]], "marker": {"symbol": "star", "size": 22, "color": OK,
                                                        "line": {"color": "white", "width": 1}},
                      "hovertemplate": "recommended: %{x} GPUs, %{y:.1f} days<extra></extra>"})
@@ -107,15 +107,15 @@ def fig_counts(d: dict[str, Any]) -> dict[str, Any] | None:
     if d["deadline_days"] is not None:
         shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": d["deadline_days"],
                        "y1": d["deadline_days"], "line": {"color": BAD, "width": 2, "dash": "dash"}})
-        annotations.append({"xref": "paper", "x": 1, "xanchor": "right", "yref": "y", "y": d["deadline_days"],
+        annotations.append({"xref": "paper", "x": 0.01, "xanchor": "left", "yref": "y", "y": d["deadline_days"],
                             "yanchor": "bottom", "text": f"deadline {d['deadline_days']:g} days", "showarrow": False,
                             "font": {"color": BAD}})
     if rec:
-        annotations.append({"x": rec[0]["gpus"], "y": rec[0]["days"], "text": "recommended", "showarrow": True,
+        annotations.append({"x": rec[0]["gpus_used"], "y": rec[0]["days"], "text": "recommended", "showarrow": True,
                             "arrowhead": 0, "ay": -36, "font": {"color": OK}})
-    ymax = max([r["days"] for r in rows] + [d["deadline_days"] or 0]) * 1.15
+    ymax = max([r["days"] for r in rows] + [d["deadline_days"] or 0]) * 1.2
     return {"data": data, "layout": _layout(
-        xaxis=_axis("GPUs", tickvals=x), yaxis=_axis("wall-clock days", rangemode="tozero", range=[0, ymax]),
+        xaxis=_axis("GPUs", tickvals=x), yaxis=_axis("wall-clock days", range=[0, ymax]),
         yaxis2=_axis("cost (USD)", overlaying="y", side="right", showgrid=False, tickprefix="$",
                      range=[0, max(r["cost_usd"] for r in rows) * 1.35]),
         shapes=shapes, annotations=annotations, margin={"l": 70, "r": 80, "t": 30, "b": 60})}
@@ -129,17 +129,24 @@ def fig_memory(d: dict[str, Any]) -> dict[str, Any] | None:
     data = [{"type": "bar", "name": part, "x": labels, "y": [e["memory_gib"][part] for e in tops],
              "marker": {"color": MEM_COLORS[part]}, "hovertemplate": f"{part}: %{{y:.1f}} GiB<extra></extra>"}
             for part in MEM_COLORS]
-    cap = tops[0]["memory_gib"]["capacity"]
+    mem0 = tops[0]["memory_gib"]
+    cap = mem0["capacity"]
     top = max(max(e["memory_gib"]["total"] for e in tops), cap) * 1.12
     shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": cap, "y1": cap,
                "line": {"color": BAD, "width": 2, "dash": "dash"}}]
     notes = [{"xref": "paper", "x": 1, "xanchor": "right", "y": cap, "yanchor": "bottom", "showarrow": False,
               "text": f"HBM capacity {cap:g} GiB", "font": {"color": BAD}}]
+    usable = mem0.get("usable")
+    if isinstance(usable, (int, float)) and usable < cap:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": usable, "y1": usable,
+                       "line": {"color": WARN, "width": 1.5, "dash": "dot"}})
+        notes.append({"xref": "paper", "x": 0, "xanchor": "left", "y": usable, "yanchor": "bottom", "showarrow": False,
+                      "text": f"usable {usable:.0f} GiB (headroom kept free)", "font": {"color": WARN}})
     notes += [{"x": lab, "y": e["memory_gib"]["total"], "yanchor": "bottom", "showarrow": False,
                "text": f"<b>{e['memory_gib']['total']:.1f} GiB</b>"} for lab, e in zip(labels, tops)]
-    return {"data": data, "layout": _layout(barmode="stack", bargap=0.55 if len(tops) < 3 else 0.3, xaxis=_axis(""),
+    return {"data": data, "layout": _layout(barmode="stack", bargap=0.55 if len(tops) < 3 else 0.35, xaxis=_axis(""),
                                             yaxis=_axis("GiB per GPU", range=[0, top]), shapes=shapes, annotations=notes,
-                                            height=400, margin={"l": 70, "r": 30, "t": 20, "b": 40})}
+                                            height=420, margin={"l": 70, "r": 30, "t": 20, "b": 40})}
 
 
 def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
@@ -167,33 +174,51 @@ def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def fig_sensitivity(d: dict[str, Any]) -> dict[str, Any] | None:
-    rows = d["sensitivity"]
-    best = d["summary"]
-    if not rows or not best:
+    rows = [r for r in d["sensitivity"] if _num(r.get("days_low")) and _num(r.get("days_high"))]
+    if not rows or not d["summary"]:
         return None
-    base = best["days"]
-    names = [ptxt(r["assumption"]) for r in rows]
+    base = rows[0].get("days_base") if _num(rows[0].get("days_base")) else d["summary"]["days"]
+    names = [f"<b>{ptxt(_short(r['assumption'], 34))}</b><br>{ptxt(_short(_fmt_val(r['low']), 26))} → "
+             f"{ptxt(_short(_fmt_val(r['high']), 26))}" for r in rows]
     lo = [r["days_low"] - base for r in rows]
     hi = [r["days_high"] - base for r in rows]
-    flat = [abs(r["days_high"] - r["days_low"]) < 0.05 for r in rows]
-    texts_lo = ["" if f else f"{ptxt(_fmt_val(r['low']))}: {r['days_low']:.1f} d" for r, f in zip(rows, flat)]
-    texts_hi = [(f"no effect on days{_cost_range(r)}" if f else f"{ptxt(_fmt_val(r['high']))}: {r['days_high']:.1f} d")
-                for r, f in zip(rows, flat)]
-    data = [{"type": "bar", "orientation": "h", "name": "low value", "y": names, "x": lo, "base": base,
+    eps = 0.005 * max(base, 1e-9)
+    texts_lo, texts_hi = [], []
+    for r, a, b in zip(rows, lo, hi):
+        tl = "" if abs(a) < eps else f"{r['days_low']:.1f} d"
+        th = "" if abs(b) < eps else f"{r['days_high']:.1f} d"
+        if tl and th and (a > 0) == (b > 0):  # both on one side: one label on the longer bar
+            both = f"{r['days_low']:.1f} / {r['days_high']:.1f} d"
+            tl, th = (both, "") if abs(a) > abs(b) else ("", both)
+        if not tl and not th:
+            th = "days unchanged" + _cost_range(r)
+        texts_lo.append(tl)
+        texts_hi.append(th)
+    hover = [f"{ptxt(r['assumption'])}: {ptxt(_fmt_val(r['low']))} → {r['days_low']:.1f} d, "
+             f"{ptxt(_fmt_val(r['high']))} → {r['days_high']:.1f} d" for r in rows]
+    data = [{"type": "bar", "orientation": "h", "name": "low setting", "y": names, "x": lo, "base": base,
              "marker": {"color": "#7fa7d6"}, "text": texts_lo, "textposition": "outside", "cliponaxis": False,
-             "hovertemplate": "%{text}<extra></extra>"},
-            {"type": "bar", "orientation": "h", "name": "high value", "y": names, "x": hi, "base": base,
+             "customdata": hover, "hovertemplate": "%{customdata}<extra></extra>"},
+            {"type": "bar", "orientation": "h", "name": "high setting", "y": names, "x": hi, "base": base,
              "marker": {"color": ACCENT2}, "text": texts_hi, "textposition": "outside", "cliponaxis": False,
-             "hovertemplate": "%{text}<extra></extra>"}]
+             "customdata": hover, "hovertemplate": "%{customdata}<extra></extra>"}]
     span = max([abs(v) for v in lo + hi] + [base * 0.05])
     return {"data": data, "layout": _layout(
-        barmode="overlay", height=max(260, 70 * len(rows) + 120),
-        xaxis=_axis("wall-clock days", range=[max(0, base - span * 1.9), base + span * 1.9]),
+        barmode="overlay", height=max(300, 62 * len(rows) + 130), bargap=0.35,
+        xaxis=_axis("wall-clock days", range=[max(0, base - span * 2.2), base + span * 2.2]),
         yaxis=_axis("", automargin=True), margin={"l": 20, "r": 30, "t": 30, "b": 60},
         shapes=[{"type": "line", "x0": base, "x1": base, "yref": "paper", "y0": 0, "y1": 1,
                  "line": {"color": "#333", "width": 2}}],
-        annotations=[{"x": base, "yref": "paper", "y": 1.02, "text": f"plan: {base:.1f} days", "showarrow": False,
+        annotations=[{"x": base, "yref": "paper", "y": 1.0, "text": f"plan: {base:.1f} days", "showarrow": False,
                       "yanchor": "bottom"}])}
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _cost_range(r: dict[str, Any]) -> str:
@@ -208,23 +233,34 @@ def _fmt_val(v: Any) -> str:
     return str(v)
 
 
-def budget_stages(d: dict[str, Any]) -> list[dict[str, Any]]:
-    b = d["budget"]
-    stages = b.get("stages") if isinstance(b, dict) else b
-    return [s for s in stages or [] if isinstance(s, dict)]
-
-
 def fig_budget(d: dict[str, Any]) -> dict[str, Any] | None:
-    stages = budget_stages(d)
-    if not stages or not any(isinstance(s.get("gpu_hours"), (int, float)) for s in stages):
+    """Days per curriculum stage, stacked, at each GPU count (only when there is more than one stage)."""
+    b = d["budget"]
+    if len(b["stages"]) < 2:
         return None
-    names = [ptxt(s.get("name", f"stage {i + 1}")) for i, s in enumerate(stages)]
-    gh = [s.get("gpu_hours") or 0 for s in stages]
-    data = [{"type": "bar", "x": names, "y": gh, "marker": {"color": ACCENT}, "name": "GPU-hours",
-             "text": [f"{v:,.0f}" for v in gh], "textposition": "auto",
-             "hovertemplate": "%{x}: %{y:,.0f} GPU-hours<extra></extra>"}]
-    return {"data": data, "layout": _layout(showlegend=False, height=320, xaxis=_axis(""), bargap=0.6 if len(stages) < 3 else 0.3,
-                                            yaxis=_axis("GPU-hours", rangemode="tozero"))}
+    data = []
+    palette = [ACCENT, ACCENT2, OK, "#7a5195", "#ef5675", "#ffa600"]
+    for i, st in enumerate(b["stages"]):
+        rows = [r for r in st["per_gpus"] if r.get("feasible")]
+        data.append({"type": "bar", "name": ptxt(st["name"]), "x": [str(r["gpus"]) for r in rows],
+                     "y": [r["days"] for r in rows], "marker": {"color": palette[i % len(palette)]},
+                     "hovertemplate": f"{ptxt(st['name'])}: %{{y:.1f}} days<extra></extra>"})
+    return {"data": data, "layout": _layout(barmode="stack", height=340, xaxis=_axis("GPUs", type="category"),
+                                            yaxis=_axis("wall-clock days", rangemode="tozero"))}
+
+
+def fig_passes(d: dict[str, Any]) -> dict[str, Any] | None:
+    """Passes over the data that 60 and 90 days buy at each GPU count."""
+    rows = [r for r in d["budget"]["passes"] if r.get("feasible")]
+    if not rows:
+        return None
+    x = [str(r["gpus"]) for r in rows]
+    data = [{"type": "bar", "name": f"in {n} days", "x": x, "y": [r[f"passes_in_{n}_days"] for r in rows],
+             "marker": {"color": c}, "text": [f"{r[f'passes_in_{n}_days']:.1f}" for r in rows], "textposition": "auto",
+             "hovertemplate": f"%{{x}} GPUs, {n} days: %{{y:.1f}} passes<extra></extra>"}
+            for n, c in ((60, "#7fa7d6"), (90, ACCENT))]
+    return {"data": data, "layout": _layout(barmode="group", height=320, xaxis=_axis("GPUs", type="category"),
+                                            yaxis=_axis("passes over the data", rangemode="tozero"))}
 
 
 # ------------------------------------------------------------------------------------------ HTML parts
@@ -259,18 +295,29 @@ def summary_html(d: dict[str, Any]) -> str:
     risks = "".join(f'<li class="risk {esc(r["level"])}"><span class="dot"></span><b>{esc(r["title"])}.</b> '
                     f'{esc(r["text"])}</li>' for r in d["risks"])
     if s is None:
-        return (f'<div class="nofit"><b>No layout fits.</b></div><ul class="risks">{risks}</ul>')
-    tiles = [("Recommended", f'{s["gpus"]:,} × {esc(s["gpu"])}', f'{s["nodes"]} nodes of {d["gpu"]["gpus_per_node"]}'),
-             ("Wall-clock time", f'{f_days(s["days"])} days', f'{d["epochs"]:g} epoch{"" if d["epochs"] == 1 else "s"} over {d["samples"]:,} clips'),
+        return f'<h3>Risks</h3><ul class="risks">{risks}</ul>'
+    asked = f' ({s["gpus"]:,} asked)' if s["gpus_used"] != s["gpus"] else ""
+    ep = f'{d["epochs"]:g} epoch{"" if d["epochs"] == 1 else "s"} over {d["samples"]:,} clips'
+    step_sub = f'MFU {f_pct(s["mfu"])}' + (f', {s["samples_per_s"]:.1f} clips/s' if s["samples_per_s"] else "")
+    tiles = [("Recommended", f'{s["gpus_used"]:,} × {esc(s["gpu"])}', f'{s["nodes"]} nodes of {d["gpu"]["gpus_per_node"]}{asked}'),
+             ("Wall-clock time", f'{f_days(s["days"])} days', esc(ep)),
              ("GPU-hours", f_int(s["gpu_hours"]), f'at ${d["gpu"]["usd_per_hour"]:,.2f} per GPU-hour'),
-             ("Cost", f_usd(s["cost_usd"]), "compute only"),
-             ("Step", f'{s["step_s"]:.2f} s', f'MFU {f_pct(s["mfu"])}, {s["samples_per_s"]:.1f} clips/s'
-              if s["samples_per_s"] is not None else f'MFU {f_pct(s["mfu"])}')]
+             ("Cost", f_usd(s["cost_usd"]), "GPU time only"),
+             ("Step", f'{s["step_s"]:.2f} s', step_sub)]
     tiles_html = "".join(f'<div class="tile"><div class="k">{k}</div><div class="v">{v}</div><div class="s">{sub}</div></div>'
                          for k, v, sub in tiles)
-    why = f'<p class="why">{esc(s["why_best"])}</p>' if s["why_best"] else ""
+    reason = f'<p class="why"><b>Why this count:</b> {esc(s["best_reason"])} ({esc(d["objective"] or "time")} objective).</p>' \
+        if s["best_reason"] else ""
+    why = f'<p class="why"><b>Why this layout:</b> {esc(s["why_best"])}</p>' if s["why_best"] else ""
+    b = d["budget"]
+    cur = ""
+    if b["curriculum"]:
+        tot = next((t for t in b["totals"] if t.get("gpus") == s["gpus"]), None)
+        if tot and tot.get("feasible"):
+            cur = (f'<p class="why"><b>Whole curriculum</b> ({len(b["stages"])} stages) on {s["gpus"]:,} GPUs: '
+                   f'{f_days(tot["days"])} days, {f_int(tot["gpu_hours"])} GPU-hours, {f_usd(tot["cost_usd"])}.</p>')
     return (f'<div class="tiles">{tiles_html}</div>'
-            f'<p class="layout"><span class="label">Layout</span> {esc(s["layout_text"])}</p>{why}'
+            f'<p class="layout"><span class="label">Layout</span> {esc(s["layout_text"])}</p>{reason}{why}{cur}'
             f'<h3>Risks</h3><ul class="risks">{risks}</ul>')
 
 
@@ -278,11 +325,13 @@ def counts_table(d: dict[str, Any]) -> str:
     rows = []
     for r in d["counts"]:
         mark = ' <span class="badge">recommended</span>' if r["recommended"] else ""
-        dl = "" if r["meets_deadline"] is None else ("meets deadline" if r["meets_deadline"] else "misses deadline")
-        rej = ", ".join(f"{esc(k)}: {f_num(v)}" for k, v in (r["rejected"] or {}).items()) or "—"
-        rows.append([f'{r["gpus"]:,}{mark}', f_days(r["days"]), f_int(r["gpu_hours"]), f_usd(r["cost_usd"]),
-                     esc(r["layout"]), esc(dl) or "—", f'{f_num(r["evaluated"])} / {rej}'])
-    return table(["GPUs", "days", "GPU-hours", "cost", "best layout", "deadline", "layouts evaluated / rejected"],
+        used = f' <span class="muted">(uses {r["gpus_used"]:,})</span>' if r["gpus_used"] not in (None, r["gpus"]) else ""
+        dl = "—" if r["meets_deadline"] is None else ("meets deadline" if r["meets_deadline"] else "misses deadline")
+        rej = ", ".join(f"{esc(k.replace('_', ' '))} {f_num(v)}" for k, v in (r["rejected"] or {}).items() if v) or "—"
+        rows.append([f'{r["gpus"]:,}{used}{mark}', f_days(r["days"]), f_int(r["gpu_hours"]), f_usd(r["cost_usd"]),
+                     esc(r["layout"]), esc(dl), f'{f_num(r["evaluated"])} evaluated, {f_num(r["feasible"])} fit; '
+                     f'rejected: {rej}'])
+    return table(["GPUs", "days", "GPU-hours", "cost", "best layout", "deadline", "layouts searched"],
                  rows, "num", wrap=(4, 6))
 
 
@@ -350,48 +399,46 @@ def attention_table(d: dict[str, Any]) -> str:
 
 
 def sensitivity_table(d: dict[str, Any]) -> str:
-    rows = [[esc(r["assumption"]), esc(_fmt_val(r["low"])), esc(_fmt_val(r["high"])), f_days(r["days_low"]),
-             f_days(r["days_high"]),
-             (f'{f_usd(r["cost_low"])} – {f_usd(r["cost_high"])}' if "cost_low" in r and "cost_high" in r else "—")]
+    rows = [[esc(r["assumption"]), esc(_fmt_val(r.get("base", ""))), esc(_fmt_val(r["low"])), esc(_fmt_val(r["high"])),
+             f'{f_days(r.get("days_low"))} – {f_days(r.get("days_high"))}',
+             (f'{f_usd(r["cost_low"])} – {f_usd(r["cost_high"])}' if _num(r.get("cost_low")) and _num(r.get("cost_high"))
+              else "—"), esc(r.get("note", ""))]
             for r in reversed(d["sensitivity"])]
-    return table(["assumption", "low", "high", "days (low)", "days (high)", "cost range"], rows, "num", wrap=(0,))
+    return table(["assumption", "planned", "low", "high", "days (low – high)", "cost (low – high)", "note"], rows, "num",
+                 wrap=(0, 1, 2, 3, 6))
 
 
-BUDGET_COLS = [("name", "stage"), ("frames", "frames"), ("resolution", "resolution"), ("samples", "samples"),
-               ("epochs", "epochs"), ("gpus", "GPUs"), ("layout", "layout"), ("gpu_hours", "GPU-hours"),
-               ("days", "days"), ("cost_usd", "cost")]
-
-
-def budget_html(d: dict[str, Any]) -> str:
-    stages = budget_stages(d)
-    if not stages:
-        return '<p class="empty">No curriculum budget in this plan.</p>'
-    keys = [k for k, _ in BUDGET_COLS if any(k in s for s in stages)]
-    extra = sorted({k for s in stages for k, v in s.items()
-                    if k not in keys and k not in dict(BUDGET_COLS) and isinstance(v, (int, float, str, bool))})
-    heads = [dict(BUDGET_COLS)[k] for k in keys] + [esc(k.replace("_", " ")) for k in extra]
-
-    def cell(k: str, v: Any) -> str:
-        if v is None:
-            return "—"
-        if k == "cost_usd" or k.endswith("_usd"):
-            return f_usd(v)
-        if k == "days":
-            return f_days(v)
-        if k == "gpu_hours":
-            return f_int(v)
-        if isinstance(v, dict):
-            return esc(", ".join(f"{a}={b}" for a, b in v.items()))
-        return f_num(v)
-
-    rows = [[cell(k, s.get(k)) for k in keys + extra] for s in stages]
+def budget_html(d: dict[str, Any], figs: list[tuple[str, dict[str, Any]]]) -> str:
     b = d["budget"]
-    totals = ""
-    if isinstance(b, dict):
-        tot = {k: v for k, v in b.items() if k != "stages" and isinstance(v, (int, float, str))}
-        if tot:
-            totals = "<p class=\"note\">" + "; ".join(f"{esc(k.replace('_', ' '))}: {cell(k, v)}" for k, v in tot.items()) + "</p>"
-    return table(heads, rows, "num", wrap=tuple(i for i, k in enumerate(keys + extra) if k in ("name", "layout"))) + totals
+    if not b["stages"]:
+        return '<p class="empty">No training budget in this plan.</p>'
+    out = f'<div class="callout">{esc(b["statement"])}</div>' if b["statement"] else ""
+    gpus = b["gpus"]
+    rows = []
+    for st in b["stages"]:
+        a = st["at_best"] or {}
+        feasible = a.get("feasible")
+        rows.append([esc(st["name"]), esc(st["geometry"] or ""), f_num(st["sequence_length"]), f_int(st["samples"]),
+                     esc(a.get("layout", "")) if feasible else esc(a.get("message") or "no layout fits"),
+                     f_days(a.get("days")) if feasible else "—", f_int(a.get("gpu_hours")) if feasible else "—",
+                     f_usd(a.get("cost_usd")) if feasible else "—",
+                     (f'{a["read_mb_s_per_gpu_latent"]:.2f} / {a["read_mb_s_per_gpu_raw"]:.2f}'
+                      if feasible and _num(a.get("read_mb_s_per_gpu_latent")) and _num(a.get("read_mb_s_per_gpu_raw"))
+                      else "—")])
+    title = f"<h3>Per stage on {gpus:,} GPUs (the recommended count)</h3>" if gpus else ""
+    out += title + table(["stage", "geometry", "tokens", "samples", "best layout", "days", "GPU-hours", "cost",
+                          "read MB/s per GPU (latents / raw)"], rows, "num", wrap=(0, 1, 4))
+    if len(b["stages"]) > 1:
+        out += "<h3>Days per stage at each GPU count</h3>" + chart("fig-budget", fig_budget(d), "", figs)
+        trows = [[f'{t["gpus"]:,}', f_days(t["days"]) if t.get("feasible") else "—",
+                  f_int(t["gpu_hours"]) if t.get("feasible") else "—", f_usd(t["cost_usd"]) if t.get("feasible") else "—"]
+                 for t in b["totals"]]
+        out += table(["GPUs", "total days", "total GPU-hours", "total cost"], trows, "num")
+    if b["passes"]:
+        n = f'{b["pass_samples"]:,} clips' if _num(b["pass_samples"]) else "the data"
+        out += (f"<h3>What 60 and 90 days buy: passes over {esc(n)}</h3>"
+                + chart("fig-passes", fig_passes(d), "No GPU count has a layout that fits.", figs))
+    return out
 
 
 def validation_html(d: dict[str, Any]) -> str:
@@ -425,38 +472,36 @@ def render_html(d: dict[str, Any], command: str = "", now: datetime | None = Non
     now = now or datetime.now(timezone.utc)
     figs: list[tuple[str, dict[str, Any]]] = []
     s = d["summary"]
-    note = ("" if d["plan_source"] == "search" else
-            '<div class="callout warn">Layout search is not available in this installation: the report shows the '
-            'layout given in the spec, scaled to each GPU count.</div>')
     parts = [
-        section("summary", "Summary", "", note + summary_html(d)),
+        section("summary", "Summary", "", summary_html(d)),
         section("time-cost", "Time and cost vs GPU count",
                 "Best layout at each GPU count. More GPUs finish sooner; cost grows when scaling loses efficiency.",
                 chart("fig-counts", fig_counts(d), "No GPU count has a layout that fits.", figs) + counts_table(d)),
         section("memory", "Memory per GPU",
                 "What each GPU holds for the top layouts, against its HBM capacity (dashed line).",
                 chart("fig-memory", fig_memory(d), "No layout fits in GPU memory.", figs)),
-        section("layouts", "Top layouts", esc(s["why_best"]) if s and s["why_best"] else "",
+        section("layouts", "Top layouts", f"The fastest layouts on {s['gpus_used']:,} GPUs." if s else "",
                 layouts_table(d) if d["top_layouts"] else '<p class="empty">No layout fits.</p>'),
         section("nodes", "The recommended layout on the nodes", "", grid_html(d)),
         section("attention", "Full vs window vs spatial-temporal attention",
                 "The same model and layout with cheaper attention patterns (quality trade-offs are not modelled).",
                 chart("fig-attention", fig_attention(d), "Only full attention applies to this spec.", figs)
-                + (attention_table(d) if d["attention"] else "")),
+                + (attention_table(d) if d["attention"] else "")
+                + (f'<p class="note">{esc(d["attention_note"])}</p>' if d.get("attention_note") else "")),
         section("sensitivity", "What moves the schedule",
                 "Wall-clock days when one assumption changes and everything else stays as planned.",
                 chart("fig-sensitivity", fig_sensitivity(d), "No sensitivity analysis in this plan.", figs)
                 + (sensitivity_table(d) if d["sensitivity"] else "")),
-        section("budget", "Training budget per curriculum stage",
-                "GPU-hours, days and cost of each stage of the training curriculum at its own best layout.",
-                (chart("fig-budget", fig_budget(d), "", figs) if fig_budget(d) else "") + budget_html(d)),
+        section("budget", "Training budget", "Each curriculum stage on its own best layout; storage read rates; "
+                "what two to three months of GPUs buy.", budget_html(d, figs)),
         section("validation", "Validation evidence", "Planner predictions checked against the real model.",
                 validation_html(d)),
         section("assumptions", "Assumptions", "Every input the numbers rest on, with where it comes from.",
                 assumptions_html(d)),
     ]
     scripts = "".join(f'<script type="application/json" data-plot="{div}">{embed_json(fig)}</script>' for div, fig in figs)
-    summary_json = {k: s[k] for k in ("gpu", "gpus", "days", "gpu_hours", "cost_usd", "layout", "step_s", "mfu")} if s else None
+    summary_json = {k: s[k] for k in ("gpu", "gpus", "gpus_used", "days", "gpu_hours", "cost_usd", "layout", "step_s",
+                                      "mfu")} if s else None
     head_line = (f'{esc(d["model"])} · {f_num(d["params_total"])} parameters · {d["sequence"]["tokens"]:,} tokens per clip · '
                  f'{esc(d["gpu"]["name"])}')
     tpl = string.Template(resources.files("soraplan.templates").joinpath("report.html").read_text(encoding="utf-8"))
