@@ -74,8 +74,9 @@ def short_layout(e: dict[str, Any]) -> str:
 # -------------------------------------------------------------------------------------------- figures
 def _layout(**kw: Any) -> dict[str, Any]:
     base = {"font": {"family": FONT, "size": 13, "color": "#222"}, "paper_bgcolor": "white", "plot_bgcolor": "white",
-            "margin": {"l": 70, "r": 30, "t": 30, "b": 60}, "height": 380,
-            "legend": {"orientation": "h", "y": -0.2, "x": 0}, "hoverlabel": {"font": {"family": FONT}}}
+            "margin": {"l": 70, "r": 30, "t": 50, "b": 60}, "height": 380,
+            "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "xanchor": "left"},
+            "hoverlabel": {"font": {"family": FONT}}}
     base.update(kw)
     return base
 
@@ -118,7 +119,7 @@ def fig_counts(d: dict[str, Any]) -> dict[str, Any] | None:
         xaxis=_axis("GPUs", tickvals=x), yaxis=_axis("wall-clock days", range=[0, ymax]),
         yaxis2=_axis("cost (USD)", overlaying="y", side="right", showgrid=False, tickprefix="$",
                      range=[0, max(r["cost_usd"] for r in rows) * 1.35]),
-        shapes=shapes, annotations=annotations, margin={"l": 70, "r": 80, "t": 30, "b": 60})}
+        shapes=shapes, annotations=annotations, margin={"l": 70, "r": 80, "t": 50, "b": 60})}
 
 
 def fig_memory(d: dict[str, Any]) -> dict[str, Any] | None:
@@ -146,7 +147,7 @@ def fig_memory(d: dict[str, Any]) -> dict[str, Any] | None:
                "text": f"<b>{e['memory_gib']['total']:.1f} GiB</b>"} for lab, e in zip(labels, tops)]
     return {"data": data, "layout": _layout(barmode="stack", bargap=0.55 if len(tops) < 3 else 0.35, xaxis=_axis(""),
                                             yaxis=_axis("GiB per GPU", range=[0, top]), shapes=shapes, annotations=notes,
-                                            height=420, margin={"l": 70, "r": 30, "t": 20, "b": 40})}
+                                            height=440, margin={"l": 70, "r": 30, "t": 50, "b": 40})}
 
 
 def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
@@ -206,7 +207,8 @@ def fig_sensitivity(d: dict[str, Any]) -> dict[str, Any] | None:
     return {"data": data, "layout": _layout(
         barmode="overlay", height=max(300, 62 * len(rows) + 130), bargap=0.35,
         xaxis=_axis("wall-clock days", range=[max(0, base - span * 2.2), base + span * 2.2]),
-        yaxis=_axis("", automargin=True), margin={"l": 20, "r": 30, "t": 30, "b": 60},
+        yaxis=_axis("", automargin=True), margin={"l": 20, "r": 30, "t": 50, "b": 60},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
         shapes=[{"type": "line", "x0": base, "x1": base, "yref": "paper", "y0": 0, "y1": 1,
                  "line": {"color": "#333", "width": 2}}],
         annotations=[{"x": base, "yref": "paper", "y": 1.0, "text": f"plan: {base:.1f} days", "showarrow": False,
