@@ -97,11 +97,19 @@ def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
 
 
 def normalize_validation(raw: Any) -> dict[str, Any] | None:
-    """The rows of a `soraplan validate --json` result (quantity, measured, predicted, error %, pass) + date/device."""
+    """The rows of a `soraplan validate --json` result (issue C) + date and device, in one shape.
+
+    C prints {"machine": {"date", "host", "cpus", ...}, "device": "cpu" | "cuda", "rows": [{"config", "quantity",
+    "measured", "predicted", "tolerance" (relative; 0 exact; None: reported only), "unit", "error" (relative),
+    "ok"}], "errors": [{"config", "error"}], "failed", "ok"} and, on a GPU, "calibration": {"device" (the card),
+    "efficiency", "gemm_efficiency", "attention_efficiency", ...}. A few other spellings are accepted too.
+    """
     if raw is None:
         return None
     meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    rows_raw = raw if isinstance(raw, list) else _first(meta, "results", "rows", "comparisons", "checks", default=[])
+    machine = meta.get("machine") if isinstance(meta.get("machine"), dict) else {}
+    calib = meta.get("calibration") if isinstance(meta.get("calibration"), dict) else {}
+    rows_raw = raw if isinstance(raw, list) else _first(meta, "rows", "results", "comparisons", "checks", default=[])
     if isinstance(rows_raw, dict):  # {quantity: {...}}
         rows_raw = [dict(v, quantity=k) for k, v in rows_raw.items() if isinstance(v, dict)]
     if not isinstance(rows_raw, list):
@@ -112,25 +120,38 @@ def normalize_validation(raw: Any) -> dict[str, Any] | None:
             continue
         measured, predicted = _first(r, "measured", "actual"), _first(r, "predicted", "planner", "expected")
         err = _first(r, "error_pct", "err_pct", "error_percent")
-        if err is None and isinstance(_first(r, "error", "rel_error"), (int, float)):
+        if err is None and _is_num(_first(r, "error", "rel_error")):
             err = 100 * float(_first(r, "error", "rel_error"))
+        tol = _first(r, "tolerance_pct")
+        if tol is None and _is_num(r.get("tolerance")):
+            tol = 100 * float(r["tolerance"])
         ok = _first(r, "pass", "passed", "ok")
-        rows.append({"config": _first(r, "config", "case", "configuration", default=""),
+        info = "tolerance" in r and r["tolerance"] is None  # C: reported, not compared
+        rows.append({"config": str(_first(r, "config", "case", "configuration", default="")),
                      "quantity": str(_first(r, "quantity", "name", "what", "metric", default="?")),
                      "unit": str(_first(r, "unit", "units", default="")),
-                     "measured": measured, "predicted": predicted, "error_pct": err,
-                     "tolerance_pct": _first(r, "tolerance_pct", "tolerance"),
-                     "pass": None if ok is None else bool(ok), "device": _first(r, "device", default=None)})
+                     "measured": measured, "predicted": predicted, "error_pct": err, "tolerance_pct": tol,
+                     "pass": None if ok is None or info else bool(ok), "device": _first(r, "device", default=None)})
+    for e in meta.get("errors") or []:  # configurations C could not measure count as failures
+        if isinstance(e, dict):
+            rows.append({"config": str(e.get("config", "")), "quantity": f"error: {e.get('error', '')}", "unit": "",
+                         "measured": None, "predicted": None, "error_pct": None, "tolerance_pct": None, "pass": False,
+                         "device": None})
     if not rows:
         raise UserError("--validation: the file holds no comparisons")
-    device = _first(meta, "device", "gpu", "device_name", "accelerator", default=None)
+    device = _first(calib, "device", default=None) or _first(meta, "device", "gpu", "device_name", "accelerator",
+                                                             default=None)
+    if device == "cpu" and machine:
+        device = f"CPU ({machine.get('cpus', '?')} cores, {machine.get('platform', '')})".replace(", )", ")")
     devices = sorted({str(r["device"]) for r in rows if r["device"]})
-    return {"date": _first(meta, "date", "timestamp", "generated", "created", "measured_at", default=None),
+    return {"date": _first(meta, "date", "timestamp", "generated", "created", "measured_at", default=None)
+            or machine.get("date"),
             "device": device if device is not None else (", ".join(devices) or None),
-            "soraplan_version": _first(meta, "version", "soraplan_version", default=None),
-            "efficiency": _first(meta, "efficiency", "measured_efficiency", "calibrated_efficiency", default=None),
+            "gpu_run": bool(calib) or meta.get("device") == "cuda",
+            "efficiency": _first(calib, "efficiency", default=None) if calib else
+            _first(meta, "efficiency", "measured_efficiency", "calibrated_efficiency", default=None),
             "rows": rows, "passed": sum(1 for r in rows if r["pass"] is True),
-            "failed": sum(1 for r in rows if r["pass"] is False)}
+            "failed": sum(1 for r in rows if r["pass"] is False), "info": sum(1 for r in rows if r["pass"] is None)}
 
 
 def measured_efficiency(validation: dict[str, Any] | None) -> float | None:

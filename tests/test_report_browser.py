@@ -158,9 +158,13 @@ def browsed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report-browser")
     out = tmp / "capacity.html"
     val = tmp / "validation.json"
-    val.write_text(json.dumps({"date": "2026-11-26", "device": "cpu", "results": [
-        {"quantity": "parameters", "measured": 6131825792, "predicted": 6131825792, "error_pct": 0.0, "pass": True},
-        {"quantity": "saved activations <b>GiB</b>", "measured": 1.01, "predicted": 1.0, "error_pct": 1.0, "pass": True}]}))
+    val.write_text(json.dumps({  # `soraplan validate --json` (issue C) shape, with a hostile quantity name
+        "machine": {"date": "2026-11-26 07:30 UTC", "cpus": 2, "platform": "Linux"}, "device": "cpu",
+        "rows": [{"config": "6B meta", "quantity": "parameters", "measured": 6131825792, "predicted": 6131825792,
+                  "tolerance": 0, "unit": "params", "error": 0.0, "ok": True},
+                 {"config": "tiny", "quantity": "saved <b>bytes</b><script>alert(2)</script>", "measured": 1.01e9,
+                  "predicted": 1e9, "tolerance": 0.01, "unit": "B", "error": 0.01, "ok": True}],
+        "errors": [], "failed": 0, "ok": True}))
     r = CliRunner().invoke(app, ["report", "--frames", "960", "--res", "256", "--gpus", "200,300,400",
                                  "--deadline-days", "30", "--name", "<script>alert(1)</script>",
                                  "--validation", str(val), "-o", str(out)])

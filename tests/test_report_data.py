@@ -187,3 +187,38 @@ def test_report_data_imports_no_plotly():
             "bad = [m for m in ('plotly', 'torch', 'megatron', 'kubernetes', 'submitit') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+C_CPU = {"machine": {"date": "2026-11-26 07:30 UTC", "host": "ci", "cpus": 2, "python": "3.11.7",
+                     "platform": "Linux-6.1"},
+         "device": "cpu", "quick": True,
+         "rows": [{"config": "6B meta", "quantity": "parameters", "measured": 6131825792, "predicted": 6131825792,
+                   "tolerance": 0, "unit": "params", "error": 0.0, "ok": True},
+                  {"config": "tiny flash", "quantity": "saved activations", "measured": 1.01e9, "predicted": 1.0e9,
+                   "tolerance": 0.01, "unit": "B", "error": 0.01, "ok": True},
+                  {"config": "tiny flash", "quantity": "elementwise remainder", "measured": 3e9, "predicted": None,
+                   "tolerance": None, "unit": "FLOP", "error": None, "ok": True}],
+         "errors": [{"config": "pp=2", "error": "cannot measure pp > 1"}], "failed": 1, "ok": False}
+C_GPU = {"machine": {"date": "2026-11-26 08:00 UTC"}, "device": "cuda",
+         "rows": [{"config": "6B x 4 layers", "quantity": "step time", "measured": 1.9, "predicted": 2.0,
+                   "tolerance": 0.15, "unit": "s", "error": -0.05, "ok": True}],
+         "calibration": {"gpu": "h100-sxm", "efficiency": 0.41, "gemm_efficiency": 0.6, "attention_efficiency": 0.4,
+                         "device": "NVIDIA H100 80GB HBM3", "source": "soraplan validate --device cuda"},
+         "failed": 0, "ok": True}
+
+
+def test_normalize_validation_issue_c_format():
+    v = normalize_validation(C_CPU)
+    assert v["date"] == "2026-11-26 07:30 UTC" and v["device"] == "CPU (2 cores, Linux-6.1)" and not v["gpu_run"]
+    assert [r["pass"] for r in v["rows"]] == [True, True, None, False]  # info row; the unmeasurable config fails
+    assert v["rows"][1]["error_pct"] == pytest.approx(1.0) and v["rows"][1]["tolerance_pct"] == pytest.approx(1.0)
+    assert (v["passed"], v["failed"], v["info"]) == (2, 1, 1) and v["efficiency"] is None
+    g = normalize_validation(C_GPU)
+    assert g["device"] == "NVIDIA H100 80GB HBM3" and g["gpu_run"] and g["efficiency"] == 0.41
+
+
+def test_gpu_calibration_turns_the_speed_flag(seed, contract_plan):
+    d = gather(seed, gpu_counts=[256], plan=contract_plan, validation=C_GPU)
+    speed = d["risks"][1]
+    assert speed["title"] == "Speed measured at 41% of peak" and speed["level"] == "bad"  # plan assumed 60%
+    assert not any(a["name"] == "Validation" for a in d["assumptions"])

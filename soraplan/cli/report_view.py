@@ -443,22 +443,44 @@ def budget_html(d: dict[str, Any], figs: list[tuple[str, dict[str, Any]]]) -> st
     return out
 
 
+def f_unit(x: Any, unit: str) -> str:
+    """A measured/predicted value in its unit, readable (bytes as GiB/MiB, FLOPs as TFLOP/GFLOP)."""
+    if not _num(x):
+        return f_num(x)
+    if unit == "B" and abs(x) >= 1024**2:
+        return f"{x / 1024**3:,.3f} GiB" if abs(x) >= 1024**3 else f"{x / 1024**2:,.2f} MiB"
+    if unit == "FLOP" and abs(x) >= 1e9:
+        return f"{x / 1e12:,.4f} TFLOP" if abs(x) >= 1e12 else f"{x / 1e9:,.4f} GFLOP"
+    if unit == "s":
+        return f"{x:.3f} s"
+    if unit == "TFLOP/s":
+        return f"{x:.1f} TFLOP/s"
+    if unit in ("", "params"):
+        return f_num(x)
+    return f"{f_num(x)} {esc(unit)}"
+
+
 def validation_html(d: dict[str, Any]) -> str:
     v = d["validation"]
     if v is None:
         return ('<div class="callout warn"><b>No measurement backs this report.</b> Every number above comes from the '
                 'planner\'s formulas and stated assumptions. Run <code>soraplan validate --json &gt; validation.json</code> '
                 '(on a GPU: <code>--device cuda</code>) and pass <code>--validation validation.json</code>.</div>')
+    info = f', {v["info"]} reported without a tolerance' if v.get("info") else ""
     meta = (f'Measured {esc(v["date"] or "(no date in the file)")} on {esc(v["device"] or "(device not stated)")}: '
-            f'{v["passed"]} passed, {v["failed"]} failed.')
-    rows = [[esc(r["config"]), esc(r["quantity"]), f_num(r["predicted"]), f_num(r["measured"]), esc(r["unit"]),
+            f'{v["passed"]} passed, {v["failed"]} failed{info}.')
+    if not v.get("gpu_run"):
+        meta += (" These are CPU / meta-device checks of parameters, FLOPs and activation memory; GPU speed was not "
+                 "measured, so the step-time efficiencies above remain assumptions.")
+    rows = [[esc(r["config"]), esc(r["quantity"]), f_unit(r["predicted"], r["unit"]), f_unit(r["measured"], r["unit"]),
              "—" if r["error_pct"] is None else f'{r["error_pct"]:+.2f} %',
-             {True: '<span class="pass">pass</span>', False: '<span class="fail">fail</span>', None: "—"}[r["pass"]]]
+             "—" if r["tolerance_pct"] is None else ("exact" if r["tolerance_pct"] == 0 else f'≤ {r["tolerance_pct"]:g} %'),
+             {True: '<span class="pass">pass</span>', False: '<span class="fail">fail</span>', None: "info"}[r["pass"]]]
             for r in v["rows"]]
     cls = "ok" if v["failed"] == 0 else "bad"
     return (f'<div class="callout {cls}">{meta}</div>'
-            + table(["configuration", "quantity", "predicted", "measured", "unit", "error", "result"], rows, "num",
-                     wrap=(0, 1)))
+            + table(["configuration", "quantity", "predicted", "measured", "error", "tolerance", "result"], rows, "num",
+                    wrap=(0, 1)))
 
 
 def assumptions_html(d: dict[str, Any]) -> str:
