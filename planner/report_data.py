@@ -282,6 +282,15 @@ def top_layouts(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(best, text=layout_text(best))]
 
 
+def step_breakdown(tops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seconds per step by term (the plan's step terms, named in plain words by the plan) for the top layouts."""
+    from .plan import TERM_WORDS
+
+    terms = [k for k in TERM_WORDS if any(_is_num(e["step"].get(k)) and e["step"][k] > 0 for e in tops)]
+    return {"terms": [{"key": k, "label": TERM_WORDS[k]} for k in terms],
+            "layouts": [{k: e["step"].get(k, 0.0) for k in terms} | {"time_s": e["step"]["time_s"]} for e in tops]}
+
+
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -431,7 +440,8 @@ def gather(spec: Spec, gpu_counts: list[int] | None = None, deadline_days: float
         "summary": summary,
         "risks": risks(best, plan, val, deadline_days),
         "counts": count_rows(plan, deadline_days),
-        "top_layouts": top_layouts(plan),
+        "top_layouts": (tops := top_layouts(plan)),
+        "step_breakdown": step_breakdown(tops),
         "grid": rank_grid(best["tp"], best["pp"], best["cp"], best["dp"], gpu.gpus_per_node) if best else None,
         "attention": (att := attention_rows(best_spec)),
         "attention_note": attention_note(att, best, plan),

@@ -150,6 +150,29 @@ def fig_memory(d: dict[str, Any]) -> dict[str, Any] | None:
                                             height=440, margin={"l": 70, "r": 30, "t": 50, "b": 40})}
 
 
+STEP_COLORS = {"gemm_s": "#1f5fa8", "attention_s": "#5fa2dd", "elementwise_s": "#b3d3ee", "tp_comm_s": "#e39b3b",
+               "cp_comm_s": "#f5c983", "dp_comm_s": "#cf5c5c", "pp_bubble_s": "#8c6bb1", "pp_p2p_s": "#c3b1e1",
+               "optimizer_s": "#7f7f7f"}
+
+
+def fig_step(d: dict[str, Any]) -> dict[str, Any] | None:
+    """Where each step's time goes, for the top layouts (the plan's step terms)."""
+    sb, tops = d.get("step_breakdown") or {}, d["top_layouts"]
+    if not tops or not sb.get("terms"):
+        return None
+    labels = [f"#{i + 1} {short_layout(e)}" for i, e in enumerate(tops)]
+    data = [{"type": "bar", "orientation": "h", "name": ptxt(t["label"]), "y": labels,
+             "x": [row[t["key"]] for row in sb["layouts"]], "marker": {"color": STEP_COLORS.get(t["key"], "#999")},
+             "hovertemplate": f"{ptxt(t['label'])}: %{{x:.2f}} s<extra></extra>"}
+            for t in sb["terms"]]
+    return {"data": data, "layout": _layout(barmode="stack", height=110 + 46 * len(tops),
+                                            legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0,
+                                                    "traceorder": "normal"},
+                                            xaxis=_axis("seconds per optimizer step", rangemode="tozero"),
+                                            yaxis=_axis("", autorange="reversed", automargin=True),
+                                            margin={"l": 20, "r": 30, "t": 60, "b": 50})}
+
+
 def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
     rows = d["attention"]
     if len(rows) < 2:
@@ -505,7 +528,8 @@ def render_html(d: dict[str, Any], command: str = "", now: datetime | None = Non
                 "What each GPU holds for the top layouts, against its HBM capacity (dashed line).",
                 chart("fig-memory", fig_memory(d), "No layout fits in GPU memory.", figs)),
         section("layouts", "Top layouts", f"The fastest layouts on {s['gpus_used']:,} GPUs." if s else "",
-                layouts_table(d) if d["top_layouts"] else '<p class="empty">No layout fits.</p>'),
+                (layouts_table(d) + "<h3>Where the step time goes</h3>" + chart("fig-step", fig_step(d), "", figs))
+                if d["top_layouts"] else '<p class="empty">No layout fits.</p>'),
         section("nodes", "The recommended layout on the nodes", "", grid_html(d)),
         section("attention", "Full vs window vs spatial-temporal attention",
                 "The same model and layout with cheaper attention patterns (quality trade-offs are not modelled).",
