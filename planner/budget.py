@@ -272,6 +272,11 @@ def sensitivity(spec: Spec, gpus: int, options: SearchOptions | None = None, obj
     return rows
 
 
+def _span(values: list[float]) -> str:
+    lo, hi = f"{min(values):.0%}", f"{max(values):.0%}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def seed_statement(budget: dict[str, Any], sens: list[dict[str, Any]], spec: Spec) -> str:
     """One paragraph: what the GPU counts buy in 60-90 days, and the assumptions that move it most."""
     ok = [p for p in budget["passes"] if p.get("feasible")]
@@ -283,7 +288,7 @@ def seed_statement(budget: dict[str, Any], sens: list[dict[str, Any]], spec: Spe
     gname = spec.hardware.spec.name
     text = (f"{lo['gpus']}-{hi['gpus']} x {gname} for 60-90 days buy {lo['passes_in_60_days']:.1f}-{hi['passes_in_90_days']:.1f} "
             f"passes over {budget['pass_samples']:,} {what} (one pass: {lo['days_per_pass']:.1f} days on {lo['gpus']} GPUs, "
-            f"{hi['days_per_pass']:.1f} on {hi['gpus']}; MFU {min(p['mfu'] for p in ok):.0%}-{max(p['mfu'] for p in ok):.0%}).")
+            f"{hi['days_per_pass']:.1f} on {hi['gpus']}; MFU {_span([p['mfu'] for p in ok])}).")
     top = [r for r in sens if r["days_low"] is not None and r["days_high"] is not None
            and abs(r["days_high"] - r["days_low"]) > 1e-9][:3]
     if top:

@@ -64,6 +64,25 @@ def attention_comparison(spec: Spec) -> list[dict[str, Any]]:
     return rows
 
 
+SEED_GPUS = (200, 400)      # the seed article: "200-400 A100 for 2-3 months"
+SEED_DAYS = (60, 90)
+
+
+def seed_claim(spec: Spec, gpu_hours_per_sample: float) -> dict[str, Any]:
+    """What the seed's "200-400 GPUs for 2-3 months" buys at this spec's cost per sample."""
+    lo_h = SEED_GPUS[0] * SEED_DAYS[0] * 24
+    hi_h = SEED_GPUS[1] * SEED_DAYS[1] * 24
+    lo_s, hi_s = lo_h / gpu_hours_per_sample, hi_h / gpu_hours_per_sample
+    n = spec.training.samples
+    eff = spec.hardware.efficiency if spec.hardware.efficiency is not None else step_time(spec).efficiency  # per-op table
+    text = (f"200-400 {spec.hardware.spec.name} for 2-3 months = {lo_h:,.0f}-{hi_h:,.0f} GPU-hours = "
+            f"{lo_s / 1e6:,.1f}-{hi_s / 1e6:,.1f} M samples of this geometry = {lo_s / n:.1f}-{hi_s / n:.1f} passes over "
+            f"{n / 1e6:,.1f} M samples, at {eff:.0%} of peak (compute efficiency), "
+            f"{spec.parallel.recompute} recompute and {spec.model.attention} attention")
+    return {"gpus": list(SEED_GPUS), "days": list(SEED_DAYS), "gpu_hours": [lo_h, hi_h], "samples": [lo_s, hi_s],
+            "passes": [lo_s / n, hi_s / n], "gpu_hours_per_sample": gpu_hours_per_sample, "text": text}
+
+
 def estimate(spec: Spec, compare: bool = True) -> dict[str, Any]:
     fl = flops(spec)
     mem = memory(spec)
@@ -89,6 +108,7 @@ def estimate(spec: Spec, compare: bool = True) -> dict[str, Any]:
         "spec": spec.model_dump(mode="json"),
     }
     if compare:
+        out["seed_claim"] = seed_claim(spec, tb.gpu_hours / tb.samples)
         out["gpu_counts"] = compare_gpu_counts(spec)
         out["attention_comparison"] = attention_comparison(spec)
     return out

@@ -74,17 +74,17 @@ def embed_macs(spec: Spec) -> dict[str, int]:
     m, v = spec.model, spec.video
     s_video, h = v.seq_len, m.hidden
     c_out = v.latent_channels * (2 if m.learn_sigma else 1)
-    out = {
-        "patch_embed": s_video * v.latent_channels * v.patch_volume * h,   # conv as a matmul per patch
-        "t_embedder": m.timestep_freq_dim * h + h * h,
-    }
+    out = {"patch_embed": s_video * v.latent_channels * v.patch_volume * h}   # conv as a matmul per patch
+    if m.time_mlp:  # U-ViT has no timestep MLP
+        out["t_embedder"] = m.timestep_freq_dim * h + h * h
     if m.adaln == "single":
         out["t_block"] = 6 * h * h
     if m.cross_attn:
         out["text_proj"] = v.text_tokens * (v.text_dim * h + h * h)
     if m.long_skip:
         out["skip"] = (m.layers - 1) // 2 * spec.seq_len * 2 * h * h
-    out["final_layer"] = (2 * h * h if m.adaln == "per-block" else 0) + s_video * h * v.patch_volume * c_out
+    # the output projection runs on every token in the sequence (U-ViT decodes its time/class tokens too, then drops them)
+    out["final_layer"] = (2 * h * h if m.adaln == "per-block" else 0) + spec.seq_len * h * v.patch_volume * c_out
     return out
 
 

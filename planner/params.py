@@ -4,7 +4,8 @@ The architecture counted here is exactly the one `soraplan.models` builds (docs/
 
   patch_embed   Conv3d(C, h, kernel = stride = (pt, ph, pw))       C*pt*ph*pw*h + h
   class_embed   Embedding(num_classes + 1, h)  (class-conditional)  (n+1)*h
-  t_embedder    Linear(256, h) -> SiLU -> Linear(h, h)             256*h + h + h*h + h
+  t_embedder    Linear(256, h) -> SiLU -> Linear(h, h)             256*h + h + h*h + h   (absent if not time_mlp)
+  pos_embed     learned_pos_embed only (U-ViT): (S + in-seq tokens)*h
   t_block       adaLN-single only: SiLU -> Linear(h, 6h)           6h^2 + 6h
   text_proj     Linear(D_text, h) -> GELU -> Linear(h, h)          D*h + h + h*h + h
   blocks        L x per-layer (below)
@@ -43,7 +44,7 @@ def layer_groups(spec: Spec) -> list[tuple[str, int, int]]:
     m = spec.model
     h, f = m.hidden, m.ffn
     out = [
-        ("self_attn.linear_qkv", 3 * h * h + 3 * h, 3 * h * h + 3 * h),
+        ("self_attn.linear_qkv", 3 * h * h + 3 * h * m.qkv_bias, 3 * h * h + 3 * h * m.qkv_bias),  # U-ViT: no qkv bias
         ("self_attn.linear_proj", h * h + h, h * h),
     ]
     if m.cross_attn:
@@ -70,7 +71,10 @@ def param_groups(spec: Spec) -> list[ParamGroup]:
     groups = [ParamGroup("patch_embed", v.latent_channels * v.patch_volume * h + h, 0, "first")]
     if m.conditioning == "class":
         groups.append(ParamGroup("class_embed", (m.num_classes + 1) * h, 0, "every"))
-    groups.append(ParamGroup("t_embedder", m.timestep_freq_dim * h + h + h * h + h, 0, "every"))
+    if m.time_mlp:  # U-ViT (time_mlp False): the sinusoid itself is the time token, no parameters
+        groups.append(ParamGroup("t_embedder", m.timestep_freq_dim * h + h + h * h + h, 0, "every"))
+    if m.learned_pos_embed:  # U-ViT: nn.Parameter(1, extras + patches, h)
+        groups.append(ParamGroup("pos_embed", spec.seq_len * h, 0, "first"))
     if m.adaln == "single":
         groups.append(ParamGroup("t_block", 6 * h * h + 6 * h, 0, "every"))
     if m.cross_attn:

@@ -20,6 +20,7 @@ from .spec import Spec
 from .step import STEP_FIELDS
 
 OBJECTIVES = ("time", "cost", "deadline")
+DEADLINE_SCAN = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 ProgressFn = Callable[[str, int, int], None]
 
 TERM_WORDS = {"gemm_s": "GEMM compute", "attention_s": "attention compute", "elementwise_s": "elementwise ops",
@@ -131,8 +132,8 @@ def why_best(ranked: list[dict[str, Any]]) -> str:
     run = ranked[1]
     diff = [f"{label} {_fmt(run[k])} -> {_fmt(win[k])}" for k, label in _KNOBS if run[k] != win[k]]
     dw, dr = win["train"]["days"], run["train"]["days"]
-    head = (f"The winner ({layout_text(win)}) beats the runner-up ({', '.join(diff) or 'same knobs'}) by "
-            f"{(dr - dw) / dr * 100 if dr else 0:.1f} % ({dw:.1f} vs {dr:.1f} days).")
+    head = (f"The winner ({layout_text(win)}) beats the runner-up by {(dr - dw) / dr * 100 if dr else 0:.1f} % "
+            f"({dw:.2f} vs {dr:.2f} days); from the runner-up to the winner: {', '.join(diff) or 'the same knobs'}.")
     # per-sample seconds of each term: the global batches may differ
     pw = {k: win["step"][k] / win["global_batch"] for k in TERM_WORDS}
     pr = {k: run["step"][k] / run["global_batch"] for k in TERM_WORDS}
@@ -167,6 +168,9 @@ def infeasible_message(space: Space, gpus: int, x: dict[str, np.ndarray], r: dic
                 "with more memory, window attention (--allow-window) or a lower --headroom.")
     elif rejected.get("batch"):
         msg += f" No layout reaches a global batch in {space.gb_range[0]}-{space.gb_range[1]}: widen --global-batch-range."
+    elif rejected.get("divisibility") and not rejected.get("tp_over_node"):
+        msg += (" Every layout breaks a divisibility rule (heads % tp, layers % (pp*vpp), tokens % cp, "
+                "tp*pp*cp <= GPUs): check the pinned --tp/--pp/--vpp/--cp.")
     elif rejected.get("tp_over_node"):
         msg += " Raise --max-tp-in-node to allow TP across nodes."
     return msg
@@ -204,8 +208,18 @@ def plan(spec: Spec, gpu_counts: tuple[int, ...] | list[int] | None = None, obje
         raise UserError("--objective deadline needs --deadline-days")
     if top < 1:
         raise UserError(f"--top: must be >= 1, got {top}")
-    counts_in = tuple(gpu_counts or spec.training.compare_gpus)
+    if gpu_counts:
+        counts_in = tuple(gpu_counts)
+    elif objective == "deadline":
+        counts_in = DEADLINE_SCAN          # how many GPUs for the deadline: scan 8 .. 2048
+    else:
+        counts_in = tuple(spec.training.compare_gpus)
     options = options or SearchOptions()
+    if budget and curriculum is not None:
+        from .budget import load_curriculum, stage_spec
+
+        for i, st in enumerate(load_curriculum(curriculum)["stages"]):   # bad input fails before the search
+            stage_spec(spec, st, i)
     space = Space(spec, options)
     samples = training_samples(spec)
     total_steps = len(counts_in) + (1 if budget else 0) + (1 if sensitivity else 0)

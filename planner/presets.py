@@ -37,10 +37,63 @@ def _dit(size: str, patch: int) -> dict[str, Any]:
     }
 
 
+# SiT (Ma et al. 2024, "SiT: Exploring Flow and Diffusion-based Generative Models with Scalable Interpolant
+# Transformers"): the DiT backbone unchanged (same sizes, adaLN-Zero, learned sigma off for the velocity
+# objective does not change the matmul count meaningfully - we keep DiT's 2C output so SiT-XL/2 = 675 M,
+# 118.6 GMACs as in SiT Table 1); only the loss (an interpolant) differs, which costs nothing per step.
+def _sit(size: str, patch: int) -> dict[str, Any]:
+    d = _dit(size, patch)
+    name = f"SiT-{size}/{patch}"
+    return {**d, "name": name, "model": {**d["model"], "name": name}}
+
+
+# U-ViT (Bao et al. 2023, "All are Worth Words: A ViT Backbone for Diffusion Models", Table 1 and the configs of
+# github.com/baofff/U-ViT): every input is a token (time token = the width-h sinusoid, no MLP; class token from an
+# Embedding of 1001 rows incl. the null class; learned position table over the 2 + N tokens), pre-LN ViT blocks
+# (qkv_bias=False, MLP 4x, no adaLN), depth//2 in-blocks, 1 mid-block, depth//2 out-blocks, each out-block first
+# fuses its long skip: Linear(2h, h)(cat[x, skip]). Output: LayerNorm + Linear(h, p*p*C) (no learned sigma).
+#   name        blocks  h     heads  published params        (latent ImageNet, SD VAE 32x32x4 at 256^2, 64x64x4 at 512^2)
+#   U-ViT-M     17      768   12     131 M
+#   U-ViT-L     21      1024  16     287 M  (ImageNet 256^2, /2: 77 GFLOPs = GMACs)
+#   U-ViT-H     29      1152  16     501 M  (ImageNet 256^2, /2: 133 GFLOPs = GMACs; 512^2 /4: the same 256 patches)
+# Not modelled: U-ViT-L's optional 3x3 output conv (conv=True: 4*4*9+4 = 148 params, 0.15 M MACs at 32x32).
+_UVIT_SIZES = {"S": (13, 512, 8), "M": (17, 768, 12), "L": (21, 1024, 16), "H": (29, 1152, 16)}
+
+
+def _uvit(size: str, patch: int, res: int = 256) -> dict[str, Any]:
+    blocks, hidden, heads = _UVIT_SIZES[size]
+    name = f"U-ViT-{size}/{patch}" + ("" if res == 256 else f"@{res}")
+    return {
+        "name": name,
+        "video": {"frames": 1, "height": res, "width": res, "fps": 1, "vae_stride_t": 1, "vae_stride_s": 8,
+                  "latent_channels": 4, "patch_t": 1, "patch_h": patch, "patch_w": patch, "text_tokens": 0, "text_dim": 1},
+        "model": {"name": name, "layers": blocks, "hidden": hidden, "heads": heads, "ffn_hidden": 4 * hidden,
+                  "cross_attn": False, "adaln": "none", "attention": "full", "conditioning": "class",
+                  "num_classes": 1000, "learn_sigma": False, "long_skip": True, "tokens_in_sequence": 2,
+                  "qkv_bias": False, "time_mlp": False, "learned_pos_embed": True, "timestep_freq_dim": hidden},
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {"soraplan-6B": SORAPLAN_6B}
 for _s in _DIT_SIZES:
     for _p in (2, 4, 8):
         PRESETS[f"DiT-{_s}/{_p}"] = _dit(_s, _p)
+for _s in _DIT_SIZES:
+    for _p in (2, 4, 8):
+        PRESETS[f"SiT-{_s}/{_p}"] = _sit(_s, _p)
+for _s in ("S", "M", "L", "H"):
+    for _p in (2, 4):
+        PRESETS[f"U-ViT-{_s}/{_p}"] = _uvit(_s, _p)
+PRESETS["U-ViT-L/4@512"] = _uvit("L", 4, 512)
+PRESETS["U-ViT-H/4@512"] = _uvit("H", 4, 512)
+
+# One line per family for `--model` help and `soraplan estimate --help`.
+FAMILIES: dict[str, str] = {
+    "soraplan-6B": "the seed's 6B video DiT (default)",
+    "DiT-{S,B,L,XL}/{2,4,8}": "Peebles & Xie 2023, ImageNet 256^2, adaLN-Zero (XL/2: 675 M, 118.6 GMACs)",
+    "SiT-{S,B,L,XL}/{2,4,8}": "Ma et al. 2024: DiT backbone, interpolant loss (same cost as DiT)",
+    "U-ViT-{S,M,L,H}/{2,4}[@512]": "Bao et al. 2023: tokens for time/class, long skips (H/2: 501 M, 133 GMACs)",
+}
 
 
 def get_preset(name: str) -> dict[str, Any]:

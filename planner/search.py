@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .errors import UserError
 from .memory import GiB, memory
 from .params import params_per_gpu
 from .spec import DTYPE_BYTES, Spec, parse_attention
-from .step import STEP_FIELDS, WORK_KEYS, hw_constants, op_work, ring_layers, step_terms, step_time
+from .step import STEP_FIELDS, WORK_KEYS, hw_constants, op_work, step_terms, step_time
 
 RECOMPUTE = ("none", "selective", "full")
 REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory")
@@ -198,6 +198,22 @@ class Space:
         for t in shared_terms(base).values():
             self.shared_coef[2 * _DIV[t.divisor]] += t.per_token
             self.shared_coef[2 * _DIV[t.divisor] + 1] += t.per_sample
+        # combined per (attention, layers in the first stage, recompute): the saved bytes of one micro-batch
+        # (layers + shared text states) and, for each layer kind, what one layer rebuilds while it is recomputed
+        A, K = len(self.attentions), self.kind_first.shape[1]
+        ps = np.arange(L + 1)
+        layer = np.zeros((A, L + 1, 3, 6))
+        layer[:, :, 0] = self.full_prefix
+        layer[:, :, 1] = self.full_prefix - self.free_prefix
+        layer[:, :, 2] = ps[None, :, None] * self.input_coef[None, None, :]
+        layer += self.shared_coef
+        work = np.zeros((K, A, L + 1, 3, 6))
+        for k in range(K):
+            present = (self.kind_first[:, k][:, None] < ps[None, :])[..., None]          # (A, L+1, 1)
+            work[k, :, :, 1] = np.where(present, self.kind_free[:, k][:, None, :], 0.0)
+            work[k, :, :, 2] = np.where(present, self.kind_full[:, k][:, None, :], 0.0)
+        self.layer_cols = [np.ascontiguousarray(layer[..., j].ravel()) for j in range(6)]
+        self.work_cols = [[np.ascontiguousarray(work[k, ..., j].ravel()) for j in range(6)] for k in range(K)]
         # parameters per GPU for each (tp, pp) that the Spec accepts (0 elsewhere: rejected anyway)
         self.tp_lut = np.zeros(max(self.tps) + 1, dtype=np.int64)
         self.pp_lut = np.zeros(max(self.pps) + 1, dtype=np.int64)
@@ -233,7 +249,7 @@ class Space:
         expanded. SP at tp = 1 is not a separate layout and is never generated."""
         st, inner = self._struct(), self._inner()
         pre = np.zeros(len(REASONS), dtype=np.int64)
-        n_inner_sp1 = int(np.count_nonzero(inner["sp"] == 1))
+        n_inner_sp1 = int(np.count_nonzero(inner["sp"] == 1)) if 0 in self.options.sequence_parallel else 0
         if prefilter:
             r = self._struct_reason(gpus, st)
             mult = len(inner["mb"]) - np.where(st["tp"] == 1, n_inner_sp1, 0)
@@ -243,6 +259,9 @@ class Space:
         n_s, n_i = len(st["tp"]), len(inner["mb"])
         x = {f: np.repeat(v, n_i) for f, v in st.items()}
         x.update({f: np.tile(v, n_s) for f, v in inner.items()})
+        if 0 not in self.options.sequence_parallel:      # SP pinned on: tp = 1 layouts run without it
+            x["sp"] = np.where(x["tp"] == 1, 0, x["sp"])
+            return {f: x[f] for f in FIELDS}, pre
         keep = ~((x["tp"] == 1) & (x["sp"] == 1))
         return {f: x[f][keep] for f in FIELDS}, pre
 
@@ -291,19 +310,21 @@ class Space:
         out["reason"] = reason
         return out
 
-    def _chunked(self, gpus: int, y: dict[str, np.ndarray], chunk: int = 1 << 15) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _chunked(self, gpus: int, y: dict[str, np.ndarray], chunk: int = 1 << 14) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """_memory_step over cache-sized chunks (numpy's temporaries stay in L2: ~2x faster)."""
         n = len(y["tp"])
         if n <= chunk:
             return self._memory_step(gpus, y)
-        parts = [self._memory_step(gpus, {f: v[i:i + chunk] for f, v in y.items()}) for i in range(0, n, chunk)]
-        sizes = [min(chunk, n - i) for i in range(0, n, chunk)]
-
-        def cat(j: int) -> dict[str, np.ndarray]:
-            return {k: np.concatenate([np.broadcast_to(part[j][k], (size,)) for part, size in zip(parts, sizes)])
-                    for k in parts[0][j]}
-
-        return cat(0), cat(1)
+        out: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+        for i in range(0, n, chunk):
+            part = self._memory_step(gpus, {f: v[i:i + chunk] for f, v in y.items()})
+            if out is None:
+                out = ({k: np.empty(n) for k in part[0]}, {k: np.empty(n) for k in part[1]})
+            for o, p in zip(out, part):
+                for k, v in p.items():
+                    o[k][i:i + chunk] = v
+        assert out is not None
+        return out
 
     def _memory_step(self, gpus: int, y: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         a, tp, pp, vpp, cp = y["att"], y["tp"], y["pp"], y["vpp"], y["cp"]
@@ -313,25 +334,21 @@ class Space:
         s = (self.S // cp).astype(np.float64)
         b = mb.astype(np.float64)
         tpf = tp.astype(np.float64)
-        d = np.where(sp, tpf, 1.0)
         ps = self.L // np.maximum(pp, 1)
         ps = np.minimum(ps, self.L)
 
-        def cost(coef: np.ndarray) -> np.ndarray:   # coef: (n, 6) -> bytes of one micro-batch
-            return b * (s * coef[:, 0] + coef[:, 1]) + b * (s * coef[:, 2] + coef[:, 3]) / tpf + b * (s * coef[:, 4] + coef[:, 5]) / d
+        inv_t = 1.0 / tpf
+        inv_d = np.where(sp, inv_t, 1.0)
+        g = (a * (self.L + 1) + ps) * 3 + rc          # row of the (attention, layers, recompute) tables
 
-        full_sum = cost(self.full_prefix[a, ps])
-        free_sum = cost(self.free_prefix[a, ps])
-        inp = cost(np.broadcast_to(self.input_coef, (len(a), 6)))
-        working_full = np.zeros(len(a))
-        working_sel = np.zeros(len(a))
-        for k in range(self.kind_first.shape[1]):
-            present = self.kind_first[a, k] < ps
-            working_full = np.where(present, np.maximum(working_full, cost(self.kind_full[a, k])), working_full)
-            working_sel = np.where(present, np.maximum(working_sel, cost(self.kind_free[a, k])), working_sel)
-        per_mb_layers = np.where(rc == 2, ps * inp, np.where(rc == 1, full_sum - free_sum, full_sum))
-        working = np.where(rc == 2, working_full, np.where(rc == 1, working_sel, 0.0))
-        per_mb = per_mb_layers + cost(np.broadcast_to(self.shared_coef, (len(a), 6)))
+        def cost(cols: list[np.ndarray]) -> np.ndarray:   # b (s tok + samp) / div, summed over the divisors
+            c = [np.take(col, g) for col in cols]
+            return b * ((s * c[0] + c[1]) + (s * c[2] + c[3]) * inv_t + (s * c[4] + c[5]) * inv_d)
+
+        per_mb = cost(self.layer_cols)
+        working = cost(self.work_cols[0])
+        for cols in self.work_cols[1:]:
+            working = np.maximum(working, cost(cols))
         in_flight = np.minimum(mm, pp)
         interleave = np.where(vpp > 1, 1 + (pp - 1) / (pp * vpp), 1.0)
         acts = per_mb * in_flight * interleave + working
@@ -389,4 +406,8 @@ def reference_evaluate(space: Space, gpus: int, x: dict[str, np.ndarray], idx: A
     return out
 
 
-ProgressFn = Callable[[int, int], None]
+def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`soraplan.planner.plan.plan` (the whole plan dict), also reachable from here."""
+    from .plan import plan as _plan
+
+    return _plan(*args, **kwargs)

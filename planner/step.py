@@ -83,13 +83,13 @@ def _check_eff(value: Any, where: str) -> float:
     return float(value)
 
 
-def load_calibration(path: str | None, gpu: str) -> dict[str, float]:
+def load_calibration(path: str | None, gpu: str, peak_tflops: float | None = None) -> dict[str, float]:
     """Efficiencies from a calibration file (same GPU only): {"efficiency"?, "gemm"?, "attention"?}.
 
     Two formats: the JSON object `soraplan validate --device cuda` writes
     ({"gpu", "efficiency", "gemm_efficiency", "attention_efficiency"}), or a finished run's JSON-lines log
-    (one object per step with step_time_s, tflops_per_gpu, mfu): its median MFU (after the first 10 % of
-    steps, warm-up) becomes the blanket efficiency. That is conservative: a run's MFU already contains its
+    (one object per step with step_time_s, tflops_per_gpu, mfu; tflops_per_gpu / peak where mfu is missing):
+    its median MFU (after the first 10 % of steps, warm-up) becomes the blanket efficiency. That is conservative: a run's MFU already contains its
     communication, which the step model adds again.
     """
     if not path:
@@ -123,8 +123,12 @@ def load_calibration(path: str | None, gpu: str) -> dict[str, float]:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec, dict) and str(rec.get("gpu", gpu)).lower() == gpu.lower() and isinstance(rec.get("mfu"), (int, float)):
+        if not isinstance(rec, dict) or str(rec.get("gpu", gpu)).lower() != gpu.lower():
+            continue
+        if isinstance(rec.get("mfu"), (int, float)):
             mfus.append(float(rec["mfu"]))
+        elif isinstance(rec.get("tflops_per_gpu"), (int, float)) and peak_tflops:
+            mfus.append(float(rec["tflops_per_gpu"]) / peak_tflops)
     if not mfus:
         raise UserError(f"hardware.calibration: {p} is neither a calibration JSON nor a run log with 'mfu' per step")
     mfus = mfus[len(mfus) // 10:] or mfus
@@ -137,7 +141,7 @@ def op_efficiency(spec: Spec) -> OpEfficiency:
     gpu = hw.spec
     base = OP_EFFICIENCY.get(gpu.name.lower(), DEFAULT_EFFICIENCY)    # a custom GPU named like a row gets that row
     gemm, attn, hbm, source = base.gemm, base.attention, base.hbm, base.source
-    cal = load_calibration(hw.calibration, gpu.name)
+    cal = load_calibration(hw.calibration, gpu.name, gpu.peak_tflops)
     if cal:
         source = f"calibration {hw.calibration}"
         if "efficiency" in cal:

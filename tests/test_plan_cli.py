@@ -97,3 +97,45 @@ def test_estimate_still_works():
     r = runner.invoke(app, ["estimate", "--frames", "960", "--res", "256", "--tp", "8"])
     assert r.exit_code == 0, r.output
     assert "efficiency assumed / MFU" in r.output
+
+
+def test_progress_bar_only_after_a_second(capsys):
+    from soraplan.cli.plan import LazyProgress
+
+    quiet = LazyProgress(after_s=3600)
+    quiet("searching", 0, 3)
+    assert quiet.bar is None
+    piped = LazyProgress(after_s=0)
+    piped("searching", 0, 3)
+    assert piped.bar is None                       # not a terminal: no bar
+    shown = LazyProgress(after_s=0, force_terminal=True)
+    shown("searching 200 GPUs", 1, 3)
+    assert shown.bar is not None and shown.bar.tasks[0].completed == 1
+    shown.close()
+
+
+def test_plan_sequence_parallel_pinned_keeps_tp1():
+    out = _json(SEED + ["--gpus", "64", "--sequence-parallel", "--no-sensitivity", "--top", "20"])
+    c = out["gpu_counts"][0]
+    assert all(e["sequence_parallel"] == (e["tp"] > 1) for e in c["ranked"])
+
+
+def test_plan_pinned_impossible_layout_says_why():
+    r = runner.invoke(app, SEED + ["--gpus", "64", "--pp", "3", "--no-sensitivity"])
+    assert r.exit_code == 2 and "layers (40) % (pp*vpp = 3)" in r.stderr     # the Spec refuses it first
+    r = runner.invoke(app, SEED + ["--gpus", "64", "--tp", "8", "--pp", "8", "--cp", "32", "--no-sensitivity"])
+    assert r.exit_code == 0, r.output                                        # valid, but 2048 GPUs > 64
+    text = " ".join(r.output.split())
+    assert "no layout fits on 64 x a100-80g" in text and "divisibility" in text
+
+
+def test_plan_uses_a_calibration_file(tmp_path):
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"gpu": "a100-80g", "efficiency": 0.3, "gemm_efficiency": 0.5, "attention_efficiency": 0.4}))
+    out = _json(SEED + ["--gpus", "200", "--calibration", str(cal), "--no-sensitivity", "--top", "1"])
+    eff = out["search"]["efficiency"]
+    assert (eff["gemm"], eff["attention"]) == (0.5, 0.4) and "calibration" in eff["source"]
+    base = _json(SEED + ["--gpus", "200", "--no-sensitivity", "--top", "1"])
+    assert out["best"]["train"]["days"] > base["best"]["train"]["days"]
+    over = _json(SEED + ["--gpus", "200", "--gemm-efficiency", "0.9", "--no-sensitivity", "--top", "1"])
+    assert over["search"]["efficiency"]["gemm"] == 0.9

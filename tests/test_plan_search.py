@@ -137,5 +137,35 @@ def test_why_best_names_the_differences():
     run = {**base, "recompute": "full", "train": {"days": 12.0},
            "step": {**base["step"], "gemm_s": 0.08, "attention_s": 0.016}}
     text = why_best([base, run])
-    assert "recompute full -> none" in text and "16.7 %" in text
+    assert "recompute full -> none" in text and "16.7 %" in text and "10.00 vs 12.00 days" in text
     assert "10.00 ms more GEMM compute" in text and "2.00 ms more attention compute" in text
+
+
+def test_deadline_without_counts_scans_gpu_counts():
+    from soraplan.planner.plan import DEADLINE_SCAN
+
+    spec = build_spec(flags={"frames": 960, "res": 256})
+    out = plan(spec, None, objective="deadline", deadline_days=30, budget=False, sensitivity=False, top=1)
+    assert [c["gpus"] for c in out["gpu_counts"]] == list(DEADLINE_SCAN)
+    g = out["best"]["gpus"]
+    assert out["best"]["train"]["days"] <= 30
+    smaller = [c for c in out["gpu_counts"] if c["gpus"] < g and c["ranked"]]
+    assert all(c["ranked"][0]["train"]["days"] > 30 for c in smaller)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.sampled_from([8, 96, 960]), res=st.sampled_from([128, 256, 512]),
+       layers=st.sampled_from([4, 12, 28, 40]), heads=st.sampled_from([8, 16, 24]),
+       gpu=st.sampled_from(["a100-40g", "a100-80g", "h100-sxm", "l40s"]), gpus=st.integers(1, 600))
+def test_random_specs_plan_or_explain(frames, res, layers, heads, gpu, gpus):
+    """Any valid spec and GPU count: a ranked list of fitting layouts, or a message — never an exception."""
+    spec = build_spec(flags={"frames": frames, "res": res, "layers": layers, "heads": heads, "hidden": heads * 64,
+                             "ffn_hidden": heads * 256, "gpu": gpu})
+    c = search_count(Space(spec, SearchOptions(micro_batch=(1, 2), global_batch_range=(1, 4096))), gpus, 1e6)
+    assert c["ranked"] or c["message"].startswith("no layout fits")
+    for e in c["ranked"]:
+        assert e["memory_gib"]["fits"] and e["step"]["time_s"] > 0 and 0 < e["step"]["mfu"] < 1

@@ -161,3 +161,9 @@ def test_estimate_keeps_its_step_fields():
                 "efficiency", "mfu", "samples_per_step", "time_s", "samples_per_s"):
         assert key in terms
     assert out["step"]["time_s"] == pytest.approx(terms["time_s"])
+
+
+def test_calibration_from_tflops_when_mfu_is_missing(tmp_path):
+    log = tmp_path / "run.jsonl"
+    log.write_text("\n".join(json.dumps({"step": i, "step_time_s": 2.0, "tflops_per_gpu": 156.0}) for i in range(5)))
+    assert load_calibration(str(log), "a100-80g", 312.0) == {"efficiency": pytest.approx(0.5)}

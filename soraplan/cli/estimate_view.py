@@ -74,6 +74,8 @@ def render(r: dict[str, Any], console: Console | None = None) -> None:
             t.add_row(str(row["gpus"]), f"{row['days']:.1f}", f"{row['gpu_hours']:,.0f}", f"{row['cost_usd']:,.0f}",
                       f"{row['epochs_in_60_days']:.1f}", f"{row['epochs_in_90_days']:.1f}")
         c.print(t)
+    if r.get("seed_claim"):
+        c.print(f"[bold]Seed check[/] {r['seed_claim']['text']}")
     if r.get("attention_comparison"):
         t = _t("Attention: full vs window vs spatial-temporal")
         for col in ("attention", "forward FLOPs", "self-attn core", "activations GiB", "total GiB", "fits", "step s", "days"):

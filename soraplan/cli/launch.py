@@ -94,9 +94,16 @@ def launch(
     backend = get_backend(opts.cluster)
     plan = estimate(spec, compare=False)
     if opts.dry_run:
+        if opts.output_dir is not None and hasattr(backend, "write_dry_run"):  # one file per object
+            for path in backend.write_dry_run(spec, plan, opts):
+                typer.echo(str(path))
+            return
         text = backend.render(spec, plan, opts)
         if text:
             typer.echo(text, nl=not text.endswith("\n"))
+        return
+    if opts.server_dry_run:  # the server validates (dryRun=All); nothing is stored, not even in the ledger
+        backend.submit(spec, plan, opts, None, None)
         return
     with Ledger(ledger) as book:
         if book.exists(opts.name):

@@ -32,8 +32,9 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 class LazyProgress:
     """A rich progress bar on stderr that appears only when the work has taken more than a second."""
 
-    def __init__(self, after_s: float = 1.0) -> None:
+    def __init__(self, after_s: float = 1.0, force_terminal: bool | None = None) -> None:
         self.t0, self.after_s, self.bar, self.task = time.monotonic(), after_s, None, None
+        self.force_terminal = force_terminal
 
     def __call__(self, what: str, done: int, total: int) -> None:
         if self.bar is None and time.monotonic() - self.t0 < self.after_s:
@@ -42,8 +43,12 @@ class LazyProgress:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+            console = Console(stderr=True, force_terminal=self.force_terminal)
+            if not console.is_terminal:       # pipes, CI logs, CliRunner: no bar, stderr stays clean
+                self.after_s = float("inf")
+                return
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                                console=Console(stderr=True), transient=True)
+                                console=console, transient=True)
             self.bar.start()
             self.task = self.bar.add_task(what, total=total)
         self.bar.update(self.task, description=what, completed=done)
