@@ -347,9 +347,10 @@ def risks(best: dict[str, Any] | None, plan: dict[str, Any], validation: dict[st
     """Plain-words risk flags: level ok | warn | bad, a title and one or two sentences."""
     out: list[dict[str, str]] = []
     if not best:
-        msgs = "; ".join(str(c.get("message")) for c in plan.get("gpu_counts", []) if c.get("message"))
+        msgs = " ".join(str(c["message"])[:1].upper() + str(c["message"])[1:] for c in plan.get("gpu_counts", [])
+                        if c.get("message"))
         return [{"level": "bad", "title": "Nothing fits",
-                 "text": "No layout fits in GPU memory at any of the GPU counts asked for. " + (msgs or
+                 "text": "No layout fits at any of the GPU counts asked for. " + (msgs or
                          "Use more GPUs, a GPU with more memory, recompute, or shorter / smaller clips.")}]
     mem = best["memory_gib"]
     headroom = 1 - mem["total"] / mem["capacity"]

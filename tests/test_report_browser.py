@@ -210,3 +210,17 @@ def test_the_checks_can_fail(browsed, tmp_path):
     assert "http://203.0.113.5/x.png" in res["requests"]
     assert "planted" in res["errors"]
     assert any("Content Security Policy" in e for e in res["errors"])
+
+
+def test_nothing_fits_page_renders_cleanly(tmp_path):
+    """A plan where no layout fits: no charts, the reason in words, and still no console error or request."""
+    from typer.testing import CliRunner
+
+    out = tmp_path / "nofit.html"
+    r = CliRunner().invoke(app, ["report", "--frames", "960", "--res", "512", "--gpu", "a100-40g", "--gpus", "1,2",
+                                 "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    res = open_report(out, tmp_path, ARTIFACTS / "report_nothing_fits.png")
+    assert res["charts"] == [] and res["errors"] == []
+    assert [u for u in res["requests"] if u != out.resolve().as_uri()] == []
+    assert "No layout fits at any of the GPU counts asked for. No layout fits on 1 x a100-40g" in out.read_text()
