@@ -1,7 +1,10 @@
 """`soraplan report`: one self-contained file, escaped strings, one-line errors (no browser needed here)."""
 
 import json
+import os
 import re
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -140,3 +143,24 @@ def test_validation_not_json(tmp_path):
     bad.write_text("{nope")
     r = run("--tp", "8", "--validation", str(bad), "-o", str(tmp_path / "r.html"))
     assert r.exit_code == 2 and "is not JSON" in r.output
+
+
+GOLDEN = Path(__file__).parent / "golden" / "report_sections.html"
+GOLDEN_SECTIONS = ("summary", "time-cost", "layouts", "sensitivity", "budget", "validation", "assumptions")
+
+
+def test_golden_sections(contract_plan):  # noqa: F811
+    """The generated HTML of the text sections for a fixed plan, byte for byte.
+
+    Regenerate after an intended change: SORAPLAN_UPDATE_GOLDEN=1 pytest tests/test_report_html.py
+    """
+    from test_report_data import C_CPU
+
+    spec = build_spec(flags={"frames": 960, "res": 256, "name": "golden run"})
+    page = render_html(gather(spec, gpu_counts=[128, 256, 8], deadline_days=10, plan=contract_plan, validation=C_CPU),
+                       command="soraplan report --name 'golden run'", now=datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc))
+    got = "\n".join(re.search(rf'<section id="{sid}">.*?</section>', page, re.S).group(0) for sid in GOLDEN_SECTIONS)
+    got = got.replace("><", ">\n<") + "\n"  # one tag per line: readable diffs
+    if os.environ.get("SORAPLAN_UPDATE_GOLDEN"):
+        GOLDEN.write_text(got, encoding="utf-8")
+    assert got == GOLDEN.read_text(encoding="utf-8")

@@ -78,27 +78,27 @@ def search_options(spec_flags: dict[str, Any], headroom: float, allow_window: bo
     return SearchOptions(headroom=headroom, max_tp_in_node=max_tp_in_node, allow_window=allow_window, **pins)
 
 
-S = "Report"
+PANEL = "Report"
 
 
 @with_spec_options
-def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write", rich_help_panel=S)] = Path("capacity.html"),
+def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write", rich_help_panel=PANEL)] = Path("capacity.html"),
            gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts to compare, e.g. 200,300,400 "
-                                                       "(default: training.compare_gpus)", rich_help_panel=S)] = None,
+                                                       "(default: training.compare_gpus)", rich_help_panel=PANEL)] = None,
            deadline_days: Annotated[Optional[float], typer.Option("--deadline-days", help="draw a deadline and "
-                                                                  "flag counts that miss it", rich_help_panel=S)] = None,
+                                                                  "flag counts that miss it", rich_help_panel=PANEL)] = None,
            objective: Annotated[Optional[str], typer.Option("--objective", help="time (default) | cost | deadline",
-                                                            rich_help_panel=S)] = None,
+                                                            rich_help_panel=PANEL)] = None,
            validation: Annotated[Optional[Path], typer.Option("--validation", help="`soraplan validate --json` output "
-                                                              "(default: the YAML's report.validation)", rich_help_panel=S)] = None,
+                                                              "(default: the YAML's report.validation)", rich_help_panel=PANEL)] = None,
            curriculum: Annotated[Optional[str], typer.Option("--curriculum", help="YAML file of training stages, or "
-                                                             "'default' (as in soraplan plan)", rich_help_panel=S)] = None,
+                                                             "'default' (as in soraplan plan)", rich_help_panel=PANEL)] = None,
            allow_window: Annotated[bool, typer.Option("--allow-window", help="also search window attention "
-                                                      "(changes the model)", rich_help_panel=S)] = False,
+                                                      "(changes the model)", rich_help_panel=PANEL)] = False,
            headroom: Annotated[float, typer.Option("--headroom", help="memory headroom kept free (0.10)",
-                                                   rich_help_panel=S)] = 0.10,
+                                                   rich_help_panel=PANEL)] = 0.10,
            max_tp_in_node: Annotated[Optional[int], typer.Option("--max-tp-in-node", help="largest TP (default: GPUs "
-                                                                 "per node)", rich_help_panel=S)] = None,
+                                                                 "per node)", rich_help_panel=PANEL)] = None,
            spec_flags: Any = None) -> None:
     """Write the one-file HTML capacity report (summary, charts, layouts, risks, assumptions).
 

@@ -528,7 +528,8 @@ def render_html(d: dict[str, Any], command: str = "", now: datetime | None = Non
                 "What each GPU holds for the top layouts, against its HBM capacity (dashed line).",
                 chart("fig-memory", fig_memory(d), "No layout fits in GPU memory.", figs)),
         section("layouts", "Top layouts", f"The fastest layouts on {s['gpus_used']:,} GPUs." if s else "",
-                (layouts_table(d) + "<h3>Where the step time goes</h3>" + chart("fig-step", fig_step(d), "", figs))
+                (layouts_table(d) + ("<h3>Where the step time goes</h3>" + chart("fig-step", fig_step(d), "", figs)
+                                     if fig_step(d) else ""))
                 if d["top_layouts"] else '<p class="empty">No layout fits.</p>'),
         section("nodes", "The recommended layout on the nodes", "", grid_html(d)),
         section("attention", "Full vs window vs spatial-temporal attention",
