@@ -323,8 +323,10 @@ def attention_note(rows: list[dict[str, Any]], best: dict[str, Any] | None, plan
     w = next((r for r in plan.get("sensitivity") or [] if "window" in str(r.get("assumption", "")).lower()
               and _is_num(r.get("days_high"))), None)
     if w:
+        gain = w["days_low"] - w["days_high"]
         note += (f" With the layout searched again for window attention ({w['high']}), the plan gives "
-                 f"{w['days_high']:.1f} days instead of {w['days_low']:.1f}.")
+                 + (f"{w['days_high']:.1f} days instead of {w['days_low']:.1f}." if gain >= 0.05
+                    else f"no gain ({w['days_high']:.1f} days)."))
     return note.strip()
 
 

@@ -385,10 +385,11 @@ def grid_html(d: dict[str, Any]) -> str:
     if not g:
         return '<p class="empty">No layout fits, so there is nothing to place on nodes.</p>'
     per = g["gpus_per_node"]
-    detail_nodes = min(len(g["cells"]), max(1, -(-g["replica_gpus"] // per)), 8)
+    # the nodes that hold data-parallel copy 0: one whole model copy (TP x CP x PP GPUs)
+    copy0 = [n for n, row in enumerate(g["cells"]) if any(c is not None and c["dp"] == 0 for c in row)][:8]
     detail = "".join(f'<div class="node"><div class="nname">node {n}</div><div class="gpus" style="grid-template-columns:'
                      f'repeat({per},1fr)">{"".join(_gpu_cell(c, g["cp"]) for c in g["cells"][n])}</div></div>'
-                     for n in range(detail_nodes))
+                     for n in copy0)
     cols = f'grid-template-columns:repeat({max(1, (per + 1) // 2)},9px)'
     mini = "".join(f'<div class="mnode" title="node {n}" style="{cols}">' + "".join(
         '<i class="idle"></i>' if c is None else
@@ -407,7 +408,8 @@ def grid_html(d: dict[str, Any]) -> str:
              "inside a node, on the fast links.")
     return (f'<p class="note">{esc(expl)}</p><p class="note">{esc(key)}</p>'
             f'<p class="legend">Pipeline stage colour: {legend}</p>'
-            f'<h3>The first {"node" if detail_nodes == 1 else f"{detail_nodes} nodes"}</h3><div class="cluster">{detail}</div>'
+            f'<h3>One model copy (data-parallel copy D0) on {"its node" if len(copy0) == 1 else f"its {len(copy0)} nodes"}'
+            f'</h3><div class="cluster">{detail}</div>'
             f'<h3>The whole cluster ({g["nodes"]} nodes; alternate data-parallel copies shaded)</h3>'
             f'<div class="minimap">{mini}</div>{more}')
 
