@@ -50,7 +50,10 @@ class Browser:
         port = int(port_file.read_text().split()[0])
         page = None
         while page is None:
-            targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+            try:
+                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+            except OSError:  # the port file can appear a moment before the endpoint answers
+                targets = []
             page = next((t for t in targets if t.get("type") == "page"), None)
             if page is None:
                 if time.monotonic() > deadline:
