@@ -1,0 +1,150 @@
+"""`soraplan report`: the HTML capacity report for managers (one self-contained file, plotly.js inlined).
+
+    soraplan report --config run.yaml -o capacity.html [--name RUN] [--gpus 200,300,400] [--deadline-days 60]
+                    [--validation validation.json]
+
+Numbers: `soraplan.planner.report_data.gather` (the planner). Page: `report_view.render_html` (plotly is
+imported there, inside the function). This module only parses flags, reads the validation file and writes the
+page (temp file in the target directory, then rename).
+"""
+
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import fail, spec_from_flags, with_spec_options
+
+
+def parse_counts(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--gpus: comma-separated GPU counts expected (e.g. 200,300,400), got {text!r}")
+    if not counts or min(counts) < 1:
+        fail(f"--gpus: positive GPU counts expected, got {text!r}")
+    return counts
+
+
+def read_validation(path: Optional[Path]) -> Any:
+    """The parsed `soraplan validate --json` output, or None when no file is named."""
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fail(f"--validation: no such file: {p}")
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"--validation: cannot read {p}: {e}")
+    except ValueError:
+        fail(f"--validation: {p} is not JSON (expected `soraplan validate --json` output)")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file next to `path`, then rename over it (readers never see half a report)."""
+    path = path.resolve()
+    if not path.parent.is_dir():
+        fail(f"--output: directory does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def search_options(spec_flags: dict[str, Any], headroom: float, allow_window: bool, max_tp_in_node: Optional[int]):
+    """The layout search's options, as `soraplan plan` builds them: the parallel flags given pin the search."""
+    from soraplan.planner.search import SearchOptions
+
+    from .plan import PIN  # the same pinned flags as `soraplan plan`
+
+    pins: dict[str, Any] = {opt: (spec_flags[flag],) for flag, opt in PIN.items() if spec_flags.get(flag) is not None}
+    for k in ("sequence_parallel", "distributed_optimizer"):
+        if k in pins:
+            pins[k] = (bool(pins[k][0]),)
+    return SearchOptions(headroom=headroom, max_tp_in_node=max_tp_in_node, allow_window=allow_window, **pins)
+
+
+PANEL = "Report"
+
+
+@with_spec_options
+def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write", rich_help_panel=PANEL)] = Path("capacity.html"),
+           gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts to compare, e.g. 200,300,400 "
+                                                       "(default: training.compare_gpus)", rich_help_panel=PANEL)] = None,
+           deadline_days: Annotated[Optional[float], typer.Option("--deadline-days", help="draw a deadline and "
+                                                                  "flag counts that miss it", rich_help_panel=PANEL)] = None,
+           objective: Annotated[Optional[str], typer.Option("--objective", help="time (default) | cost | deadline",
+                                                            rich_help_panel=PANEL)] = None,
+           validation: Annotated[Optional[Path], typer.Option("--validation", help="`soraplan validate --json` output "
+                                                              "(default: the YAML's report.validation)", rich_help_panel=PANEL)] = None,
+           curriculum: Annotated[Optional[str], typer.Option("--curriculum", help="YAML file of training stages, or "
+                                                             "'default' (as in soraplan plan)", rich_help_panel=PANEL)] = None,
+           allow_window: Annotated[bool, typer.Option("--allow-window", help="also search window attention "
+                                                      "(changes the model)", rich_help_panel=PANEL)] = False,
+           headroom: Annotated[float, typer.Option("--headroom", help="memory headroom kept free (0.10)",
+                                                   rich_help_panel=PANEL)] = 0.10,
+           max_tp_in_node: Annotated[Optional[int], typer.Option("--max-tp-in-node", help="largest TP (default: GPUs "
+                                                                 "per node)", rich_help_panel=PANEL)] = None,
+           spec_flags: Any = None) -> None:
+    """Write the one-file HTML capacity report (summary, charts, layouts, risks, assumptions).
+
+    Example: soraplan report --frames 960 --res 256 --gpus 200,300,400 --deadline-days 60 -o capacity.html
+    """
+    from soraplan.planner.report_data import gather
+
+    from .plan import LazyProgress
+    from .report_view import render_html
+
+    if not output.resolve().parent.is_dir():  # before the search, not after it
+        fail(f"--output: directory does not exist: {output.resolve().parent}")
+    spec, extras = spec_from_flags(spec_flags)
+    section = extras.get("report") or {}
+    if not isinstance(section, dict):
+        fail("report: the YAML's report section must be a mapping")
+    counts = parse_counts(gpus) if gpus is not None else section.get("gpus")
+    if isinstance(counts, (str, int)):
+        counts = parse_counts(str(counts))
+    if deadline_days is None:
+        deadline_days = section.get("deadline_days")
+    objective = objective or section.get("objective")
+    curriculum = curriculum or section.get("curriculum")
+    val_path = validation
+    if val_path is None and section.get("validation") is not None:
+        val_path = Path(str(section["validation"]))
+        if not val_path.is_absolute() and spec_flags.get("config") is not None:
+            val_path = Path(spec_flags["config"]).parent / val_path  # relative to the YAML file
+    options = search_options(spec_flags, headroom, allow_window, max_tp_in_node)
+    bar = LazyProgress()
+    try:
+        data = gather(spec, gpu_counts=counts, deadline_days=deadline_days, validation=read_validation(val_path),
+                      objective=objective, options=options, curriculum=curriculum, progress=bar)
+    finally:
+        bar.close()
+    command = "soraplan " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else ""
+    page = render_html(data, command=command)
+    write_atomic(output, page)
+    s = data["summary"]
+    size_mb = len(page.encode()) / 1e6
+    if s:
+        sys.stderr.write(f"wrote {output} ({size_mb:.1f} MB): {s['gpus_used']} x {s['gpu']}, {s['days']:.1f} days, "
+                         f"{s['gpu_hours']:,.0f} GPU-hours, ${s['cost_usd']:,.0f}\n")
+    else:
+        sys.stderr.write(f"wrote {output} ({size_mb:.1f} MB): no layout fits at the GPU counts asked for\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report", help="Write the HTML capacity report for managers (one self-contained file).")(report)
