@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,11 +64,11 @@ class TrainTask:
         self.argv, self.run_dir, self.env = list(argv), str(run_dir), dict(env)
         self.max_retries, self.grace_s, self.finished_marker, self.debug = max_retries, grace_s, finished_marker, debug
         self._proc: subprocess.Popen | None = None
-        self._signalled = False
+        self._signalled: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_proc"], state["_signalled"] = None, False
+        state["_proc"], state["_signalled"] = None, None
         return state
 
     @property
@@ -89,38 +88,38 @@ class TrainTask:
         if self.debug and env.get("SLURM_LOCALID", "0") == "0":
             write_debug_bundle(Path(self.run_dir), env)
         self._proc = subprocess.Popen(self.argv, env=env)
-        self._chain(signal.SIGUSR2)
-        self._chain(signal.SIGTERM)
+        previous = {s: self._forward(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
         rc = self._proc.wait()
         if self.finished:
             return {"finished": True, "ran": True, "rank": rank}
-        if self._signalled:
-            # checkpointed on a signal: wait to be requeued/killed rather than report the task as done
-            time.sleep(self.grace_s)
+        if self._signalled is not None:
+            # The child has checkpointed and exited; now (outside the signal handler) let submitit's USR2
+            # handler run: on rank 0 it calls checkpoint() and requeues the job, elsewhere it only logs.
+            handler = previous[self._signalled]
+            if callable(handler):
+                handler(self._signalled, None)
+            time.sleep(self.grace_s)  # wait to be requeued / killed rather than report the task as done
         raise RuntimeError(f"soraplan train exited with {rc} (rank {rank}) before finishing; see {self.run_dir}")
 
-    def _chain(self, signum: int) -> None:
-        """Forward `signum` to the train child, then run the handler submitit installed."""
+    def _forward(self, signum: int) -> Any:
+        """Install a handler that only records `signum` and forwards it to the train child; return the old one."""
         previous = signal.getsignal(signum)
 
         def handler(s: int, frame: Any) -> None:
-            self._signalled = True
+            self._signalled = s
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.send_signal(s)
-            if callable(previous):
-                previous(s, frame)
 
         signal.signal(signum, handler)
+        return previous
 
     def checkpoint(self) -> Any:
         """Rank 0 on USR2: let train finish its checkpoint, then requeue unless finished or out of retries."""
         import submitit
 
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=max(self.grace_s - 15, 5))
-            except subprocess.TimeoutExpired:
-                print("soraplan: train did not exit within the grace period; requeueing anyway", file=sys.stderr)
+        deadline = time.monotonic() + max(self.grace_s - 15, 5)
+        while self._proc is not None and self._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         if self.finished:
             print("soraplan: run finished; not requeueing", flush=True)
             return None
