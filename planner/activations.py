@@ -30,58 +30,115 @@ class Term:
     divisor: str           # "1" | "t" | "d"
 
 
+def _attention_regrouped(spec: Spec) -> bool:
+    """Window / spatial-temporal self-attention regroups tokens into the batch (a copy of q, k, v going in
+    and of the core output coming out); full attention passes views."""
+    return spec.model.attention_kind != "full"
+
+
 def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
-    """The saved tensors of one transformer layer (see the module docstring for the cost of a Term)."""
+    """The saved tensors of one transformer layer (see the module docstring for the cost of a Term).
+
+    Op by op, what autograd keeps in `soraplan.models.layer.DiTLayer` (measured by `soraplan validate`):
+      LayerNorm           its input and mean + rstd (fp32 on GPU; at the input dtype on CPU)
+      y * (1 + scale)     y (the normed x) and (1 + scale) [B, h]; "+ shift" keeps nothing
+      gate * y            gate (a view of the [B, 6h] modulation tensor) and y
+      Linear              its input (Megatron: the sequence shard under SP, re-gathered in backward)
+      GELU                its input (fc1 output + bias); fc2 keeps the GELU output
+      dropout (CPU)       input * (bernoulli mask / (1-p)): the mask at the activation dtype
+      dropout (GPU)       a 1-byte mask
+      flash SDPA          q, k, v, out, logsumexp (fp32) and a float copy of the padding mask (cross-attn)
+      unfused (Megatron)  baddbmm keeps q, k; softmax its fp32 output (attention_softmax_in_fp32); the
+                          AV bmm keeps the probabilities (a bf16 copy below fp32) and v; dropout its mask
+    Storage sharing (saved tensors are counted once per storage):
+      * q, k, v are views of the fused qkv output ("qkv", 3h), text k, v views of the kv output;
+      * the flash output, seen as [s, B, h], is a view that linear_proj saves: counted once, as
+        "proj_input" (full attention); regrouped attention copies it back ("core_out" + "proj_input");
+      * the 6 modulation vectors are views of one [B, 6h] tensor per layer.
+    CPU has no fused SDPA kernel with dropout: SDPA falls back to its math path, which keeps q*scale,
+    k*scale, the softmax output, the dropout mask, the dropped probabilities and v (and not q for
+    cross-attention, whose q*scale takes its place).
+    """
     m, k, v = spec.model, spec.kernels, spec.video
     h, f, a = m.hidden, m.ffn, m.heads
     B = k.act_bytes
-    mask = B if k.cpu_semantics else 1
+    cpu = k.cpu_semantics
+    mask = B if cpu else 1
+    stats = 2 * (B if cpu else FP32)            # LayerNorm mean + rstd per token
     drop = k.dropout > 0
     modulated = m.adaln != "none"
     K = attention_keys(spec, layer)   # full attention: every query sees all S keys (CP ranks included)
     T = v.text_tokens
+    flash = k.attention_kernel == "flash"
+    math_path = flash and drop and cpu          # CPU SDPA + dropout: the math fallback
+    softmax_bytes = B if flash else max(B, FP32)  # Megatron's unfused softmax runs in fp32
     terms: dict[str, Term] = {}
 
     def add(name: str, per_token: float = 0.0, per_sample: float = 0.0, div: str = "1") -> None:
         terms[name] = Term(per_token, per_sample, div)
 
-    def attn_core(prefix: str, k_len: int) -> None:
-        # q, k, v are saved by the attention op (counted with their producers); flash keeps out + logsumexp,
-        # unfused keeps the softmax probabilities (and with dropout the mask and the dropped probabilities).
-        if k.attention_kernel == "flash":
-            add(f"{prefix}.core_out", h * B, div="t")
-            add(f"{prefix}.core_lse", a * FP32, div="t")
-        else:
+    def attn_core(prefix: str, k_len: int, cross: bool) -> None:
+        # q, k, v are saved by the attention op and counted with their producers ("qkv", "q", "kv").
+        regrouped = not cross and _attention_regrouped(spec)
+        if math_path:
+            if not cross:
+                add(f"{prefix}.core_q_scaled", h * B, div="t")             # q * scale
+                add(f"{prefix}.core_k_scaled", h * B, div="t")             # k^T * scale
+            else:
+                add(f"{prefix}.core_k_scaled", per_sample=T * h * B, div="t")  # (q * scale replaces q)
             add(f"{prefix}.softmax_out", a * k_len * B, div="t")
+            add(f"{prefix}.attn_dropout_mask", a * k_len * mask, div="t")
+            add(f"{prefix}.attn_dropped_probs", a * k_len * B, div="t")
+            add(f"{prefix}.proj_input", h * B, div="t")                    # [B*a, s, d] -> [s, B, h]: a copy
+        elif flash:
+            if regrouped:
+                add(f"{prefix}.core_out", h * B, div="t")
+            add(f"{prefix}.core_lse", a * FP32, div="t")
+            if cross:
+                add(f"{prefix}.core_mask", per_sample=T * B)               # float padding mask [B, 1, 1, T]
+            add(f"{prefix}.proj_input", h * B, div="t")                    # = the core output (full attention)
+        else:
+            add(f"{prefix}.softmax_out", a * k_len * softmax_bytes, div="t")
             if drop:
                 add(f"{prefix}.attn_dropout_mask", a * k_len * mask, div="t")
                 add(f"{prefix}.attn_dropped_probs", a * k_len * B, div="t")
+            elif softmax_bytes != B:
+                add(f"{prefix}.attn_probs", a * k_len * B, div="t")        # fp32 softmax cast back, kept by AV
+            add(f"{prefix}.proj_input", h * B, div="t")
 
+    # --- adaLN modulation (per sample: [B, 6h] shift/scale/gate x 2, replicated over TP) ------------
+    if m.adaln == "per-block":
+        add("adaln.linear_input", per_sample=h * B)       # SiLU(c), kept by Linear(h, 6h)
+    if modulated:
+        add("adaln.mod", per_sample=6 * h * B)             # the gates are views of it
+        add("modulate1.one_plus_scale", per_sample=h * B)
+        add("modulate2.one_plus_scale", per_sample=h * B)
     # --- self-attention -----------------------------------------------------------------------------
     add("norm1.input", h * B, div="d")
-    add("norm1.stats", 2 * FP32, div="d")
+    add("norm1.stats", stats, div="d")
     if modulated:
         add("modulate1.x_norm", h * B, div="d")          # x_norm kept for d(scale)
     add("self_attn.qkv_input", h * B, div="d")           # SP: the sharded input is kept, re-gathered in bwd
     add("self_attn.qkv", 3 * h * B, div="t")
-    attn_core("self_attn", K)
-    add("self_attn.proj_input", h * B, div="t")
+    attn_core("self_attn", K, cross=False)
     if drop:
         add("self_attn.dropout_mask", h * mask, div="d")
     if modulated:
         add("gate1.attn_out", h * B, div="d")             # kept for d(gate)
-    # --- cross-attention (PixArt: no norm, no gate) ---------------------------------------------------
+    # --- cross-attention (PixArt: no norm, no gate; adaLN none: an affine LayerNorm first) -------------
     if m.cross_attn:
+        if not modulated:
+            add("norm_cross.input", h * B, div="d")
+            add("norm_cross.stats", stats, div="d")
         add("cross_attn.q_input", h * B, div="d")
         add("cross_attn.q", h * B, div="t")
         add("cross_attn.kv", per_sample=2 * T * h * B, div="t")
-        attn_core("cross_attn", T)
-        add("cross_attn.proj_input", h * B, div="t")
+        attn_core("cross_attn", T, cross=True)
         if drop:
             add("cross_attn.dropout_mask", h * mask, div="d")
     # --- MLP ----------------------------------------------------------------------------------------
     add("norm2.input", h * B, div="d")
-    add("norm2.stats", 2 * FP32, div="d")
+    add("norm2.stats", stats, div="d")
     if modulated:
         add("modulate2.x_norm", h * B, div="d")
     add("mlp.fc1_input", h * B, div="d")
@@ -94,7 +151,9 @@ def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
     return terms
 
 
-SELECTIVE = ("softmax_out", "attn_dropout_mask", "attn_dropped_probs", "core_out", "core_lse")
+# what selective recompute (Megatron "core_attn": the attention core under a checkpoint) frees
+SELECTIVE = ("softmax_out", "attn_dropout_mask", "attn_dropped_probs", "attn_probs", "core_out", "core_lse",
+             "core_mask", "core_q_scaled", "core_k_scaled")
 
 
 def _cost(term: Term, s: int, b: int, t: int, d: int) -> float:
@@ -125,11 +184,26 @@ def layer_input_term(spec: Spec) -> Term:
 
 
 def shared_terms(spec: Spec) -> dict[str, Term]:
-    """Tensors saved once per micro-batch and shared by every layer of a stage."""
-    if not spec.model.cross_attn:
-        return {}
-    # every layer's linear_kv input is the same projected-text storage
-    return {"text_states": Term(0.0, spec.video.text_tokens * spec.model.hidden * spec.kernels.act_bytes, "1")}
+    """Tensors saved once per micro-batch and shared by every layer of a stage (one storage, many savers).
+
+      text_states   the projected text [T, B, h]: every layer's linear_kv input
+      text_mask     the bool padding mask [B, 1, 1, T] (the model always gets one with text): kept by the
+                    unfused softmax's masked_fill and by recompute checkpoints (their inputs)
+      adaln_cond    per-block: c [B, h], kept by every layer's SiLU (and by full-recompute checkpoints);
+                    single: t_block(c) [B, 6h], kept only as a full-recompute checkpoint input
+    """
+    m, k, p = spec.model, spec.kernels, spec.parallel
+    B = k.act_bytes
+    out: dict[str, Term] = {}
+    if m.cross_attn:
+        out["text_states"] = Term(0.0, spec.video.text_tokens * m.hidden * B, "1")
+        if k.attention_kernel == "unfused" or p.recompute != "none":
+            out["text_mask"] = Term(0.0, spec.video.text_tokens * 1, "1")
+    if m.adaln == "per-block":
+        out["adaln_cond"] = Term(0.0, m.hidden * B, "1")
+    elif m.adaln == "single" and p.recompute == "full":
+        out["adaln_cond"] = Term(0.0, 6 * m.hidden * B, "1")
+    return out
 
 
 def stage_activations(spec: Spec) -> dict[str, float]:

@@ -119,3 +119,35 @@ def flops(spec: Spec) -> Flops:
         forward=fwd, train=3 * fwd, hardware=3 * fwd + recompute, recompute=recompute,
         by_part={"linear": 2 * linear, "self_attn_core": 2 * self_core, "cross_attn_core": 2 * cross_core, "embed": 2 * embed},
     )
+
+
+def data_input_macs(spec: Spec) -> dict[str, int]:
+    """MACs per sample of the matmuls whose input is data, not an activation: the patch embedding (noised
+    latents), the timestep embedder's first Linear (sinusoidal frequencies) and the text projection's first
+    Linear (text-encoder states). Their backward computes the weight gradient only (no input gradient)."""
+    m, v = spec.model, spec.video
+    h = m.hidden
+    out = {"patch_embed": v.seq_len * v.latent_channels * v.patch_volume * h,
+           "t_embedder.fc1": m.timestep_freq_dim * h}
+    if m.cross_attn:
+        out["text_proj.fc1"] = v.text_tokens * v.text_dim * h
+    return out
+
+
+def flash_backward_recompute(spec: Spec) -> int:
+    """FLOPs per sample that a fused (flash) attention backward adds by recomputing QK^T from q, k and the
+    logsumexp: one of the core's two forward matmuls, i.e. half its forward FLOPs (torch's FlopCounterMode
+    counts flash backward as 2.5 x forward). Not on the math path (CPU SDPA with dropout) or unfused."""
+    k = spec.kernels
+    if k.attention_kernel != "flash" or (k.dropout > 0 and k.cpu_semantics):
+        return 0
+    f = flops(spec)
+    return (f.by_part["self_attn_core"] + f.by_part["cross_attn_core"]) // 2
+
+
+def executed_backward(spec: Spec) -> int:
+    """Backward FLOPs per sample as torch executes them: 2 x forward (input and weight gradients), less the
+    input gradients nobody needs (`data_input_macs`), plus flash's QK^T recompute and the recomputed forward.
+    `Flops.train` keeps the 3 x forward convention of model FLOPs (MFU); this is what a FLOP counter sees."""
+    f = flops(spec)
+    return 2 * f.forward - 2 * sum(data_input_macs(spec).values()) + flash_backward_recompute(spec) + f.recompute

@@ -1,0 +1,56 @@
+"""build_model(spec, device): the Spec -> a VideoDiT on "meta" (no memory, seconds for 6B), "cpu" or "cuda"."""
+
+from __future__ import annotations
+
+from soraplan.planner.errors import UserError
+
+
+def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
+    """Initialise parallel state if needed (from spec.parallel) and build the model for this rank.
+
+    meta: parameters on the meta device, no initialisation (parameter counts, FLOP counting).
+    cpu/cuda: initialised weights; with `seed`, every rank seeds identically, so TP shards are slices of
+    the TP=1 weights (Megatron's CPU initialisation builds the full master weight and splits it).
+    """
+    import torch
+    from megatron.core import parallel_state as ps
+
+    from .config import torch_dtype, transformer_config
+    from .dit import VideoDiT
+    from .parallel import initialize
+    from .shims import seed_model_parallel_rng
+
+    p = spec.parallel
+    if p.pp > 1:
+        raise UserError(f"parallel.pp: the model is built for pp=1 only (got pp={p.pp}); pipeline parallelism is planned analytically")
+    if p.cp > 1:
+        raise UserError(f"parallel.cp: context parallelism is planned analytically only (got cp={p.cp}); the model runs cp=1")
+    initialize(spec)
+    if ps.get_tensor_model_parallel_world_size() != p.tp:
+        raise UserError(f"parallel.tp: parallel state has tp={ps.get_tensor_model_parallel_world_size()}, spec says {p.tp}")
+    dtype = dtype if dtype is not None else torch_dtype(spec.kernels.param_dtype)
+    if isinstance(dtype, str):
+        dtype = torch_dtype(dtype)
+    if seed is not None and device != "meta":
+        seed_model_parallel_rng(seed)
+    overrides = dict(params_dtype=dtype, pipeline_dtype=dtype, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16)
+    if device == "meta":
+        overrides.update(use_cpu_initialization=True, perform_initialization=False)
+        with torch.device("meta"):
+            return VideoDiT(spec, transformer_config(spec, **overrides))
+    if device == "cuda":
+        overrides.update(use_cpu_initialization=False)
+        with torch.device("cuda"):
+            return VideoDiT(spec, transformer_config(spec, **overrides))
+    overrides.update(use_cpu_initialization=True)
+    return VideoDiT(spec, transformer_config(spec, **overrides))
+
+
+def param_groups(model) -> dict[str, int]:
+    """Parameters of this rank by planner group name (blocks = the decoder)."""
+    out: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        top = name.split(".")[0]
+        key = "blocks" if top == "decoder" else top
+        out[key] = out.get(key, 0) + p.numel()
+    return out

@@ -1,0 +1,109 @@
+"""Measured vs predicted: pure functions from a measurement dict (`measure_run`) and the Spec to table rows.
+
+Tolerances (issue C): parameters and matmul/attention FLOPs are exact (0); saved activation bytes within
+1 %; the elementwise FLOP remainder and the saved bytes outside the transformer block (embedders, final
+layer, the loss input) are reported, never compared ("info").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ACTIVATION_TOL = 0.01
+
+
+@dataclass(frozen=True)
+class Row:
+    config: str
+    quantity: str
+    measured: float
+    predicted: float | None
+    tolerance: float | None          # relative; 0 = exact; None = reported only
+    unit: str
+
+    @property
+    def error(self) -> float | None:
+        if self.predicted is None:
+            return None
+        if self.predicted == 0:
+            return 0.0 if self.measured == 0 else float("inf")
+        return (self.measured - self.predicted) / self.predicted
+
+    @property
+    def ok(self) -> bool:
+        if self.tolerance is None or self.predicted is None:
+            return True
+        if self.tolerance == 0:
+            return self.measured == self.predicted
+        return abs(self.error or 0.0) <= self.tolerance
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["error"] = self.error
+        d["ok"] = self.ok
+        return d
+
+
+def param_rows(config: str, spec, measured_groups: dict[str, int]) -> list[Row]:
+    from soraplan.planner.params import params_breakdown, total_params
+
+    predicted = params_breakdown(spec)
+    rows = [Row(config, "params total", sum(measured_groups.values()), total_params(spec), 0, "params")]
+    for name in sorted(set(predicted) | set(measured_groups)):
+        rows.append(Row(config, f"params {name}", measured_groups.get(name, 0), predicted.get(name, 0), 0, "params"))
+    return rows
+
+
+def flop_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
+    from soraplan.planner.flops import executed_backward, flops
+
+    b = m["micro_batch"]
+    f = flops(spec)
+    mf = m["flops"]
+    rows = [
+        Row(config, "FLOPs forward", mf["forward"], f.forward * b, 0, "FLOP"),
+        Row(config, "FLOPs fwd self-attn core", mf["forward_core"]["self"], f.by_part["self_attn_core"] * b, 0, "FLOP"),
+    ]
+    if spec.model.cross_attn:
+        rows.append(Row(config, "FLOPs fwd cross-attn core", mf["forward_core"]["cross"], f.by_part["cross_attn_core"] * b, 0, "FLOP"))
+    rows.append(Row(config, "FLOPs backward (executed)", mf["backward"], executed_backward(spec) * b, 0, "FLOP"))
+    if "fvcore" in m:
+        rows.append(Row(config, "FLOPs forward (fvcore)", m["fvcore"]["forward"], f.forward * b, 0, "FLOP"))
+    rows.append(Row(config, "FLOPs elementwise fwd+bwd (remainder)",
+                    mf["elementwise_forward"] + mf["elementwise_backward"], None, None, "FLOP"))
+    return rows
+
+
+def activation_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
+    from soraplan.planner.activations import stage_activations
+
+    predicted = stage_activations(spec)["per_microbatch"]
+    s = m["saved"]
+    return [
+        Row(config, "saved bytes, transformer block", s["blocks"], predicted, ACTIVATION_TOL, "B"),
+        Row(config, "saved bytes outside the block", s["outside"], None, None, "B"),
+    ]
+
+
+def rows_for(config: str, spec, m: dict[str, Any], params: bool = True) -> list[Row]:
+    out: list[Row] = []
+    if params:
+        out += param_rows(config, spec, m["params"])
+    out += flop_rows(config, spec, m)
+    out += activation_rows(config, spec, m)
+    return out
+
+
+def tp_rows(config: str, spec, ranks: list[dict[str, Any]]) -> list[Row]:
+    """Per-rank parameters and saved bytes of a TP run vs the planner's per-GPU numbers."""
+    from soraplan.planner.activations import stage_activations
+    from soraplan.planner.params import params_per_gpu
+
+    rows = []
+    for r in ranks:
+        rank = r["rank"]
+        rows.append(Row(config, f"rank {rank} params", r["params"], params_per_gpu(spec), 0, "params"))
+        rows.append(Row(config, f"rank {rank} saved bytes, transformer block", r["saved_blocks"],
+                        stage_activations(spec)["per_microbatch"], ACTIVATION_TOL, "B"))
+    return rows

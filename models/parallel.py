@@ -1,0 +1,104 @@
+"""torch.distributed + megatron parallel_state from the environment (torchrun, srun or nothing).
+
+`initialize()` reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK, else Slurm's SLURM_PROCID/SLURM_NTASKS/
+SLURM_LOCALID (with MASTER_ADDR/MASTER_PORT), else starts a one-process gloo group. Backend: nccl when
+CUDA is present, gloo otherwise. Safe to call twice; a different layout re-initialises parallel_state.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world: int
+    local_rank: int
+    launched: bool    # True under torchrun/srun, False for a plain single process
+
+
+def dist_env(environ: dict[str, str] | None = None) -> DistEnv:
+    """Rank/world/local rank from torchrun's variables, else Slurm's, else a single process."""
+    env = os.environ if environ is None else environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return DistEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), True)
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        return DistEnv(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)), True)
+    return DistEnv(0, 1, 0, False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _init_process_group(backend: str | None) -> None:
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    e = dist_env()
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if e.launched:
+        if "MASTER_ADDR" not in os.environ:
+            raise RuntimeError("MASTER_ADDR is not set: export MASTER_ADDR/MASTER_PORT (the first node) before srun")
+        os.environ.setdefault("MASTER_PORT", "29500")
+        os.environ["RANK"], os.environ["WORLD_SIZE"] = str(e.rank), str(e.world)
+        os.environ["LOCAL_RANK"] = str(e.local_rank)
+        if backend == "nccl":
+            torch.cuda.set_device(e.local_rank)
+        dist.init_process_group(backend, init_method="env://", rank=e.rank, world_size=e.world,
+                                timeout=datetime.timedelta(minutes=30))
+    else:
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+
+
+_LAYOUT: tuple[int, int, int] | None = None
+
+
+def initialize(spec=None, tp: int = 1, pp: int = 1, cp: int = 1, backend: str | None = None) -> None:
+    """torch.distributed (env:// or a 1-process gloo group) + megatron parallel_state (tp, pp, cp).
+
+    With `spec`, the sizes come from spec.parallel. Calling again with the same layout is a no-op.
+    """
+    global _LAYOUT
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    from .shims import apply_cpu_shims, cuda_absent
+
+    if spec is not None:
+        tp, pp, cp = spec.parallel.tp, spec.parallel.pp, spec.parallel.cp
+    if cuda_absent():
+        apply_cpu_shims()
+    _init_process_group(backend)
+    world = dist.get_world_size()
+    if world % (tp * pp * cp):
+        raise RuntimeError(f"world size {world} is not divisible by tp*pp*cp = {tp * pp * cp}")
+    if ps.model_parallel_is_initialized() and _LAYOUT == (tp, pp, cp):
+        return
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                                 context_parallel_size=cp)
+    _LAYOUT = (tp, pp, cp)
+
+
+def destroy() -> None:
+    """Tear down parallel_state and the process group (both optional)."""
+    global _LAYOUT
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _LAYOUT = None

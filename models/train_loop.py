@@ -1,0 +1,41 @@
+"""Gradient finalisation for TP/SP and DP (what Megatron's DDP + finalize_model_grads do, in plain
+collectives that run on gloo and nccl alike).
+
+  sequence parallel: replicated params that see only a sequence shard (LayerNorm affine, RowParallel
+  biases: marked `sequence_parallel`) -> all-reduce (sum) over the TP group.
+  data parallel: every gradient -> all-reduce (mean) over the DP group, coalesced into one flat buffer
+  per dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def _allreduce_flat(grads: list[torch.Tensor], group, scale: float = 1.0) -> None:
+    if not grads:
+        return
+    flat = torch._utils._flatten_dense_tensors(grads)
+    dist.all_reduce(flat, group=group)
+    if scale != 1.0:
+        flat.mul_(scale)
+    for g, s in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+        g.copy_(s)
+
+
+def finalize_grads(model: torch.nn.Module, spec) -> None:
+    """TP all-reduce of sequence-parallel params' grads, then DP mean of all grads."""
+    from megatron.core import parallel_state as ps
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    if spec.parallel.sequence_parallel and ps.get_tensor_model_parallel_world_size() > 1:
+        _allreduce_flat([p.grad for p in params if getattr(p, "sequence_parallel", False)],
+                        ps.get_tensor_model_parallel_group())
+    dp = ps.get_data_parallel_world_size()
+    if dp > 1:
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for p in params:
+            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+        for grads in by_dtype.values():
+            _allreduce_flat(grads, ps.get_data_parallel_group(), 1.0 / dp)

@@ -1,0 +1,45 @@
+"""`soraplan train`: train the Megatron-core video DiT described by the spec flags (torchrun, srun or one process)."""
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import spec_from_flags, with_spec_options
+
+R = "Run"
+
+
+@with_spec_options
+def train(
+    steps: Annotated[int, typer.Option("--steps", help="train until this step", rich_help_panel=R)] = 100,
+    tiny: Annotated[bool, typer.Option("--tiny", help="shrink the model to seconds per step, same layout", rich_help_panel=R)] = False,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="logs, status, checkpoints", rich_help_panel=R)] = Path("runs/train"),
+    resume: Annotated[str, typer.Option("--resume", help="auto (latest complete checkpoint) | never | PATH", rich_help_panel=R)] = "auto",
+    save_every: Annotated[int, typer.Option("--save-every", help="checkpoint every N steps (0: only at the end / on signal)", rich_help_panel=R)] = 50,
+    keep_last: Annotated[int, typer.Option("--keep-last", help="complete checkpoints kept", rich_help_panel=R)] = 3,
+    log_every: Annotated[int, typer.Option("--log-every", help="human log line every N steps", rich_help_panel=R)] = 10,
+    data: Annotated[Optional[Path], typer.Option("--data", help="directory of *.safetensors latent shards (default: synthetic)", rich_help_panel=R)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of weights, data order, noise, dropout", rich_help_panel=R)] = 1234,
+    objective: Annotated[str, typer.Option("--objective", help="flow (rectified flow) | eps (DDPM)", rich_help_panel=R)] = "flow",
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate", rich_help_panel=R)] = 1e-4,
+    spec_flags: Any = None,
+) -> None:
+    """Train the video DiT. Example: soraplan train --tiny --steps 20 --run-dir runs/smoke
+
+    Exit codes: 0 finished, 75 stopped by SIGTERM/SIGUSR2 after a checkpoint (resume with --resume auto),
+    2 bad input. Logs: RUN_DIR/log.jsonl (JSON per step), RUN_DIR/status.json, RUN_DIR/done.
+    """
+    from soraplan.models.trainer import TrainArgs, run, tiny_spec
+
+    spec, _ = spec_from_flags(spec_flags)
+    if tiny:
+        spec = tiny_spec(spec)
+    code = run(spec, TrainArgs(steps=steps, run_dir=str(run_dir), resume=resume, save_every=save_every,
+                               keep_last=keep_last, log_every=log_every, data=str(data) if data else None,
+                               seed=seed, objective=objective, lr=lr))
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
