@@ -94,6 +94,11 @@ def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any)
     params = executor_parameters(spec, plan, opts)
     env = env_for(opts)
     argv = train_argv(opts, run_dir)
+    if opts.force and run_dir.exists():
+        # --force starts anew: keep the old run directory (checkpoints, logs) under another name
+        aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        ledger.set_state(record.name, "created", f"--force: previous run directory moved to {aside}")
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / "spec.yaml", spec_yaml(spec))
     _write_atomic(run_dir / "sbatch.sh", render_sbatch(spec, plan, opts))  # the hand-submission twin, for reference

@@ -24,7 +24,7 @@ from soraplan.planner.errors import UserError
 from .allocation import Allocation, allocate, port_shell_expr
 from .nccl_profiles import job_env
 
-FINISHED_MARKER = "FINISHED"              # written by `soraplan train` when the last step is done
+FINISHED_MARKER = "done"                  # written by `soraplan train` (models/trainer.py) when it reached --steps
 SAFE_DIRECTIVE = re.compile(r"^[A-Za-z0-9._/+,=@:~-]+$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEREDOC = "SORAPLAN_SPEC_EOF"

@@ -225,6 +225,7 @@ if __name__ == "__main__":
     why = why_not_startable()
     if why:
         sys.exit(why)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # stop on TERM too
     c = SlurmCluster(target).start()
     print(f"export SLURM_CONF={c.env['SLURM_CONF']} PATH={SACCT_STANDIN.parent}:$PATH   # Ctrl-C stops the cluster")
     try:

@@ -2,8 +2,8 @@
 
 Records its argv and rank to <run-dir>/argv.<rank>.json, "trains" --steps steps of --step-s seconds each,
 appends {"step", "rank", "restart"} lines to <run-dir>/fake_steps.jsonl, and on USR2/TERM writes
-<run-dir>/signal.<rank>.<restart> and exits 0 (as train does after checkpointing). When all steps are done
-rank 0 writes the FINISHED marker. The real end-to-end tests run the real `soraplan train`.
+<run-dir>/signal.<rank>.<restart> and exits 75 (as train does after checkpointing). When all steps are done
+rank 0 writes the `done` marker. The real end-to-end tests run the real `soraplan train`.
 """
 import json
 import os
@@ -33,7 +33,7 @@ env_keys = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "MASTER_ADDR", "MAS
 
 def on_signal(signum, frame):
     (run_dir / f"signal.{rank}.{restart}").write_text(signal.Signals(signum).name)
-    sys.exit(0)
+    sys.exit(75)
 
 
 signal.signal(signal.SIGUSR2, on_signal)
@@ -44,4 +44,4 @@ for step in range(steps):
         f.write(json.dumps({"step": step, "rank": rank, "restart": restart}) + "\n")
     print(json.dumps({"step": step, "rank": int(rank)}), flush=True)
 if rank == "0":
-    (run_dir / "FINISHED").write_text("{}")
+    (run_dir / "done").write_text(json.dumps({"step": steps, "steps": steps}))
