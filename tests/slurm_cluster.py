@@ -190,8 +190,8 @@ class SlurmCluster:
             time.sleep(0.3)
         raise RuntimeError(f"local Slurm: timed out waiting for {what}")
 
-    def run(self, argv: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(argv, env=self.env, capture_output=True, text=True, check=check, timeout=60, **kw)
+    def run(self, argv: list[str], check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, env=env or self.env, capture_output=True, text=True, check=check, timeout=60)
 
     def queue_empty(self) -> bool:
         return not self.run(["squeue", "-h", "-o", "%i"], check=False).stdout.strip()
