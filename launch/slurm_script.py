@@ -85,7 +85,7 @@ DEBUG_BLOCK = """
 DEBUG_DIR="$RUN_DIR/debug/$SLURM_JOB_ID"
 mkdir -p "$DEBUG_DIR"
 scontrol show job "$SLURM_JOB_ID" > "$DEBUG_DIR/job.txt" 2>&1 || true
-srun --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c \\
+srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c \\
   'h=$(hostname); { env | sort; nvidia-smi topo -m; ip -br addr; } > "$0/node-$SLURM_NODEID-$h.txt" 2>&1' "$DEBUG_DIR" || true
 """
 

@@ -247,3 +247,34 @@ def test_bounded_retries_and_cancel(ctx):
     ctx.cli("cancel", "to-cancel", "--ledger", str(ctx.ledger))
     assert ctx.wait_job_gone(job2, 60)["JobState"] == "CANCELLED"
     assert ctx.status("to-cancel")["state"] == "cancelled"
+
+
+def test_hand_submitted_script_requeues_on_batch_usr2_then_stops(ctx):
+    """The --dry-run script submitted with plain sbatch: B:USR2 -> forwarded to the tasks -> requeue (bounded)."""
+    env = dict(ctx.env, FAKE_STEP_S="0.5")
+    run_dir = ctx.runs / "hand"
+    script = ctx.cli("launch", "--cluster", "slurm", "--name", "hand", "--run-root", str(ctx.runs), "--python",
+                     str(ctx.fakepy), "--tp", "2", "--dp", "2", "--gpus-per-node", "2", "--cpus-per-task", "2",
+                     "--steps", "400", "--max-retries", "1", "--debug", "--dry-run").stdout
+    run_dir.mkdir(parents=True)
+    (run_dir / "job.sh").write_text(script)
+    job = ctx.c.run(["sbatch", "--parsable", str(run_dir / "job.sh")], env=env).stdout.strip()
+
+    def stepped(restart: str) -> bool:
+        p = run_dir / "fake_steps.jsonl"
+        return p.exists() and sum(f'"restart": "{restart}"' in line for line in p.read_text().splitlines()) >= 4
+
+    for restart in ("0", "1"):
+        ctx.wait_for(lambda: stepped(restart), 120, f"the hand job to step under restart {restart}")
+        ctx.c.run(["scancel", "--batch", "--signal=USR2", job])   # what --signal=B:USR2@grace delivers
+    info = ctx.wait_job_gone(job, 120)
+    assert info["Restarts"] == "1" and info["JobState"] == "FAILED", info
+    out = (run_dir / f"hand_{job}.out").read_text()
+    assert out.count("soraplan: USR2: checkpointing all tasks") == 2
+    assert "soraplan: requeueing job" in out and "retries exhausted (1)" in out
+    for restart in ("0", "1"):
+        assert sorted(p.name for p in run_dir.glob(f"signal.*.{restart}")) == [f"signal.{r}.{restart}" for r in range(4)]
+    # --debug bundle: one file per node + the job record
+    bundle = run_dir / "debug" / job
+    assert (bundle / "job.txt").exists() and len(list(bundle.glob("node-*.txt"))) == 2
+    assert "SLURM_JOB_ID=" in next(bundle.glob("node-0-*.txt")).read_text()
