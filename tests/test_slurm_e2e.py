@@ -59,7 +59,7 @@ class Ctx:
 
     def cli(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         r = subprocess.run([sys.executable, "-m", "soraplan", *args], capture_output=True, text=True,
-                           env=env or self.env, timeout=120)
+                           env=env or self.env, timeout=300)
         if check and r.returncode != 0:
             raise AssertionError(f"soraplan {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
@@ -136,12 +136,13 @@ def train_runs(ctx):
 
 def test_train_2x2_finishes_and_logs_read_back(ctx, train_runs):
     (job,) = ctx.job_ids("plain")
-    info = ctx.wait_job_gone(job)
+    # --follow returns when the job has left the queue, after printing everything
+    out = ANSI.sub("", ctx.cli("logs", "plain", "--follow", "--ledger", str(ctx.ledger)).stdout)
+    info = ctx.wait_job_gone(job, 30)
     assert info["JobState"] == "COMPLETED", info
     assert info["NumNodes"] == "2" and info["NumTasks"] == "4", info
     st = ctx.status("plain")
     assert st["state"] == "completed", st
-    out = ANSI.sub("", ctx.cli("logs", "plain", "--ledger", str(ctx.ledger)).stdout)
     assert "4 processes (tp 2, dp 2)" in out
     assert "nodes n[1-2] master n1:" in out
     logged = {int(m[1]): float(m[2]) for m in re.finditer(rf"step (\d+)/{STEPS} loss ([0-9.]+)", out)}
@@ -278,3 +279,18 @@ def test_hand_submitted_script_requeues_on_batch_usr2_then_stops(ctx):
     bundle = run_dir / "debug" / job
     assert (bundle / "job.txt").exists() and len(list(bundle.glob("node-*.txt"))) == 2
     assert "SLURM_JOB_ID=" in next(bundle.glob("node-0-*.txt")).read_text()
+
+
+def test_scontrol_requeue_restarts_the_job_with_sigterm(ctx):
+    """`scontrol requeue` (admin requeue / preemption): SIGTERM reaches train, Slurm requeues it, same job id."""
+    env = dict(ctx.env, FAKE_STEP_S="0.3")
+    ctx.launch("admin-requeue", "--tp", "2", "--dp", "2", "--gpus-per-node", "2", "--cpus-per-task", "2", "--steps",
+               "40", python=str(ctx.fakepy), env=env)
+    (job,) = ctx.job_ids("admin-requeue")
+    run_dir = ctx.runs / "admin-requeue"
+    ctx.wait_for(lambda: (run_dir / "fake_steps.jsonl").exists(), 120, "the fake run to start")
+    ctx.c.run(["scontrol", "requeue", job])
+    info = ctx.wait_job_gone(job, 180)
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
+    assert (run_dir / "signal.0.0").read_text() == "SIGTERM"
+    assert (run_dir / "done").exists() and ctx.status("admin-requeue")["state"] == "completed"
