@@ -90,7 +90,7 @@ class TrainTask:
         self._proc = subprocess.Popen(self.argv, env=env)
         previous = {s: self._forward(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
         rc = self._proc.wait()
-        if self.finished:
+        if rc == 0:  # train's contract: 0 = reached --steps (rank 0 writes the done marker, maybe after us)
             return {"finished": True, "ran": True, "rank": rank}
         if self._signalled is not None:
             # The child has checkpointed and exited; now (outside the signal handler) let submitit's USR2

@@ -101,7 +101,7 @@ class SlurmCluster:
             "MpiDefault=none", "ReturnToService=2", "JobRequeue=1",
             "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
             "JobCompType=jobcomp/none",
-            "MinJobAge=3600", "KillWait=10", "InactiveLimit=0", "SlurmdTimeout=60", "SlurmctldTimeout=60",
+            "MinJobAge=3600", "KillWait=5", "InactiveLimit=0", "SlurmdTimeout=60", "SlurmctldTimeout=60",
             "MessageTimeout=20", "UnkillableStepTimeout=60",
             f"TmpFS={r}/tmp",
         ]

@@ -44,4 +44,8 @@ for step in range(steps):
         f.write(json.dumps({"step": step, "rank": rank, "restart": restart}) + "\n")
     print(json.dumps({"step": step, "rank": int(rank)}), flush=True)
 if rank == "0":
+    # like a real collective run, rank 0 cannot finish before every rank has started
+    world = int(os.environ.get("SLURM_NTASKS", "1"))
+    while not all((run_dir / f"argv.{r}.json").exists() for r in range(world)):
+        time.sleep(0.05)
     (run_dir / "done").write_text(json.dumps({"step": steps, "steps": steps}))
