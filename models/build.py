@@ -21,8 +21,8 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     from .shims import seed_model_parallel_rng
 
     p = spec.parallel
-    if p.pp > 1:
-        raise UserError(f"parallel.pp: the model is built for pp=1 only (got pp={p.pp}); pipeline parallelism is planned analytically")
+    if p.vpp > 1:
+        raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp})")
     if p.cp > 1:
         raise UserError(f"parallel.cp: context parallelism is planned analytically only (got cp={p.cp}); the model runs cp=1")
     initialize(spec)
@@ -34,16 +34,41 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     if seed is not None and device != "meta":
         seed_model_parallel_rng(seed)
     overrides = dict(params_dtype=dtype, pipeline_dtype=dtype, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16)
+    stage = dict(pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage())
     if device == "meta":
         overrides.update(use_cpu_initialization=True, perform_initialization=False)
         with torch.device("meta"):
-            return VideoDiT(spec, transformer_config(spec, **overrides))
+            return VideoDiT(spec, transformer_config(spec, **overrides), **stage)
     if device == "cuda":
         overrides.update(use_cpu_initialization=False)
         with torch.device("cuda"):
-            return VideoDiT(spec, transformer_config(spec, **overrides))
-    overrides.update(use_cpu_initialization=True)
-    return VideoDiT(spec, transformer_config(spec, **overrides))
+            model = VideoDiT(spec, transformer_config(spec, **overrides), **stage)
+    else:
+        overrides.update(use_cpu_initialization=True)
+        model = VideoDiT(spec, transformer_config(spec, **overrides), **stage)
+    if p.pp > 1:
+        sync_every_stage_params(model)
+    return model
+
+
+def every_stage_params(model):
+    """(name, param) of the conditioning embedders every pipeline stage holds a copy of."""
+    from .dit import EVERY_STAGE
+
+    return [(n, q) for n, q in model.named_parameters() if n.split(".")[0] in EVERY_STAGE]
+
+
+def sync_every_stage_params(model) -> None:
+    """Copies of the conditioning embedders start equal on every stage: broadcast from the first stage."""
+    import torch
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    group = ps.get_pipeline_model_parallel_group()
+    src = dist.get_global_rank(group, 0)
+    with torch.no_grad():
+        for _, q in every_stage_params(model):
+            dist.broadcast(q.data, src, group=group)
 
 
 def param_groups(model) -> dict[str, int]:

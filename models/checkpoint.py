@@ -43,9 +43,15 @@ def complete_checkpoints(run_dir) -> list[Path]:
     return sorted(out, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
 
+def _local(optimizer):
+    """The optimizer holding this rank's state (ZeroRedundancyOptimizer: its local AdamW shard)."""
+    return getattr(optimizer, "optim", optimizer)
+
+
 def _state(model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     tag = f"tp{tp_rank}pp{pp_rank}"
     state = {f"model.{tag}.{n}": p.data for n, p in model.named_parameters()}
+    optimizer = _local(optimizer)   # ZeRO: each DP rank saves (and loads) the state of the params it owns
     names = {id(p): n for n, p in model.named_parameters()}
     for group in optimizer.param_groups:
         for p in group["params"]:
@@ -59,6 +65,7 @@ def _state(model, optimizer, tp_rank: int, pp_rank: int) -> dict:
 
 def ensure_optimizer_state(optimizer) -> None:
     """Materialise AdamW state (zeros) so a fresh optimizer has the keys a checkpoint loads into."""
+    optimizer = _local(optimizer)
     for group in optimizer.param_groups:
         for p in group["params"]:
             st = optimizer.state[p]
@@ -106,19 +113,30 @@ def _load_one(path: Path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     dcp.load(state, checkpoint_id=str(path))
     names = {id(p): n for n, p in model.named_parameters()}
     tag = f"tp{tp_rank}pp{pp_rank}"
-    for group in optimizer.param_groups:           # python-number steps are not updated in place
+    for group in _local(optimizer).param_groups:   # python-number steps are not updated in place
         for p in group["params"]:
-            st = optimizer.state[p]
+            st = _local(optimizer).state[p]
             k = f"opt.{tag}.{names[id(p)]}.step"
             if k in state and not torch.is_tensor(st.get("step")):
                 st["step"] = state[k]
-    return json.loads((path / "meta.json").read_text())
+    return {**json.loads((path / "meta.json").read_text()), "path": str(path)}
+
+
+def _reraise_interrupts(e: BaseException) -> None:
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        raise e
 
 
 def _agree(ok: bool) -> bool:
     flag = torch.tensor([1 if ok else 0])
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def _why(err: BaseException) -> str:
+    """One short line: the innermost error of a DCP CheckpointException (its text is a traceback)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1].strip() if text else ''}"[:200]
 
 
 def load(path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
@@ -131,10 +149,11 @@ def load(path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     err = None
     try:
         meta = _load_one(path, model, optimizer, tp_rank, pp_rank)
-    except Exception as e:  # noqa: BLE001
+    except BaseException as e:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
+        _reraise_interrupts(e)
         err, meta = e, {}
     if not _agree(err is None):
-        raise UserError(f"resume: checkpoint {path} is corrupted or unreadable ({type(err).__name__ if err else 'on another rank'}: {err or ''})")
+        raise UserError(f"resume: checkpoint {path} is corrupted or unreadable ({_why(err) if err else 'unreadable on another rank'})")
     return meta
 
 
@@ -150,11 +169,12 @@ def load_latest(run_dir, model, optimizer, tp_rank: int, pp_rank: int, log=None)
         err = None
         try:
             meta = _load_one(path, model, optimizer, tp_rank, pp_rank)
-        except Exception as e:  # noqa: BLE001
+        except BaseException as e:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
+            _reraise_interrupts(e)
             err, meta = e, None
         if _agree(err is None):
             return meta
         if dist.get_rank() == 0 or err is not None:
-            why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}" if err else "unreadable on another rank"
+            why = _why(err) if err else "unreadable on another rank"
             log(f"warning: checkpoint {path} is corrupted ({why[:200]}); falling back to the previous complete checkpoint")
     return None

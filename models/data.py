@@ -23,9 +23,10 @@ import torch
 from soraplan.planner.errors import UserError
 
 
-def step_generator(seed: int, step: int, micro: int, dp_rank: int, stream: int) -> torch.Generator:
-    """A generator for one (step, micro-batch, DP rank, stream): 0 = data, 1 = noise."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 10_007 + micro * 101 + dp_rank * 7 + stream) % (2 ** 62))
+def step_generator(seed: int, step: int, slot: int, stream: int) -> torch.Generator:
+    """A generator for one micro-batch slot of a step (slot = dp_rank * microbatches + micro, so dp=2 and
+    one process accumulating 2 micro-batches draw the same numbers); stream 0 = data, 1 = noise."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 10_007 + slot * 101 + stream) % (2 ** 62))
 
 
 def expected_fields(spec) -> dict[str, tuple[int, ...]]:
@@ -129,7 +130,7 @@ class Loader:
         if self.dataset is None:
             from .loss import synthetic_batch
 
-            return synthetic_batch(self.spec, self.mb, "cpu", step_generator(self.seed, step, micro, self.dp_rank, 0))
+            return synthetic_batch(self.spec, self.mb, "cpu", step_generator(self.seed, step, self.dp_rank * microbatches + micro, 0))
         # global sample position of this rank's rows: like DistributedSampler, rank r takes every dp-th sample
         n = len(self.dataset)
         per_step = microbatches * self.mb * self.dp_size

@@ -8,6 +8,8 @@
 
 Parameter groups (names = planner.params groups): patch_embed, class_embed, t_embedder, t_block,
 text_proj, decoder (= "blocks"), final_layer. The pos-embed is a fixed buffer, not a parameter.
+Pipeline parallel: the first stage holds patch_embed, the last final_layer, every stage the conditioning
+embedders (EVERY_STAGE: their gradients are summed over the pipeline group) and its share of the layers.
 """
 
 from __future__ import annotations
@@ -29,11 +31,19 @@ def latent_shape(spec) -> tuple[int, int, int, int]:
     return (v.latent_channels, *v.latent_thw)
 
 
+EVERY_STAGE = ("class_embed", "t_embedder", "t_block", "text_proj")   # planner placement "every"
+
+
 class VideoDiT(MegatronModule):
     """Video DiT over a Megatron TransformerBlock (see the module docstring)."""
 
-    def __init__(self, spec, config):
+    def __init__(self, spec, config, pre_process: bool = True, post_process: bool = True):
         super().__init__(config=config)
+        from megatron.core.enums import ModelType
+
+        self.model_type = ModelType.encoder_or_decoder   # read by Megatron's pipeline schedules
+        self.pre_process, self.post_process = pre_process, post_process
+        self.input_tensor = None          # pipeline stages > 0: the previous stage's output
         m, v = spec.model, spec.video
         if m.long_skip or m.tokens_in_sequence:
             raise ValueError("model.long_skip/tokens_in_sequence: U-ViT layouts are planned analytically only; "
@@ -47,8 +57,9 @@ class VideoDiT(MegatronModule):
         self.adaln, self.cross_attn, self.class_cond = m.adaln, m.cross_attn, m.conditioning == "class"
         self.sequence_parallel = config.sequence_parallel
 
-        self.patch_embed = nn.Conv3d(self.c_in, h, kernel_size=self.patch, stride=self.patch, dtype=dtype)
-        self.register_buffer("pos_embed", sincos_3d(h, self.grid).to(dtype), persistent=False)   # [S, h]
+        if pre_process:
+            self.patch_embed = nn.Conv3d(self.c_in, h, kernel_size=self.patch, stride=self.patch, dtype=dtype)
+            self.register_buffer("pos_embed", sincos_3d(h, self.grid).to(dtype), persistent=False)   # [S, h]
         if self.class_cond:
             self.class_embed = ClassEmbedder(m.num_classes, h, dtype=dtype)
         self.t_embedder = TimestepEmbedder(h, m.timestep_freq_dim, dtype=dtype)
@@ -56,33 +67,43 @@ class VideoDiT(MegatronModule):
             self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h, dtype=dtype))
         if m.cross_attn:
             self.text_proj = TextProjection(v.text_dim, h, dtype=dtype)
-        self.decoder = DiTBlock(config=config, spec=dit_layer_spec(spec), post_layer_norm=False)
-        self.final_layer = FinalLayer(h, v.patch_volume * self.c_out, m.adaln, dtype=dtype)
+        self.decoder = DiTBlock(config=config, spec=dit_layer_spec(spec), post_layer_norm=False,
+                                pre_process=pre_process, post_process=post_process)
+        if post_process:
+            self.final_layer = FinalLayer(h, v.patch_volume * self.c_out, m.adaln, dtype=dtype)
         if config.perform_initialization:
             self._init_weights()
 
     @torch.no_grad()
     def _init_weights(self) -> None:
         """DiT's initialisation for the non-Megatron parts (Megatron linears use config.init_method)."""
-        for mod in (self.patch_embed, getattr(self, "t_block", None), getattr(self, "text_proj", None), self.final_layer):
+        for mod in (getattr(self, "patch_embed", None), getattr(self, "t_block", None), getattr(self, "text_proj", None),
+                    getattr(self, "final_layer", None)):
             if mod is None:
                 continue
             for sub in mod.modules():
                 if isinstance(sub, nn.Linear):
                     nn.init.xavier_uniform_(sub.weight)
                     nn.init.zeros_(sub.bias)
-        w = self.patch_embed.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.patch_embed.bias)
+        if self.pre_process:
+            w = self.patch_embed.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.zeros_(self.patch_embed.bias)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
         if self.class_cond:
             nn.init.normal_(self.class_embed.embedding_table.weight, std=0.02)
+        if not self.post_process:
+            return
         if self.adaln == "per-block":
             nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
             nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)     # adaLN-Zero: the model starts as the zero map
         nn.init.zeros_(self.final_layer.linear.bias)
+
+    def set_input_tensor(self, input_tensor) -> None:
+        """Megatron's pipeline schedules hand a stage its input here (a list with one tensor)."""
+        self.input_tensor = input_tensor[0] if isinstance(input_tensor, (list, tuple)) else input_tensor
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         # x [S, B, pt*ph*pw*C_out] -> [B, C_out, T, H, W]
@@ -95,9 +116,6 @@ class VideoDiT(MegatronModule):
 
     def forward(self, latents, timesteps, text_states=None, text_mask=None, class_labels=None):
         # latents [B, C, T, H, W]; timesteps [B]; text_states [B, T_txt, D]; text_mask [B, T_txt]; labels [B]
-        x = self.patch_embed(latents.to(self.patch_embed.weight.dtype))   # [B, h, t, hh, ww]
-        x = x.flatten(2).permute(2, 0, 1)                                  # [S, B, h]
-        x = x + self.pos_embed[:, None]                                    # [S, B, h]
         c = self.t_embedder(timesteps)                                     # [B, h]
         if self.class_cond:
             c = c + self.class_embed(class_labels)                         # [B, h]
@@ -107,16 +125,25 @@ class VideoDiT(MegatronModule):
             cond = c                                                       # [B, h] (each layer: Linear(h, 6h))
         else:
             cond = None
-            x = x + c[None]                                                # [S, B, h] additive conditioning
         context = context_mask = None
         if self.cross_attn:
-            txt = text_states.transpose(0, 1).to(x.dtype)                  # [T_txt, B, D]
+            txt = text_states.transpose(0, 1).to(self.text_proj.fc1.weight.dtype)  # [T_txt, B, D]
             context = self.text_proj(txt)                                  # [T_txt, B, h]
             if text_mask is not None:
                 context_mask = ~text_mask.bool()[:, None, None, :]         # [B, 1, 1, T_txt] True = padding
-        if self.sequence_parallel:
-            x = tensor_parallel.scatter_to_sequence_parallel_region(x)     # [S/tp, B, h]
+        if self.pre_process:
+            x = self.patch_embed(latents.to(self.patch_embed.weight.dtype))  # [B, h, t, hh, ww]
+            x = x.flatten(2).permute(2, 0, 1)                              # [S, B, h]
+            x = x + self.pos_embed[:, None]                                # [S, B, h]
+            if self.adaln == "none":
+                x = x + c[None]                                            # [S, B, h] additive conditioning
+            if self.sequence_parallel:
+                x = tensor_parallel.scatter_to_sequence_parallel_region(x)  # [S/tp, B, h]
+        else:
+            x = self.input_tensor                                          # [S(/tp), B, h] from the previous stage
         x = self.decoder(x, cond, context, context_mask)                   # [S(/tp), B, h]
+        if not self.post_process:
+            return x.contiguous()                                          # [S(/tp), B, h] to the next stage
         if self.sequence_parallel:
             x = tensor_parallel.gather_from_sequence_parallel_region(x, tensor_parallel_output_grad=False)  # [S, B, h]
         x = self.final_layer(x, c)                                         # [S, B, pt*ph*pw*C_out]

@@ -55,9 +55,11 @@ class TimestepEmbedder(nn.Module):
 
 
 class ClassEmbedder(nn.Module):
-    """Class labels -> [B, h]; row `num_classes` is the null class used for classifier-free guidance."""
+    """Class labels -> [B, h]; row `num_classes` is the null class used for classifier-free guidance.
+    The training-time label dropout (DiT: p = 0.1) is applied to the batch by `loss.drop_labels`, from the
+    step's generator, so every pipeline stage sees the same labels; `dropout_prob` here defaults to 0."""
 
-    def __init__(self, num_classes: int, hidden: int, dropout_prob: float = 0.1, dtype=None):
+    def __init__(self, num_classes: int, hidden: int, dropout_prob: float = 0.0, dtype=None):
         super().__init__()
         self.num_classes, self.dropout_prob = num_classes, dropout_prob
         self.embedding_table = nn.Embedding(num_classes + 1, hidden, dtype=dtype)

@@ -36,25 +36,49 @@ def _ddpm_alpha_bar(device) -> torch.Tensor:
     return torch.cumprod(1 - betas, 0).to(device)
 
 
-def training_loss(model, batch: dict, objective: str = "flow", generator: torch.Generator | None = None) -> torch.Tensor:
-    """Scalar diffusion loss of `model` on `batch` (noise and timesteps drawn from `generator`)."""
+def diffusion_inputs(batch: dict, objective: str = "flow", generator: torch.Generator | None = None):
+    """(x_t [B, C, T, H, W], timesteps [B], target [B, C, T, H, W]) for one batch (noise from `generator`)."""
     x0 = batch["latents"].float()                                            # [B, C, T, H, W]
-    B, C = x0.shape[:2]
+    B = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)        # [B, C, T, H, W]
     if objective == "flow":
         t = torch.rand(B, generator=generator, dtype=torch.float64).to(x0.device)   # [B]
         tb = t.float().view(B, 1, 1, 1, 1)
         x_t = (1 - tb) * x0 + tb * noise                                     # [B, C, T, H, W]
-        target = noise - x0                                                  # velocity
-        timesteps = t.float() * NUM_DDPM_STEPS                               # [B]
-    elif objective == "eps":
+        return x_t, t.float() * NUM_DDPM_STEPS, noise - x0                   # velocity target
+    if objective == "eps":
         ti = torch.randint(0, NUM_DDPM_STEPS, (B,), generator=generator).to(x0.device)  # [B]
         ab = _ddpm_alpha_bar(x0.device)[ti].float().view(B, 1, 1, 1, 1)
-        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        target = noise
-        timesteps = ti.float()
-    else:
-        raise ValueError(f"objective: 'flow' or 'eps', got {objective!r}")
-    out = model(x_t, timesteps, text_states=batch.get("text_states"), text_mask=batch.get("text_mask"),
-                class_labels=batch.get("class_labels"))                      # [B, C_out, T, H, W]
-    return torch.mean((out[:, :C].float() - target) ** 2)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise, ti.float(), noise
+    raise ValueError(f"objective: 'flow' or 'eps', got {objective!r}")
+
+
+def model_kwargs(batch: dict) -> dict:
+    return {"text_states": batch.get("text_states"), "text_mask": batch.get("text_mask"),
+            "class_labels": batch.get("class_labels")}
+
+
+def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error on the first C output channels (learn_sigma: the variance half is ignored)."""
+    return torch.mean((out[:, :target.shape[1]].float() - target) ** 2)
+
+
+CLASS_DROPOUT = 0.1   # DiT: labels replaced by the null class with p = 0.1 (classifier-free guidance)
+
+
+def drop_labels(batch: dict, num_classes: int, generator: torch.Generator | None = None, p: float = CLASS_DROPOUT) -> dict:
+    """Replace class labels by the null class (`num_classes`) with probability p (a new batch dict)."""
+    if "class_labels" not in batch or p <= 0:
+        return batch
+    labels = batch["class_labels"]
+    drop = (torch.rand(labels.shape[0], generator=generator) < p).to(labels.device)
+    return {**batch, "class_labels": torch.where(drop, torch.full_like(labels, num_classes), labels)}
+
+
+def training_loss(model, batch: dict, objective: str = "flow", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Scalar diffusion loss of `model` on `batch` (noise, timesteps and label dropout from `generator`)."""
+    x_t, timesteps, target = diffusion_inputs(batch, objective, generator)
+    if getattr(model, "class_cond", False) and model.training:
+        batch = drop_labels(batch, model.spec.model.num_classes, generator)
+    out = model(x_t, timesteps, **model_kwargs(batch))                      # [B, C_out, T, H, W]
+    return mse(out, target)

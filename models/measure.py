@@ -227,10 +227,14 @@ class _FlashOnMeta(torch.overrides.TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch.nn.functional.scaled_dot_product_attention and args and args[0].device.type == "meta":
             q, k, v = args[:3]
-            if kwargs.get("attn_mask") is None and not kwargs.get("dropout_p"):
-                scale = kwargs.get("scale")
+            mask = kwargs.get("attn_mask")
+            if not kwargs.get("dropout_p"):
+                if mask is not None and mask.dtype == torch.bool:
+                    # what SDPA does with a bool mask on CPU: an additive float mask at q's dtype
+                    mask = torch.where(mask, torch.zeros((), dtype=q.dtype, device=q.device),
+                                       torch.full((), float("-inf"), dtype=q.dtype, device=q.device))
                 out, _lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                    q, k, v, 0.0, bool(kwargs.get("is_causal", False)), scale=scale)
+                    q, k, v, 0.0, bool(kwargs.get("is_causal", False)), attn_mask=mask, scale=kwargs.get("scale"))
                 return out
         return func(*args, **kwargs)
 

@@ -98,8 +98,15 @@ def _fvcore(model, batch: dict, meta_ctx: bool) -> dict[str, Any]:
     b = batch["latents"].shape[0]
     timesteps = torch.full((b,), 500.0, device=batch["latents"].device)
     inputs = (batch["latents"], timesteps, *[batch[k] for k in names])
-    with (flash_on_meta() if meta_ctx else contextlib.nullcontext()), torch.no_grad():
-        res = fvcore_forward_flops(Wrapper(), inputs)
+    # eval(): the same forward matmuls, but no recompute checkpoints (an autograd Function running modules
+    # inside is one opaque PythonOp to the tracer) and no dropout.
+    was_training = model.training
+    model.eval()
+    try:
+        with (flash_on_meta() if meta_ctx else contextlib.nullcontext()), torch.no_grad():
+            res = fvcore_forward_flops(Wrapper(), inputs)
+    finally:
+        model.train(was_training)
     res["by_module"] = {k[len("model."):]: v for k, v in res["by_module"].items()
                         if k.startswith("model.") and k.count(".") == 1}
     return res

@@ -89,6 +89,19 @@ def initialize(spec=None, tp: int = 1, pp: int = 1, cp: int = 1, backend: str | 
     ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
                                  context_parallel_size=cp)
     _LAYOUT = (tp, pp, cp)
+    _default_rng_streams()
+
+
+def _default_rng_streams() -> None:
+    """Megatron forks the TP-region RNG stream even without dropout: make sure it exists (build_model and
+    the trainer reseed it properly)."""
+    import megatron.core.tensor_parallel.random as mrandom
+    from megatron.core import parallel_state as ps
+
+    tracker = mrandom.get_cuda_rng_tracker()
+    name = mrandom._MODEL_PARALLEL_RNG_TRACKER_NAME
+    if name not in tracker.get_states():
+        tracker.add(name, 1234 + 2718 + ps.get_tensor_model_parallel_rank())
 
 
 def destroy() -> None:

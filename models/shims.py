@@ -6,7 +6,9 @@ megatron-core assumes a GPU in a few places. Measured on megatron-core 0.16.1 / 
   2. Many modules pass `device=torch.cuda.current_device()`         -> answer "cpu".
   3. Dropout inside TP regions and `tensor_parallel.checkpoint` use the CUDA RNG tracker and
      `_get/_set_cuda_rng_state`                                    -> a tracker over the CPU generator.
-  4. Sequence parallel needs LayerNorm params marked `sequence_parallel` (torch LayerNorm wrapper refuses
+  4. The pipeline schedules count tokens in `torch.zeros(..., device="cuda")`  -> that module sees a
+     `torch` whose zeros() maps device "cuda" to CPU.
+  5. Sequence parallel needs LayerNorm params marked `sequence_parallel` (torch LayerNorm wrapper refuses
      SP): we use our own `layer.DiTNorm`, which needs no shim.
 The default causal mask is built on "cuda" too, but the DiT never uses a causal mask.
 On a GPU none of this runs: the same code path uses CUDA, NCCL and the stock tracker.
@@ -87,6 +89,19 @@ def apply_cpu_shims() -> bool:
             finally:
                 self.states_[name] = torch.get_rng_state()
                 torch.set_rng_state(orig)
+
+    # 4. pipeline schedules: device="cuda" literals
+    import types
+
+    import megatron.core.pipeline_parallel.schedules as schedules
+
+    def zeros(*args, device=None, **kwargs):
+        return torch.zeros(*args, device="cpu" if device in ("cuda", None) else device, **kwargs)
+
+    proxy = types.ModuleType("torch_cpu_proxy")
+    proxy.__dict__.update({k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
+    proxy.zeros = zeros
+    schedules.torch = proxy
 
     mrandom._CUDA_RNG_STATE_TRACKER = CpuRNGStatesTracker()
     mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = True

@@ -28,6 +28,15 @@ def finalize_grads(model: torch.nn.Module, spec) -> None:
     """TP all-reduce of sequence-parallel params' grads, then DP mean of all grads."""
     from megatron.core import parallel_state as ps
 
+    if ps.get_pipeline_model_parallel_world_size() > 1:
+        # each stage's copy of the conditioning embedders saw only its own layers: sum over the stages
+        from .build import every_stage_params
+
+        every = [q for _, q in every_stage_params(model)]
+        for q in every:
+            if q.grad is None:
+                q.grad = torch.zeros_like(q)
+        _allreduce_flat([q.grad for q in every], ps.get_pipeline_model_parallel_group())
     params = [p for p in model.parameters() if p.grad is not None]
     if spec.parallel.sequence_parallel and ps.get_tensor_model_parallel_world_size() > 1:
         _allreduce_flat([p.grad for p in params if getattr(p, "sequence_parallel", False)],

@@ -32,7 +32,7 @@ SIGNAL_AT_STEP_ENV = "SORAPLAN_TRAIN_SIGNAL_AT_STEP"   # tests: deliver SIGTERM 
 
 def tiny_spec(spec):
     """The same layout (tp, pp, cp, dp, attention kind, adaLN, conditioning) at seconds-per-step size:
-    2 layers (or pp), 4*tp heads of 16, 16 frames at 64x64 (32 tokens, 16 for images), 8 text tokens of 32,
+    2 layers (or pp*vpp), 4 heads of 16 (hidden 64; tp heads when tp > 4), 16 frames at 64x64 (32 tokens, 16 for images), 8 text tokens of 32,
     fp32 on CPU."""
     from soraplan.planner.spec import Spec
 
@@ -40,7 +40,7 @@ def tiny_spec(spec):
 
     d = spec.model_dump()
     p, m, v, k = d["parallel"], d["model"], d["video"], d["kernels"]
-    heads = 2 * p["tp"]
+    heads = p["tp"] * max(1, 4 // p["tp"])                  # 4 heads (hidden 64) up to tp=4, tp heads beyond
     m.update(layers=max(2, p["pp"] * p["vpp"]), heads=heads, hidden=16 * heads, ffn_hidden=64 * heads,
              name=f"{m['name']}-tiny", num_classes=min(m["num_classes"], 10), long_skip=False, tokens_in_sequence=0)
     image = v["frames"] == 1
@@ -92,9 +92,9 @@ def check_layout(spec, world: int) -> None:
     from soraplan.planner.errors import UserError
 
     p = spec.parallel
-    if p.pp > 1:
-        raise UserError(f"parallel.pp: training runs pp=1 only (got pp={p.pp}); pipeline parallelism is planned "
-                        "analytically; the model has no pipeline-stage split and megatron's schedules are not wired")
+    if p.vpp > 1:
+        raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp}); "
+                        "training runs megatron's non-interleaved 1F1B schedule")
     if p.cp > 1:
         raise UserError(f"parallel.cp: training runs cp=1 only (got cp={p.cp}); context parallelism is planned analytically")
     if world != p.world:
@@ -114,7 +114,8 @@ def run(spec, args: TrainArgs, out=None) -> int:
     from . import checkpoint as ckpt
     from .build import build_model
     from .data import Loader, ShardDataset, step_generator
-    from .loss import training_loss
+    from .loss import diffusion_inputs, drop_labels, model_kwargs, training_loss
+    from .pipeline import pipeline_step
     from .parallel import dist_env, initialize
     from .shims import seed_model_parallel_rng
     from .train_loop import finalize_grads
@@ -138,6 +139,8 @@ def run(spec, args: TrainArgs, out=None) -> int:
         if int(info.get("steps", 0)) >= args.steps:
             say(f"soraplan train: {run_dir} already finished at step {info.get('step')} (done marker); nothing to do")
             return EXIT_FINISHED
+    if args.resume == "never" and ckpt.complete_checkpoints(run_dir):
+        raise UserError(f"resume: {run_dir} already holds checkpoints; use --resume auto to continue or a new --run-dir")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         if done.exists():
@@ -148,7 +151,14 @@ def run(spec, args: TrainArgs, out=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_model(spec, device=device, dtype=torch.float32, seed=args.seed)   # fp32 master weights
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    if dp_size > 1 and spec.parallel.distributed_optimizer:
+        # ZeRO-1: AdamW state sharded over the DP group, updated params broadcast by their owner
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.AdamW,
+                                            process_group=ps.get_data_parallel_group(), lr=args.lr, weight_decay=0.0)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.kernels.activation_dtype)
 
     start = 0
@@ -174,9 +184,12 @@ def run(spec, args: TrainArgs, out=None) -> int:
     peak = spec.hardware.spec.peak_tflops
     log_path = run_dir / "log.jsonl"
     status = run_dir / "status.json"
-    say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, dp {dp_size}) | {device} | "
+    say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, pp {spec.parallel.pp}, dp {dp_size}) | {device} | "
         f"global batch {global_batch} | steps {start}->{args.steps}")
     say(f"soraplan train: logs -> {log_path}, checkpoints -> {ckpt.ckpt_root(run_dir)}, status -> {status}")
+    if dp_size > 1:
+        say("soraplan train: optimizer: " + ("AdamW state sharded over DP (ZeroRedundancyOptimizer, --distributed-optimizer)"
+                                             if spec.parallel.distributed_optimizer else "AdamW replicated over DP"))
 
     _Stop.requested = False
     old = {s: signal.signal(s, _Stop.handler) for s in (signal.SIGTERM, signal.SIGUSR2)}
@@ -203,9 +216,19 @@ def run(spec, args: TrainArgs, out=None) -> int:
             seed_model_parallel_rng((args.seed * 1_000_003 + step * 7 + dp_rank) % (2 ** 31))
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros(())
-            for micro in range(microbatches):
+            if spec.parallel.pp > 1:      # megatron's 1F1B schedule over the pipeline stages
+                items = []
+                for micro in range(microbatches):
+                    batch = {k: v.to(device) for k, v in loader.batch(step, micro, microbatches).items()}
+                    g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
+                    x_t, ts, target = diffusion_inputs(batch, args.objective, g)
+                    if model.class_cond:
+                        batch = drop_labels(batch, spec.model.num_classes, g)
+                    items.append(({"latents": x_t, "timesteps": ts, **model_kwargs(batch)}, target))
+                total = pipeline_step(model, spec, items, amp_dtype, device)
+            for micro in range(microbatches if spec.parallel.pp == 1 else 0):
                 batch = {k: v.to(device) for k, v in loader.batch(step, micro, microbatches).items()}
-                g = step_generator(args.seed, step, micro, dp_rank, 1)
+                g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
                 with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss = training_loss(model, batch, args.objective, generator=g) / microbatches
                 loss.backward()

@@ -7,7 +7,8 @@ Each term is a `Term(per_token, per_sample, divisor)`: for one micro-batch of b 
 costs  b * (s * per_token + per_sample) / div  bytes, where s = tokens per CP rank and div is
 "1", "t" (tensor-parallel size: tensors inside the TP regions) or "d" (t with sequence parallel, else 1:
 tensors outside the TP regions). That structure is what lets `plan` evaluate millions of layouts at once
-(the layout only changes s, b, t and d); `layer_terms` depends on the model, video and kernels only.
+(the layout only changes s, b, t and d); `layer_terms`, `shared_terms` and `layer_input_term` depend on the
+model, video and kernels only.
 
 Notation: h hidden, f FFN hidden, a heads, T text tokens, K keys per query, B activation bytes,
 m dropout-mask bytes (1 on GPU, B with CPU semantics), LayerNorm statistics are fp32 (mean + rstd).
@@ -183,26 +184,68 @@ def layer_input_term(spec: Spec) -> Term:
     return Term(spec.model.hidden * spec.kernels.act_bytes, 0.0, "d")
 
 
+def outside_terms(spec: Spec) -> dict[str, Term]:
+    """What the model saves outside its transformer layers, once per micro-batch, on whole sequences (not
+    TP/SP shards). Like every Term here it depends on the model, video and kernels only (the `plan` search
+    evaluates them once for all layouts), so with pp > 1 the final layer's and the loss's terms, which live
+    on the last stage, are counted on the first stage too: an overestimate of about 3h bytes per token.
+
+      t_embedder      Linear(256, h) keeps the frequencies, SiLU its input, Linear(h, h) the SiLU output
+      class_embed     the int64 labels (the embedding's backward)
+      t_block         adaLN single: SiLU keeps c, Linear(h, 6h) keeps SiLU(c)
+      text_proj       fc1 keeps the text states [T, D], GELU its input, fc2 the GELU output
+      patch_embed     Conv3d keeps the noised latents, cast to the activation dtype
+      final_layer     LayerNorm input + stats, (1 + scale) and x_norm when modulated, SiLU(c) for
+                      per-block adaLN, and the input of the output Linear
+      loss            (out - target) in fp32, kept by the square: C latent channels x patch volume / token
+    """
+    m, k, v = spec.model, spec.kernels, spec.video
+    h, B = m.hidden, k.act_bytes
+    stats = 2 * (B if k.cpu_semantics else FP32)
+    modulated = m.adaln != "none"
+    pv_c = v.patch_volume * v.latent_channels
+    out: dict[str, Term] = {"embed.t_embedder": Term(0.0, (m.timestep_freq_dim + 2 * h) * B, "1")}
+    if m.conditioning == "class":
+        out["embed.class_labels"] = Term(0.0, 8.0, "1")
+    if m.adaln == "single":
+        out["embed.t_block"] = Term(0.0, 2 * h * B, "1")
+    if m.cross_attn:
+        out["embed.text_proj"] = Term(0.0, v.text_tokens * (v.text_dim + 2 * h) * B, "1")
+    out["embed.patch_input"] = Term(pv_c * B, 0.0, "1")
+    out["final.norm_input"] = Term(h * B + stats, 0.0, "1")
+    if modulated:
+        out["final.x_norm"] = Term(h * B, h * B, "1")        # x_norm per token, (1 + scale) per sample
+    if m.adaln == "per-block":
+        out["final.adaln_input"] = Term(0.0, h * B, "1")     # SiLU(c) kept by Linear(h, 2h)
+    out["final.linear_input"] = Term(h * B, 0.0, "1")
+    out["loss.diff"] = Term(pv_c * FP32, 0.0, "1")
+    return out
+
+
 def shared_terms(spec: Spec) -> dict[str, Term]:
-    """Tensors saved once per micro-batch and shared by every layer of a stage (one storage, many savers).
+    """Tensors saved once per micro-batch (not per layer): one storage kept by every layer of a stage,
+    and what the model keeps outside its layers (`outside_terms`: names "embed.*", "final.*", "loss.*").
+    Model, video and kernels only (no layout): where the model keeps a tensor only under recompute, the
+    term is counted always (a per-sample overestimate, noted below).
 
       text_states   the projected text [T, B, h]: every layer's linear_kv input
-      text_mask     the bool padding mask [B, 1, 1, T] (the model always gets one with text): kept by the
-                    unfused softmax's masked_fill and by recompute checkpoints (their inputs)
-      adaln_cond    per-block: c [B, h], kept by every layer's SiLU (and by full-recompute checkpoints);
-                    single: t_block(c) [B, 6h], kept only as a full-recompute checkpoint input
+      text_mask     the bool padding mask [B, 1, 1, T] (the model always gets one with text), kept by the
+                    unfused softmax's masked_fill and by recompute checkpoints (flash without recompute:
+                    T bytes per sample too many)
+      adaln_cond    per-block: c [B, h], kept by every layer's SiLU; single: t_block(c) [B, 6h], kept only
+                    as a full-recompute checkpoint input (otherwise 6h x B bytes per sample too many)
     """
-    m, k, p = spec.model, spec.kernels, spec.parallel
+    m, k = spec.model, spec.kernels
     B = k.act_bytes
     out: dict[str, Term] = {}
     if m.cross_attn:
         out["text_states"] = Term(0.0, spec.video.text_tokens * m.hidden * B, "1")
-        if k.attention_kernel == "unfused" or p.recompute != "none":
-            out["text_mask"] = Term(0.0, spec.video.text_tokens * 1, "1")
+        out["text_mask"] = Term(0.0, spec.video.text_tokens * 1, "1")
     if m.adaln == "per-block":
         out["adaln_cond"] = Term(0.0, m.hidden * B, "1")
-    elif m.adaln == "single" and p.recompute == "full":
+    elif m.adaln == "single":
         out["adaln_cond"] = Term(0.0, 6 * m.hidden * B, "1")
+    out.update(outside_terms(spec))
     return out
 
 

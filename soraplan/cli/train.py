@@ -30,6 +30,11 @@ def train(
     Exit codes: 0 finished, 75 stopped by SIGTERM/SIGUSR2 after a checkpoint (resume with --resume auto),
     2 bad input. Logs: RUN_DIR/log.jsonl (JSON per step), RUN_DIR/status.json, RUN_DIR/done.
     """
+    import warnings
+
+    for msg in ("Transformer Engine and Apex are not installed", "full scope is deprecated", "Warning: tp_group is None",
+                "MLP requires ffn_hidden_size"):
+        warnings.filterwarnings("ignore", message=f".*{msg}.*")   # megatron-core's import-time notices
     from soraplan.models.trainer import TrainArgs, run, tiny_spec
 
     spec, _ = spec_from_flags(spec_flags)

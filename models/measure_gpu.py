@@ -1,0 +1,269 @@
+"""The GPU validation run (`soraplan validate --device cuda`): memory, step time and a calibration file.
+
+What it does, on one CUDA GPU:
+  1. The 6B width (soraplan-6B: 3072 wide, 24 heads, FFN 12288, cross-attention) at the full 30,720 tokens,
+     bf16, SDPA flash, micro-batch 1, with as many layers as the planner says fit in 85 % of this GPU's
+     memory (fewer, by 25 % steps, if the allocator disagrees: an OOM is a finding, reported).
+  2. Megatron-style mixed precision by hand, so the memory is what the planner models (18 bytes/param):
+     bf16 weights, fp32 main grads (bf16 grads are folded in and freed by a post-accumulate hook),
+     fp32 master weights and AdamW moments (torch.optim.AdamW, foreach off), bf16 weights refreshed.
+  3. Per layout (recompute none and full): 2 warm-up steps, then `steps` timed steps.
+     torch.cuda.max_memory_allocated over a timed step vs the planner's weights + grads + optimizer +
+     activations (the planner's CUDA-context/NCCL allowance `buffer_gib` is not allocator memory, so it is
+     left out of this comparison), within 10 %.
+     forward+backward time -> achieved TFLOP/s = planner hardware FLOPs / time; efficiency = achieved/peak.
+  4. Microbenchmarks: a bf16 GEMM of the MLP's shape and flash SDPA forward+backward at 30,720 tokens
+     -> gemm_efficiency, attention_efficiency.
+The calibration JSON is what `soraplan.planner.step.load_calibration` reads ("gpu", "efficiency").
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+GPU_MEMORY_TOL = 0.10
+FIT_FRACTION = 0.85
+
+# torch.cuda.get_device_name() substrings -> planner/hardware.py names (first match wins)
+_NAMES = (("H200", "h200"), ("H800", "h800"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("B200", "b200"),
+          ("A100-SXM4-40GB", "a100-40g"), ("A100-PCIE-40GB", "a100-40g"), ("A100", "a100-80g"), ("L40S", "l40s"),
+          ("MI300X", "mi300x"))
+
+
+class GpuValidationError(RuntimeError):
+    """A one-line reason the GPU validation cannot run or finish."""
+
+
+def planner_gpu_name(device_name: str) -> str:
+    """The planner's GPU table name for a CUDA device name; GpuValidationError when it has none."""
+    for key, name in _NAMES:
+        if key.lower() in device_name.lower():
+            return name
+    raise GpuValidationError(f"GPU {device_name!r} is not in soraplan's GPU table (planner/hardware.py): "
+                             "add it there before calibrating")
+
+
+def calibration_record(gpu: str, device_name: str, efficiency: float, gemm: float, attention: float,
+                       measured: dict[str, Any]) -> dict[str, Any]:
+    return {"gpu": gpu, "efficiency": round(efficiency, 4), "gemm_efficiency": round(gemm, 4),
+            "attention_efficiency": round(attention, 4),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "device": device_name, "source": "soraplan validate --device cuda", "measured": measured}
+
+
+def write_calibration(path: Path, record: dict[str, Any]) -> None:
+    """Atomically write the calibration JSON (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def gpu_spec(layers: int, recompute: str, gpu: str, base=None):
+    """The 6B width at 30,720 tokens (or the user's spec) with `layers` layers, one GPU, bf16, flash."""
+    from soraplan.planner.config import build_spec
+    from soraplan.planner.spec import Spec
+
+    spec = base if base is not None else build_spec(flags={"gpu": gpu})
+    d = spec.model_dump()
+    d["model"]["layers"] = layers
+    d["parallel"].update(tp=1, pp=1, vpp=1, cp=1, dp=1, gpus=1, sequence_parallel=False, micro_batch=1,
+                         global_batch=None, recompute=recompute, recompute_layers=None)
+    d["kernels"].update(attention_kernel="flash", cpu_semantics=False)
+    d["hardware"].update(gpu=gpu, custom=None, calibration=None)
+    return Spec.model_validate(d)
+
+
+def layers_that_fit(spec_at: Callable[[int], Any], max_layers: int, capacity_bytes: float) -> int:
+    """The most layers whose planned allocator memory (no buffer allowance) is within FIT_FRACTION."""
+    from soraplan.planner.memory import memory
+
+    best = 0
+    for n in range(1, max_layers + 1):
+        mem = memory(spec_at(n))
+        if mem.total - mem.buffers <= FIT_FRACTION * capacity_bytes:
+            best = n
+        else:
+            break
+    if best == 0:
+        raise GpuValidationError("not even one layer of this model fits this GPU at this sequence length")
+    return best
+
+
+def _mixed_precision(model):
+    """fp32 main grads + fp32 master weights + AdamW (the planner's 18 bytes/param); returns step()."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    main = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    master = [p.detach().float().clone().requires_grad_(True) for p in params]
+    for p, g in zip(params, main):
+        def fold(param, g=g):                    # Megatron DDP's hook: main_grad += grad; grad = None
+            g.add_(param.grad)
+            param.grad = None
+        p.register_post_accumulate_grad_hook(fold)
+    for m, g in zip(master, main):
+        m.grad = g
+    opt = torch.optim.AdamW(master, lr=1e-5, weight_decay=0.0, foreach=False)
+
+    def step() -> None:
+        opt.step()
+        with torch.no_grad():
+            for p, m, g in zip(params, master, main):
+                p.copy_(m)
+                g.zero_()
+    return step
+
+
+def _timed_layout(spec, steps: int, progress: Callable[[str], None], device: str = "cuda") -> dict[str, Any]:
+    """Build, warm up 2 steps, time `steps` (median); peak allocator memory over the timed steps.
+    (`device` is "cuda" in use; the tests run this loop on CPU with the CUDA memory calls stubbed.)"""
+    import torch
+
+    from .build import build_model
+    from .loss import synthetic_batch, training_loss
+
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    model = build_model(spec, device=device, seed=0)
+    model.train()
+    step_opt = _mixed_precision(model)
+    g = torch.Generator().manual_seed(0)
+    batch = synthetic_batch(spec, 1, device, g)
+    fb_times, step_times, peaks = [], [], []
+    for i in range(2 + steps):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        loss = training_loss(model, batch, generator=g)
+        loss.backward()
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        step_opt()
+        torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        del loss
+        if i >= 2:
+            fb_times.append(t1 - t0)
+            step_times.append(t2 - t0)
+            peaks.append(torch.cuda.max_memory_allocated())
+        progress(f"layers={spec.model.layers} recompute={spec.parallel.recompute} step {i + 1}/{2 + steps}: "
+                 f"{t2 - t0:.3f} s, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    del model, batch
+    torch.cuda.empty_cache()
+    fb_times.sort()
+    step_times.sort()
+    return {"fwd_bwd_s": fb_times[len(fb_times) // 2], "step_s": step_times[len(step_times) // 2],
+            "max_memory_allocated": max(peaks)}
+
+
+def _fit_and_time(spec_at: Callable[[int], Any], max_layers: int, capacity: float, steps: int,
+                  progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    n = layers_that_fit(spec_at, max_layers, capacity)
+    for _ in range(4):
+        spec = spec_at(n)
+        try:
+            return spec, _timed_layout(spec, steps, progress)
+        except torch.cuda.OutOfMemoryError:
+            progress(f"out of memory at {n} layers (the planner said it fits): retrying with fewer")
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
+            n = max(1, int(n * 0.75))
+    raise GpuValidationError("out of memory even after reducing the layer count 4 times")
+
+
+def _bench(fn: Callable[[], Any], repeats: int = 10) -> float:
+    import torch
+
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / repeats
+
+
+def microbench(spec, peak_flops: float) -> dict[str, float]:
+    """bf16 GEMM of the fc1 shape [S, h] x [h, f] and flash SDPA fwd+bwd at [1, a, S, d]: achieved/peak."""
+    import torch
+    import torch.nn.functional as F
+
+    s, h, f, a = spec.seq_len, spec.model.hidden, spec.model.ffn, spec.model.heads
+    x = torch.randn(s, h, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(h, f, device="cuda", dtype=torch.bfloat16)
+    gemm_s = _bench(lambda: x @ w)
+    gemm = 2 * s * h * f / gemm_s / peak_flops
+    del x, w
+    q, k, v = (torch.randn(1, a, s, h // a, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+
+    def attn() -> None:
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
+            o = F.scaled_dot_product_attention(q, k, v)
+        o.backward(torch.ones_like(o))
+
+    attn_s = _bench(attn, repeats=5)
+    # forward 2 matmuls (4 s^2 h FLOPs), backward 2.5x that (flash recomputes QK^T): 3.5 x forward
+    attention = 3.5 * 4 * s * s * h / attn_s / peak_flops
+    return {"gemm_efficiency": gemm, "gemm_s": gemm_s, "attention_efficiency": attention, "attention_s": attn_s}
+
+
+def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Measure on the visible GPU; returns {"rows": [Row], "calibration": {...}}."""
+    import torch
+
+    if steps < 1:
+        raise GpuValidationError(f"--steps: at least 1 timed step, got {steps}")
+    from soraplan.planner.flops import flops
+    from soraplan.planner.hardware import resolve_gpu
+    from soraplan.planner.memory import memory
+    from soraplan.planner.step import step_time
+
+    from .measure_compare import Row
+
+    device_name = torch.cuda.get_device_name()
+    gpu = planner_gpu_name(device_name)
+    peak = resolve_gpu(gpu).peak_tflops * 1e12
+    capacity = torch.cuda.get_device_properties(0).total_memory
+    max_layers = user_spec.model.layers if user_spec is not None else 40
+    rows: list = []
+    measured: dict[str, Any] = {"device_memory_bytes": capacity}
+    effs = []
+    for recompute in ("none", "full"):
+        spec, m = _fit_and_time(lambda n: gpu_spec(n, recompute, gpu, user_spec), max_layers, capacity, steps, progress)
+        name = f"{spec.model.name} width, {spec.model.layers} layers, {spec.seq_len:,} tokens, recompute {recompute}"
+        mem = memory(spec)
+        planned = mem.total - mem.buffers
+        hw_flops = flops(spec).hardware
+        achieved = hw_flops / m["fwd_bwd_s"]
+        eff = achieved / peak
+        effs.append(eff)
+        predicted_step = step_time(spec).time_s
+        rows += [
+            Row(name, "max_memory_allocated vs planned (no buffer allowance)", m["max_memory_allocated"], planned,
+                GPU_MEMORY_TOL, "B"),
+            Row(name, "forward+backward time", m["fwd_bwd_s"], None, None, "s"),
+            Row(name, f"step time (planner at efficiency {spec.hardware.efficiency:.2f})", m["step_s"], predicted_step,
+                None, "s"),
+            Row(name, "achieved TFLOP/s (hardware FLOPs)", achieved / 1e12, None, None, "TFLOP/s"),
+        ]
+        measured[f"recompute_{recompute}"] = {"layers": spec.model.layers, "tokens": spec.seq_len, **m,
+                                              "planned_bytes": planned, "hardware_flops": hw_flops,
+                                              "achieved_tflops": achieved / 1e12, "efficiency": eff}
+    bench = microbench(gpu_spec(1, "none", gpu, user_spec), peak)
+    measured["microbench"] = bench
+    efficiency = min(effs[0], 1.0)    # no recompute: the planner's recompute FLOPs are counted in `hardware`
+    record = calibration_record(gpu, device_name, efficiency, bench["gemm_efficiency"], bench["attention_efficiency"],
+                                measured)
+    return {"rows": rows, "calibration": record}

@@ -1,0 +1,126 @@
+"""The validation matrix: which configurations `soraplan validate` measures and how (CPU, meta, TP ranks).
+
+Small CPU sizes keep the default matrix a CI job (about a minute on 2 cores): 2 layers of 64 wide, 4 heads,
+16 frames at 64x64 -> a 2x4x4 grid of 32 tokens, 8 text tokens of 32, micro-batch 2, fp32, CPU semantics
+(dropout masks and LayerNorm statistics at the activation dtype). The 6B runs on the meta device at its
+full 30,720 tokens (bf16, GPU semantics): exact parameter, FLOP and saved-byte accounting without memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+BASE: dict[str, Any] = dict(frames=16, res=64, latent_channels=4, text_tokens=8, text_dim=32, layers=2, hidden=64,
+                            heads=4, ffn_hidden=256, precision="fp32", cpu_semantics=True, micro_batch=2)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    flags: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"          # "cpu" | "meta" | "tp" (tp gloo processes)
+    base: bool = True            # start from BASE (False: from the preset named in flags / the default 6B)
+    quick: bool = False
+
+    def all_flags(self) -> dict[str, Any]:
+        return {**(BASE if self.base else {}), **self.flags}
+
+
+MATRIX: tuple[Case, ...] = (
+    Case("adaLN single, cross-attn, full, flash", {}, quick=True),
+    Case("adaLN per-block, cross-attn", {"adaln": "per-block"}),
+    Case("adaLN per-block, no cross-attn", {"adaln": "per-block", "cross_attn": False}),
+    Case("adaLN none (affine norms)", {"adaln": "none"}),
+    Case("DiT-S/8 class-conditional, 2 layers", {"model": "DiT-S/8", "layers": 2, "precision": "fp32", "cpu_semantics": True,
+                                                "micro_batch": 2}, base=False),
+    Case("window:1,2,2 attention", {"attention": "window:1,2,2"}),
+    Case("spatial-temporal attention", {"attention": "spatial-temporal"}),
+    Case("unfused attention", {"attention_kernel": "unfused"}),
+    Case("dropout 0.1, flash (CPU: SDPA math path)", {"dropout": 0.1}),
+    Case("dropout 0.1, unfused", {"dropout": 0.1, "attention_kernel": "unfused"}, quick=True),
+    Case("recompute selective", {"recompute": "selective"}),
+    Case("recompute selective, unfused, dropout 0.1", {"recompute": "selective", "attention_kernel": "unfused", "dropout": 0.1}),
+    Case("recompute full", {"recompute": "full"}, quick=True),
+    Case("recompute full, first layer only", {"recompute": "full", "recompute_layers": 1}),
+    Case("bf16, flash", {"precision": "bf16"}),
+    Case("bf16, unfused, dropout 0.1, selective", {"precision": "bf16", "attention_kernel": "unfused", "dropout": 0.1,
+                                                   "recompute": "selective"}),
+    Case("soraplan-6B on meta (30,720 tokens, bf16)", {}, device="meta", base=False, quick=True),
+    Case("TP=2 + sequence parallel (2 gloo ranks)", {"tp": 2, "gpus": 2, "sequence_parallel": True}, device="tp"),
+    Case("TP=2, no sequence parallel (2 gloo ranks)", {"tp": 2, "gpus": 2, "sequence_parallel": False}, device="tp"),
+)
+
+
+def cases(quick: bool = False) -> list[Case]:
+    return [c for c in MATRIX if c.quick or not quick]
+
+
+def spec_for(case: Case):
+    from soraplan.planner.config import build_spec
+
+    return build_spec(flags=case.all_flags())
+
+
+def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: None) -> tuple[list, list[dict]]:
+    """Measure every case; (rows, errors). A case that crashes becomes an error entry (validate fails)."""
+    from .measure_compare import rows_for, tp_rows
+    from .measure_run import measure_spec
+    from .measure_tp import run_tp
+
+    rows: list = []
+    errors: list[dict] = []
+    local = [c for c in selected if c.device != "tp"]
+    tp = [c for c in selected if c.device == "tp"]
+    for c in local:
+        progress(c.name)
+        try:
+            spec = spec_for(c)
+            m = measure_spec(spec, c.device, fvcore=c.device != "meta")
+            rows += rows_for(c.name, spec, m)
+        except Exception as e:  # noqa: BLE001 - reported as a failed case
+            errors.append({"config": c.name, "error": f"{type(e).__name__}: {e}"})
+    if tp:
+        progress(", ".join(c.name for c in tp))
+        try:
+            specs = [spec_for(c) for c in tp]
+            for c, spec, ranks in zip(tp, specs, run_tp(specs)):
+                rows += tp_rows(c.name, spec, ranks)
+        except Exception as e:  # noqa: BLE001
+            errors.append({"config": "TP cases", "error": f"{type(e).__name__}: {e}"})
+    return rows, errors
+
+
+def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[list, list[dict]]:
+    """Validate one user-given spec: on CPU when small, else on the meta device (shapes only)."""
+    from soraplan.planner.params import total_params
+    from soraplan.planner.spec import Spec
+
+    from .measure_compare import rows_for, tp_rows
+    from .measure_run import measure_spec
+    from .measure_tp import run_tp
+
+    from soraplan.planner.errors import UserError
+
+    p = spec.parallel
+    if p.pp > 1 or p.cp > 1:
+        raise UserError(f"parallel: validate measures one pipeline stage without context parallelism (pp=1, cp=1); "
+                        f"got pp={p.pp}, cp={p.cp}")
+    small = total_params(spec) <= 50_000_000 and spec.seq_len <= 4096
+    device = "cpu" if small else "meta"
+    d = spec.model_dump()
+    # the accounting must use the semantics of the device it is compared on
+    d["kernels"]["cpu_semantics"] = device == "cpu"
+    spec = Spec.model_validate(d)
+    name = f"{spec.name} ({device})"
+    if spec.parallel.tp > 1 and not small:
+        raise UserError("parallel.tp: TP ranks are measured in gloo processes on this CPU, for models up to "
+                        "50M parameters and 4,096 tokens; validate the large model with tp=1 (meta device)")
+    progress(name)
+    if spec.parallel.tp > 1:
+        return tp_rows(name, spec, run_tp([spec])[0]), []
+    rows = rows_for(name, spec, measure_spec(spec, device, fvcore=device != "meta"))
+    if device == "meta" and spec.kernels.dropout > 0:
+        # meta runs dropout like the CPU (mask at the activation dtype) but LayerNorm like the GPU (fp32 stats)
+        rows = [r for r in rows if not r.quantity.startswith("saved bytes")]
+    return rows, []

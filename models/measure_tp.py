@@ -1,0 +1,97 @@
+"""Per-rank measurements under tensor parallelism: N gloo processes on one CPU machine.
+
+`run_tp(spec)` starts spec.parallel.tp copies of this module (`python -m soraplan.models.measure_tp`) with
+torchrun-style variables (RANK, WORLD_SIZE, MASTER_ADDR/PORT); every rank builds the model, counts its own
+parameters (its TP shards + replicated tensors) and records the bytes its training forward saves for
+backward, and writes rank<N>.json. The parent returns the list of rank results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_tp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
+    """Measure every TP rank of each spec (one set of tp gloo processes for all of them: they must share the
+    TP size); per spec, the list of rank results. Raises RuntimeError with the failing rank's log."""
+    world = specs[0].parallel.tp
+    if any(s.parallel.tp != world for s in specs):
+        raise ValueError("run_tp: all specs must have the same tp")
+    with tempfile.TemporaryDirectory(prefix="soraplan-tp-") as tmp:
+        spec_path = Path(tmp) / "specs.json"
+        spec_path.write_text(json.dumps([s.model_dump(mode="json") for s in specs]))
+        port = str(_free_port())
+        procs = []
+        for rank in range(world):
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1")
+            log = open(Path(tmp) / f"rank{rank}.log", "w")
+            procs.append((subprocess.Popen([sys.executable, "-m", "soraplan.models.measure_tp", str(spec_path), tmp],
+                                           env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        failed = []
+        for rank, (p, log) in enumerate(procs):
+            try:
+                rc = p.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = -9
+            log.close()
+            if rc != 0:
+                failed.append(rank)
+        if failed:
+            for p, _ in procs:
+                if p.poll() is None:
+                    p.kill()
+            tail = (Path(tmp) / f"rank{failed[0]}.log").read_text()[-2000:]
+            raise RuntimeError(f"TP measurement: rank {failed[0]} failed:\n{tail}")
+        per_rank = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(world)]
+        return [[per_rank[r][i] for r in range(world)] for i in range(len(specs))]
+
+
+def _worker(spec_path: str, out_dir: str) -> None:
+    warnings.filterwarnings("ignore")
+    import torch
+
+    from soraplan.planner.spec import Spec
+
+    from .build import build_model
+    from .loss import synthetic_batch, training_loss
+    from .measure import record_saved
+    from .parallel import destroy
+
+    results = []
+    for data in json.loads(Path(spec_path).read_text()):
+        spec = Spec.model_validate(data)
+        model = build_model(spec, device="cpu", seed=0)
+        model.train()
+        rank = torch.distributed.get_rank()
+        g = torch.Generator().manual_seed(0)          # same batch on every TP rank
+        batch = synthetic_batch(spec, spec.parallel.micro_batch, "cpu", g)
+        with record_saved(model) as saved:
+            loss = training_loss(model, batch, generator=g)
+        loss.backward()                                 # the TP collectives of backward run too
+        results.append({"rank": rank, "params": sum(p.numel() for p in model.parameters()),
+                        "saved_blocks": saved.under("decoder"), "saved_outside": saved.outside("decoder")})
+        del model, loss
+    tmp = Path(out_dir) / f".rank{rank}.json"
+    tmp.write_text(json.dumps(results))
+    tmp.rename(Path(out_dir) / f"rank{rank}.json")
+    destroy()
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])

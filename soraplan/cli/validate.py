@@ -1,0 +1,151 @@
+"""`soraplan validate`: the planner's numbers against the real Megatron-core DiT, measured.
+
+Default: the validation matrix (models/measure_matrix.py) on CPU, the 6B on the meta device and TP=2 in two
+gloo processes. With spec flags (or --config): that one spec. `--device cuda`: the GPU run (memory, step
+time, achieved TFLOP/s) that writes a calibration file. Exit 1 when any comparison is out of tolerance.
+"""
+
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import fail, print_json, spec_from_flags, with_spec_options
+
+
+def _machine() -> dict[str, Any]:
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(terse=True)}
+
+
+def _fmt(x: Optional[float], unit: str) -> str:
+    if x is None:
+        return "-"
+    if unit == "B" and abs(x) >= 1024**2:
+        return f"{x / 1024**2:,.2f} MiB" if abs(x) < 1024**3 else f"{x / 1024**3:,.3f} GiB"
+    if unit == "FLOP" and abs(x) >= 1e9:
+        return f"{x / 1e12:,.4f} TFLOP" if abs(x) >= 1e12 else f"{x / 1e9:,.4f} GFLOP"
+    if unit in ("s",):
+        return f"{x:.3f} s"
+    if unit == "TFLOP/s":
+        return f"{x:.1f} TFLOP/s"
+    return f"{x:,.0f}" + (f" {unit}" if unit not in ("params",) else "")
+
+
+def render_table(rows: list, errors: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col, kw in (("configuration", {}), ("quantity", {}), ("measured", {"justify": "right"}),
+                    ("predicted", {"justify": "right"}), ("error %", {"justify": "right"}), ("result", {})):
+        table.add_column(col, **kw)
+    last = None
+    for r in rows:
+        err = r.error
+        if r.tolerance is None:
+            result = "[dim]info[/dim]"
+        else:
+            tol = "exact" if r.tolerance == 0 else f"<={r.tolerance:.0%}"
+            result = f"[green]pass[/green] ({tol})" if r.ok else f"[bold red]FAIL[/bold red] ({tol})"
+        table.add_row(r.config if r.config != last else "", r.quantity, _fmt(r.measured, r.unit),
+                      _fmt(r.predicted, r.unit), "-" if err is None else f"{100 * err:+.4f}", result)
+        last = r.config
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    console.print(table)
+    for e in errors:
+        console.print(f"[bold red]FAIL[/bold red] {e['config']}: {e['error']}")
+    failed = sum(1 for r in rows if not r.ok) + len(errors)
+    compared = sum(1 for r in rows if r.tolerance is not None)
+    console.print(f"{compared} comparisons, {failed} failed" + ("" if failed else " - the planner matches the model"))
+
+
+def validate(
+    quick: Annotated[bool, typer.Option("--quick", help="a short subset of the matrix")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu (the matrix, meta for the 6B) | cuda (GPU memory/time run)")] = "cpu",
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    calibration_out: Annotated[Optional[Path], typer.Option("--calibration-out", help="--device cuda: write the calibration JSON here")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="--device cuda: timed training steps")] = 5,
+    spec_flags: Any = None,
+) -> None:
+    """Measure the real model (parameters, FLOPs, saved activations, TP ranks) and compare with the planner.
+
+    Examples: soraplan validate | soraplan validate --quick --json | soraplan validate --model DiT-XL/2 |
+    soraplan validate --device cuda --calibration-out calib.json
+    """
+    if device not in ("cpu", "cuda"):
+        fail(f"--device: 'cpu' or 'cuda', got {device!r}")
+    given = {k: v for k, v in (spec_flags or {}).items() if v is not None}
+    if device == "cuda":
+        _cuda(given, spec_flags, calibration_out, steps, json_out)
+        return
+    if calibration_out is not None:
+        fail("--calibration-out: only with --device cuda (a calibration is measured on a GPU)")
+    warnings_off()
+    from soraplan.models import measure_matrix as mm
+
+    say = (lambda s: None) if json_out else (lambda s: sys.stderr.write(f"measuring: {s}\n"))
+    if given:
+        spec, _ = spec_from_flags(spec_flags)
+        rows, errors = mm.run_spec(spec, progress=say)
+        title = f"soraplan validate: {spec.name}"
+    else:
+        rows, errors = mm.run_cases(mm.cases(quick), progress=say)
+        title = "soraplan validate: planner vs the Megatron-core DiT" + (" (quick)" if quick else "")
+    failed = sum(1 for r in rows if not r.ok) + len(errors)
+    if json_out:
+        print_json({"machine": _machine(), "device": "cpu", "quick": quick, "rows": [r.as_dict() for r in rows],
+                    "errors": errors, "failed": failed, "ok": failed == 0})
+    else:
+        render_table(rows, errors, title)
+    if failed:
+        raise typer.Exit(1)
+
+
+def warnings_off() -> None:
+    """Megatron warns at import about Transformer Engine / Apex being absent: not news here."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    warnings.filterwarnings("ignore", message=".*Apex.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="megatron")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _cuda(given: dict, spec_flags: Any, calibration_out: Optional[Path], steps: int, json_out: bool) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        fail("--device cuda: no CUDA device is visible on this machine (torch.cuda.is_available() is False)")
+    warnings_off()
+    from soraplan.models import measure_gpu
+
+    spec = spec_from_flags(spec_flags)[0] if given else None
+    try:
+        result = measure_gpu.run(spec, steps=steps, progress=(lambda s: None) if json_out else
+                                 (lambda s: sys.stderr.write(f"gpu: {s}\n")))
+    except measure_gpu.GpuValidationError as e:
+        fail(str(e))
+    if calibration_out is not None:
+        measure_gpu.write_calibration(calibration_out, result["calibration"])
+    rows = result["rows"]
+    failed = sum(1 for r in rows if not r.ok)
+    if json_out:
+        print_json({"machine": _machine(), "device": "cuda", "rows": [r.as_dict() for r in rows],
+                    "calibration": result["calibration"], "failed": failed, "ok": failed == 0})
+    else:
+        render_table(rows, [], f"soraplan validate --device cuda: {result['calibration']['device']}")
+        if calibration_out is not None:
+            sys.stdout.write(f"calibration written to {calibration_out}\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(with_spec_options(validate))

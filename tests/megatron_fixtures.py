@@ -1,0 +1,50 @@
+"""Session fixtures for the Megatron model tests: one process group per pytest run (world 1, gloo),
+tiny specs, and a helper that runs a module under torchrun as a subprocess (multi-rank tests)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+TINY_FLAGS = dict(layers=2, hidden=64, heads=4, frames=16, res=64, text_tokens=8, text_dim=32, precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def megatron_pg():
+    """torch.distributed (1-process gloo) + megatron parallel_state with tp=pp=cp=1, once per session."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex.*")
+    from soraplan.models import parallel
+
+    parallel.initialize(tp=1)
+    yield parallel
+    parallel.destroy()
+
+
+def tiny_spec(**flags):
+    from soraplan.planner.config import build_spec
+
+    f = dict(TINY_FLAGS)
+    f.update(flags)
+    return build_spec(flags=f)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc: int, args: list[str], timeout_s: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """python -m torch.distributed.run --nproc-per-node N <args> (captured; OMP 1 thread per rank)."""
+    e = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"):
+        e.pop(k, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=e)

@@ -1,0 +1,22 @@
+"""TP=2 with and without sequence parallel equals TP=1 (loss and every gradient, fp32), 2 gloo processes."""
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.megatron, pytest.mark.slow]
+
+
+def test_tp2_sp_equals_tp1_outputs_and_grads():
+    from megatron_fixtures import torchrun
+
+    r = torchrun(2, ["-m", "soraplan.models.tp_check"])
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    from soraplan.models.tp_check import CASES
+
+    assert len(rows) == len(CASES)
+    for row in rows:
+        assert row["ok"], row
+        assert row["max_rel_grad_err"] < 1e-4 and not row["zero_grads"]
+    assert {json.dumps(r["case"], sort_keys=True) for r in rows} >= {json.dumps({"sequence_parallel": True}, sort_keys=True)}
