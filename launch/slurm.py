@@ -193,5 +193,5 @@ def cancel(record: Any) -> None:
     if not record.job_ids:
         return
     r = _run(["scancel", *record.job_ids])
-    if r.returncode != 0 and "Invalid job id" not in r.stderr:
+    if r.returncode != 0 and not any(m in r.stderr for m in ("Invalid job id", "already completing or completed")):
         raise UserError(f"slurm: scancel failed: {r.stderr.strip()[:300]}")
