@@ -4,7 +4,8 @@ What runs (all started here, all stopped here by pid): one `munged -F`, one `slu
 `slurmd -D -N nX` daemons (one per emulated node, each with its own Port=), every one of them inside a private
 mount namespace (`unshare -m`) in which `/etc/hosts` is bind-mounted from a copy that adds `n1 n2 ...` ->
 127.0.0.1, so node names resolve for MASTER_ADDR without touching the machine's /etc/hosts. Jobs are children
-of slurmd, so they inherit that namespace.
+of slurmd, so they inherit that namespace. (Where mount namespaces are not allowed, the names are appended to
+/etc/hosts with a marker comment instead and removed again on stop.)
 
 Facts this relies on (measured on Debian 12, slurm-wlm 22.05.8, root, no cgroups):
 - daemons must be started through links named exactly `slurmctld`, `slurmd`, `slurmstepd` (Slurm checks
@@ -82,6 +83,7 @@ class SlurmCluster:
         self.cpus_per_node, self.gpus_per_node, self.mem_mib = cpus_per_node, gpus_per_node, mem_mib
         self.procs: list[subprocess.Popen] = []
         self.env: dict[str, str] = {}
+        self.hosts_mode = "namespace"
 
     # --- config text (pure) ---
     def slurm_conf(self, ctld_port: int, node_ports: list[int]) -> str:
@@ -117,12 +119,16 @@ class SlurmCluster:
 
     # --- process work ---
     def _spawn(self, argv: list[str], log: str) -> subprocess.Popen:
-        """Start a daemon inside a private mount namespace whose /etc/hosts knows the node names."""
+        """Start a daemon inside a private mount namespace whose /etc/hosts knows the node names
+        (or directly, when the machine's /etc/hosts got the names instead: see `_hosts_mode`)."""
         hosts = self.root / "etc" / "hosts"
-        inner = f"mount --bind {hosts} /etc/hosts && exec " + " ".join(argv)
+        if self.hosts_mode == "namespace":
+            inner = f"mount --bind {hosts} /etc/hosts && exec " + " ".join(argv)
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", inner]
+        else:
+            cmd = argv
         out = open(self.root / "log" / log, "ab")
-        p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
-                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
                              start_new_session=True)
         out.close()
         self.procs.append(p)
@@ -149,6 +155,7 @@ class SlurmCluster:
         # hosts file for the private namespace
         base = Path("/etc/hosts").read_text()
         (r / "etc" / "hosts").write_text(base.rstrip("\n") + "\n127.0.0.1 " + " ".join(self.nodes) + "\n")
+        self.hosts_mode = self._hosts_mode()
         ctld_port, *node_ports = _free_ports(1 + len(self.nodes))
         conf = r / "etc" / "slurm.conf"
         conf.write_text(self.slurm_conf(ctld_port, node_ports))
@@ -172,6 +179,29 @@ class SlurmCluster:
                         f"slurmd.{n}.out")
         self._wait(self._all_idle, timeout_s, "all nodes idle")
         return self
+
+    HOSTS_MARK = "# soraplan-test-slurm"
+
+    def _hosts_mode(self) -> str:
+        """'namespace' if a private mount namespace with a bind-mounted /etc/hosts works here; else append
+        `127.0.0.1 n1 n2 ... # soraplan-test-slurm` to /etc/hosts (removed again by stop()): 'etc-hosts'."""
+        probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                f"mount --bind {self.root}/etc/hosts /etc/hosts && getent hosts {self.nodes[0]}"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0:
+            return "namespace"
+        missing = [n for n in self.nodes if subprocess.run(["getent", "hosts", n], capture_output=True).returncode]
+        if missing:
+            with open("/etc/hosts", "a") as f:
+                f.write(f"127.0.0.1 {' '.join(missing)} {self.HOSTS_MARK}\n")
+            self._added_hosts = True
+        return "etc-hosts"
+
+    def _remove_hosts(self) -> None:
+        if getattr(self, "_added_hosts", False):
+            text = Path("/etc/hosts").read_text()
+            Path("/etc/hosts").write_text("".join(l for l in text.splitlines(True) if not l.rstrip().endswith(self.HOSTS_MARK)))
+            self._added_hosts = False
 
     def _all_idle(self) -> bool:
         dead = [p for p in self.procs if p.poll() is not None]
@@ -218,6 +248,7 @@ class SlurmCluster:
                     p.kill()
                     p.wait(10)
         self.procs.clear()
+        self._remove_hosts()
 
 
 if __name__ == "__main__":

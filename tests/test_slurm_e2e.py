@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -35,11 +37,16 @@ def slurm(tmp_path_factory):
     why = why_not_startable()
     if why:
         pytest.skip(why)
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm-cluster")).start()
+    # a short private path (unix socket paths are limited to 107 bytes; pytest's basetemp may be long)
+    root = Path(tempfile.mkdtemp(prefix="soraplan-slurm-"))
+    cluster = SlurmCluster(root)
     try:
+        cluster.start()
         yield cluster
     finally:
         cluster.stop()
+        if not os.environ.get("SORAPLAN_KEEP_SLURM_DIR"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 class Ctx:
