@@ -5,12 +5,15 @@ host of `scontrol show hostnames "$SLURM_JOB_NODELIST"`) and MASTER_PORT (job-id
 command and waits. Signals:
 - `USR2` (Slurm's `--signal=USR2@grace` before the time limit, or a preemption notice): every task forwards
   it to its train child, which checkpoints and exits. On global rank 0 submitit then calls `checkpoint()`:
-  it waits for the child to finish its checkpoint and returns a resubmission (the same TrainTask: train's
+  the handler runs only after the child has exited (i.e. after train's collective checkpoint; never inside
+  the signal handler, where waiting on the child would deadlock), then `checkpoint()` returns a resubmission (the same TrainTask: train's
   `--resume auto` picks the latest complete checkpoint) while `SLURM_RESTART_COUNT < max_retries` and the run
   has not finished; submitit then `scontrol requeue`s the job (same job id).
 - `SIGTERM` (`scontrol requeue`, `scancel`, preemption with GraceTime): forwarded too; train checkpoints on it;
   Slurm itself requeues or ends the job.
 A run with the finished marker is never restarted: `__call__` returns at once and `checkpoint()` returns None.
+Train's exit codes (models/trainer.py): 0 finished, 75 stopped by a signal after a checkpoint, else failure
+(raised here, so the job ends FAILED; `soraplan launch --resume` resubmits it).
 """
 
 from __future__ import annotations
