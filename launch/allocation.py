@@ -67,6 +67,9 @@ def allocate(plan: dict[str, Any], opts: Any) -> Allocation:
                         "choose --gpus or --gpus-per-node so that whole nodes are used")
     else:
         nodes, per_node = world // gpn, gpn
+    if opts.grace_s >= opts.time_min * 60:
+        raise UserError(f"launch.grace_s: the checkpoint signal ({opts.grace_s} s before the limit) must come after "
+                        f"the start: raise --time-min ({opts.time_min} min) or lower grace_s")
     return Allocation(world=world, nodes=nodes, tasks_per_node=per_node, gpus_per_node=per_node,
                       cpus_per_task=opts.cpus_per_task, mem_gib=opts.mem_gib, time_min=opts.time_min,
                       grace_s=opts.grace_s)

@@ -69,6 +69,8 @@ def test_allocation_one_task_per_gpu():
     with pytest.raises(UserError, match="whole nodes"):
         allocate(plan, LaunchOptions())
     assert allocate(plan, LaunchOptions(gpus_per_node=4, time_min=2941)).time_str == "2-01:01:00"
+    with pytest.raises(UserError, match="grace_s"):
+        allocate(plan, LaunchOptions(gpus_per_node=4, time_min=2, grace_s=120))
     assert master_port(17) == master_port("17") == master_port("17_3") == 15017
     assert 15000 <= master_port(10**9 + 7) < 35000
 
