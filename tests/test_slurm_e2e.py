@@ -190,6 +190,13 @@ def test_existing_name_is_not_submitted_twice_and_finished_run_never_restarts(ct
     resume = ctx.launch("plain", *LAYOUT, "--steps", str(STEPS), "--resume", check=False)
     assert resume.returncode == 2 and "never restarted" in resume.stderr
     assert ctx.job_ids("plain") == [job]
+    # --force starts anew: the old run directory is kept aside, a new job is the run's only job
+    env = dict(ctx.env, FAKE_STEP_S="0.05")
+    ctx.launch("plain", *LAYOUT, "--steps", "2", "--force", python=str(ctx.fakepy), env=env)
+    (new_job,) = ctx.job_ids("plain")
+    assert new_job != job and ctx.wait_job_gone(new_job, 120)["JobState"] == "COMPLETED"
+    (aside,) = ctx.runs.glob("plain.replaced-*")
+    assert (aside / "log.jsonl").exists() and (ctx.runs / "plain" / "argv.0.json").exists()
 
 
 def test_injection_strings_never_execute(ctx, tmp_path):
@@ -248,6 +255,12 @@ def test_bounded_retries_and_cancel(ctx):
     out = ctx.cli("logs", "retries", "--ledger", str(ctx.ledger)).stdout
     assert "retries exhausted (1/1)" in out
     assert ctx.status("retries")["state"] == "failed"
+    # --resume resubmits a run that did not finish (a new job id, recorded after the first)
+    ctx.launch("retries", "--tp", "2", "--dp", "2", "--gpus-per-node", "2", "--cpus-per-task", "2", "--steps", "3",
+               "--resume", python=str(ctx.fakepy), env=dict(ctx.env, FAKE_STEP_S="0.05"))
+    first, second = ctx.job_ids("retries")
+    assert first == job and ctx.wait_job_gone(second, 120)["JobState"] == "COMPLETED"
+    assert ctx.status("retries")["state"] == "completed"
     # cancel: a pending/running run goes away and the ledger says so
     ctx.launch("to-cancel", "--tp", "2", "--dp", "2", "--gpus-per-node", "2", "--cpus-per-task", "2", "--steps",
                "400", python=str(ctx.fakepy), env=env)
