@@ -12,10 +12,13 @@ Layer parity is 0-based (Megatron's layer_number is 1-based), the same as planne
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
+
 
 def group_tokens(x: torch.Tensor, grid, kind: str, window, layer0: int) -> tuple[torch.Tensor, tuple]:
     """[S, B, n, d] -> [s_g, B*G, n, d] (tokens of one group contiguous along dim 0)."""
@@ -69,6 +72,9 @@ class VideoCoreAttention(MegatronModule):
         self.attention_type = attention_type
         self.grid, self.window, self.kernel = grid, window, kernel   # from the ModuleSpec params (the Spec)
         self.kind = pattern if attention_type == "self" else "full"
+        self.cp = config.context_parallel_size
+        if self.cp > 1 and (self.kind != "full" or kernel != "flash"):
+            raise ValueError("parallel.cp: context parallelism supports full attention with the flash (SDPA) kernel only")
         self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
         self.unfused = None
         if self.kernel == "unfused":
@@ -82,6 +88,15 @@ class VideoCoreAttention(MegatronModule):
                 packed_seq_params=None):
         # query [sq, b, n, d]; key/value [sk, b, n, d]; attention_mask: None or bool [b, 1, 1, sk], True = masked
         B = query.shape[1]
+        if self.cp > 1 and self.attention_type == "self":
+            # context parallel: local queries attend to all keys; K, V all-gathered over the CP group
+            # (backward: reduce-scatter of their gradients)
+            from megatron.core import parallel_state as ps
+            from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
+
+            g = ps.get_context_parallel_group()
+            key = gather_from_sequence_parallel_region(key, True, group=g)              # [S, b, n, d]
+            value = gather_from_sequence_parallel_region(value, True, group=g)          # [S, b, n, d]
         q, _ = group_tokens(query, self.grid, self.kind, self.window, self.layer0)      # [sq_g, B*G, n, d]
         k, _ = group_tokens(key, self.grid, self.kind, self.window, self.layer0)        # [sk_g, B*G, n, d]
         v, _ = group_tokens(value, self.grid, self.kind, self.window, self.layer0)      # [sk_g, B*G, n, d]
@@ -96,8 +111,6 @@ class VideoCoreAttention(MegatronModule):
 
                 ctx = tensor_parallel.get_cuda_rng_tracker().fork()
             else:
-                import contextlib
-
                 ctx = contextlib.nullcontext()
             with ctx:
                 o = F.scaled_dot_product_attention(

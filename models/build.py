@@ -6,7 +6,8 @@ from soraplan.planner.errors import UserError
 
 
 def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
-    """Initialise parallel state if needed (from spec.parallel) and build the model for this rank.
+    """Initialise parallel state if needed (from spec.parallel) and build the model for this rank
+    (with pp > 1: this rank's pipeline stage).
 
     meta: parameters on the meta device, no initialisation (parameter counts, FLOP counting).
     cpu/cuda: initialised weights; with `seed`, every rank seeds identically, so TP shards are slices of
@@ -23,8 +24,9 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     p = spec.parallel
     if p.vpp > 1:
         raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp})")
-    if p.cp > 1:
-        raise UserError(f"parallel.cp: context parallelism is planned analytically only (got cp={p.cp}); the model runs cp=1")
+    if p.cp > 1 and (spec.model.attention_kind != "full" or spec.kernels.attention_kernel != "flash" or p.pp > 1):
+        raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) runs full attention with the flash kernel and pp=1 "
+                        "only; other layouts are planned analytically")
     initialize(spec)
     if ps.get_tensor_model_parallel_world_size() != p.tp:
         raise UserError(f"parallel.tp: parallel state has tp={ps.get_tensor_model_parallel_world_size()}, spec says {p.tp}")

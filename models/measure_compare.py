@@ -68,6 +68,11 @@ def flop_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
     if spec.model.cross_attn:
         rows.append(Row(config, "FLOPs fwd cross-attn core", mf["forward_core"]["cross"], f.by_part["cross_attn_core"] * b, 0, "FLOP"))
     rows.append(Row(config, "FLOPs backward (executed)", mf["backward"], executed_backward(spec) * b, 0, "FLOP"))
+    rows.append(Row(config, "FLOPs forward+backward", mf["forward"] + mf["backward"],
+                    (f.forward + executed_backward(spec)) * b, 0, "FLOP"))
+    # the MFU convention (3 x forward, no recompute): shown for reference, differs by design
+    rows.append(Row(config, "FLOPs fwd+bwd vs model FLOPs (3 x fwd)", mf["forward"] + mf["backward"], f.train * b,
+                    None, "FLOP"))
     if "fvcore" in m:
         rows.append(Row(config, "FLOPs forward (fvcore)", m["fvcore"]["forward"], f.forward * b, 0, "FLOP"))
     rows.append(Row(config, "FLOPs elementwise fwd+bwd (remainder)",

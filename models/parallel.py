@@ -46,7 +46,7 @@ def _init_process_group(backend: str | None) -> None:
         return
     e = dist_env()
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    if e.launched:
+    if e.launched and e.world > 1:
         if "MASTER_ADDR" not in os.environ:
             raise RuntimeError("MASTER_ADDR is not set: export MASTER_ADDR/MASTER_PORT (the first node) before srun")
         os.environ.setdefault("MASTER_PORT", "29500")

@@ -51,6 +51,7 @@ def render_table(rows: list, errors: list[dict], title: str) -> None:
         err = r.error
         if r.tolerance is None:
             result = "[dim]info[/dim]"
+            err = None if r.predicted is None else err
         else:
             tol = "exact" if r.tolerance == 0 else f"<={r.tolerance:.0%}"
             result = f"[green]pass[/green] ({tol})" if r.ok else f"[bold red]FAIL[/bold red] ({tol})"
