@@ -72,6 +72,9 @@ class VideoCoreAttention(MegatronModule):
         self.attention_type = attention_type
         self.grid, self.window, self.kernel = grid, window, kernel   # from the ModuleSpec params (the Spec)
         self.kind = pattern if attention_type == "self" else "full"
+        self.cp = config.context_parallel_size
+        if self.cp > 1 and (self.kind != "full" or kernel != "flash"):
+            raise ValueError("parallel.cp: context parallelism supports full attention with the flash (SDPA) kernel only")
         self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
         self.unfused = None
         if self.kernel == "unfused":
@@ -85,6 +88,15 @@ class VideoCoreAttention(MegatronModule):
                 packed_seq_params=None):
         # query [sq, b, n, d]; key/value [sk, b, n, d]; attention_mask: None or bool [b, 1, 1, sk], True = masked
         B = query.shape[1]
+        if self.cp > 1 and self.attention_type == "self":
+            # context parallel: local queries attend to all keys; K, V all-gathered over the CP group
+            # (backward: reduce-scatter of their gradients)
+            from megatron.core import parallel_state as ps
+            from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
+
+            g = ps.get_context_parallel_group()
+            key = gather_from_sequence_parallel_region(key, True, group=g)              # [S, b, n, d]
+            value = gather_from_sequence_parallel_region(value, True, group=g)          # [S, b, n, d]
         q, _ = group_tokens(query, self.grid, self.kind, self.window, self.layer0)      # [sq_g, B*G, n, d]
         k, _ = group_tokens(key, self.grid, self.kind, self.window, self.layer0)        # [sk_g, B*G, n, d]
         v, _ = group_tokens(value, self.grid, self.kind, self.window, self.layer0)      # [sk_g, B*G, n, d]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from megatron.core import parallel_state as ps
 from megatron.core import tensor_parallel
 from megatron.core.transformer.module import MegatronModule
 
@@ -56,6 +57,7 @@ class VideoDiT(MegatronModule):
         self.c_out = v.latent_channels * (2 if m.learn_sigma else 1)
         self.adaln, self.cross_attn, self.class_cond = m.adaln, m.cross_attn, m.conditioning == "class"
         self.sequence_parallel = config.sequence_parallel
+        self.cp = config.context_parallel_size
 
         if pre_process:
             self.patch_embed = nn.Conv3d(self.c_in, h, kernel_size=self.patch, stride=self.patch, dtype=dtype)
@@ -137,6 +139,8 @@ class VideoDiT(MegatronModule):
             x = x + self.pos_embed[:, None]                                # [S, B, h]
             if self.adaln == "none":
                 x = x + c[None]                                            # [S, B, h] additive conditioning
+            if self.cp > 1:
+                x = x.chunk(self.cp, dim=0)[ps.get_context_parallel_rank()]  # [S/cp, B, h] this CP rank's tokens
             if self.sequence_parallel:
                 x = tensor_parallel.scatter_to_sequence_parallel_region(x)  # [S/tp, B, h]
         else:
@@ -145,6 +149,8 @@ class VideoDiT(MegatronModule):
         if not self.post_process:
             return x.contiguous()                                          # [S(/tp), B, h] to the next stage
         if self.sequence_parallel:
-            x = tensor_parallel.gather_from_sequence_parallel_region(x, tensor_parallel_output_grad=False)  # [S, B, h]
+            x = tensor_parallel.gather_from_sequence_parallel_region(x, tensor_parallel_output_grad=False)  # [S/cp, B, h]
+        if self.cp > 1:   # backward: reduce-scatter (each CP rank backpropagates loss / cp, grads summed over CP)
+            x = tensor_parallel.gather_from_sequence_parallel_region(x, True, group=ps.get_context_parallel_group())  # [S, B, h]
         x = self.final_layer(x, c)                                         # [S, B, pt*ph*pw*C_out]
         return self.unpatchify(x)                                          # [B, C_out, T, H, W]

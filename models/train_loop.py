@@ -3,6 +3,8 @@ collectives that run on gloo and nccl alike).
 
   sequence parallel: replicated params that see only a sequence shard (LayerNorm affine, RowParallel
   biases: marked `sequence_parallel`) -> all-reduce (sum) over the TP group.
+  context parallel: every gradient -> all-reduce (sum) over the CP group (each rank backpropagates
+  loss / cp through its own tokens).
   data parallel: every gradient -> all-reduce (mean) over the DP group, coalesced into one flat buffer
   per dtype.
 """
@@ -38,6 +40,9 @@ def finalize_grads(model: torch.nn.Module, spec) -> None:
                 q.grad = torch.zeros_like(q)
         _allreduce_flat([q.grad for q in every], ps.get_pipeline_model_parallel_group())
     params = [p for p in model.parameters() if p.grad is not None]
+    if ps.get_context_parallel_world_size() > 1:
+        # every CP rank backpropagated loss / cp through its own tokens: the gradient is the sum over CP
+        _allreduce_flat([p.grad for p in params], ps.get_context_parallel_group())
     if spec.parallel.sequence_parallel and ps.get_tensor_model_parallel_world_size() > 1:
         _allreduce_flat([p.grad for p in params if getattr(p, "sequence_parallel", False)],
                         ps.get_tensor_model_parallel_group())

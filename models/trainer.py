@@ -95,8 +95,9 @@ def check_layout(spec, world: int) -> None:
     if p.vpp > 1:
         raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp}); "
                         "training runs megatron's non-interleaved 1F1B schedule")
-    if p.cp > 1:
-        raise UserError(f"parallel.cp: training runs cp=1 only (got cp={p.cp}); context parallelism is planned analytically")
+    if p.cp > 1 and (spec.model.attention_kind != "full" or spec.kernels.attention_kernel != "flash" or p.pp > 1):
+        raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) trains full attention with the flash kernel and "
+                        "pp=1 only; other layouts are planned analytically")
     if world != p.world:
         raise UserError(f"parallel: the spec needs {p.world} processes (tp {p.tp} x pp {p.pp} x cp {p.cp} x dp {p.dp}) "
                         f"but {world} were launched; e.g. torchrun --nproc-per-node {p.world} -m soraplan train ...")
@@ -130,6 +131,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
     rank = dist.get_rank()
     tp_rank, pp_rank = ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank()
     dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+    cp_rank, cp_size = ps.get_context_parallel_rank(), ps.get_context_parallel_world_size()
     run_dir = Path(args.run_dir)
     say = (lambda s: print(s, file=out or sys.stdout, flush=True)) if rank == 0 else (lambda s: None)
 
@@ -184,7 +186,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
     peak = spec.hardware.spec.peak_tflops
     log_path = run_dir / "log.jsonl"
     status = run_dir / "status.json"
-    say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, pp {spec.parallel.pp}, dp {dp_size}) | {device} | "
+    say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, pp {spec.parallel.pp}, cp {cp_size}, dp {dp_size}) | {device} | "
         f"global batch {global_batch} | steps {start}->{args.steps}")
     say(f"soraplan train: logs -> {log_path}, checkpoints -> {ckpt.ckpt_root(run_dir)}, status -> {status}")
     if dp_size > 1:
@@ -213,7 +215,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
             if step == signal_at:
                 os.kill(os.getpid(), signal.SIGTERM)
             t0 = time.perf_counter()
-            seed_model_parallel_rng((args.seed * 1_000_003 + step * 7 + dp_rank) % (2 ** 31))
+            seed_model_parallel_rng((args.seed * 1_000_003 + step * 7 + dp_rank + 131 * cp_rank) % (2 ** 31))
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros(())
             if spec.parallel.pp > 1:      # megatron's 1F1B schedule over the pipeline stages
@@ -231,7 +233,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
                 g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
                 with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss = training_loss(model, batch, args.objective, generator=g) / microbatches
-                loss.backward()
+                (loss / cp_size).backward()        # CP: gradients are summed over the CP ranks
                 total += loss.detach().float().cpu()
             finalize_grads(model, spec)
             optimizer.step()

@@ -74,6 +74,20 @@ def test_srun_variables_launch_a_tp2_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_process_cp2_reproduces_the_one_process_curve(megatron_pg, tmp_path):
+    from megatron_fixtures import torchrun
+
+    r = torchrun(2, ["-m", "soraplan", "train", "--tiny", "--cp", "2", "--steps", "3", "--save-every", "0",
+                     "--run-dir", str(tmp_path / "cp")])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    one = _train(["--steps", "3", "--save-every", "0", "--run-dir", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    a, b = _losses(tmp_path / "cp"), _losses(tmp_path / "one")
+    assert a.keys() == b.keys() == {1, 2, 3}
+    assert all(abs(a[k] - b[k]) <= 1e-5 * abs(b[k]) for k in a), (a, b)
+
+
+@pytest.mark.slow
 def test_two_process_pp2_runs_the_1f1b_schedule_and_resumes(tmp_path):
     from megatron_fixtures import torchrun
 
@@ -198,5 +212,5 @@ def test_wrong_shard_shapes_and_layout_errors(megatron_pg, tmp_path):
     assert r.exit_code == 2 and "needs 2 processes" in r.output
     r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r3"), "--pp", "2", "--vpp", "2"])
     assert r.exit_code == 2 and "parallel.vpp" in r.output
-    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r4"), "--cp", "2"])
+    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r4"), "--cp", "2", "--attention", "spatial-temporal"])
     assert r.exit_code == 2 and "parallel.cp" in r.output

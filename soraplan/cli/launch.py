@@ -12,6 +12,7 @@ import typer
 from .common import print_json, spec_from_flags, with_spec_options
 
 L, S, K8 = "Launch", "Slurm", "Kubernetes"
+ACTIVE_STATES = ("submitted", "pending", "running", "requeued", "suspended")  # a run in these is not resubmitted
 
 
 def _o(*names: str, help: str, panel: str = L, **kw: Any) -> Any:
@@ -32,7 +33,10 @@ def build_options(spec: Any, extras: dict[str, Any], cli: dict[str, Any], spec_f
     data.update({k: v for k, v in cli.items() if v is not None and v != () and v is not False})
     if spec_flags.get("name"):
         data["name"] = spec_flags["name"]
-    data.setdefault("name", spec.name)
+    if "name" not in data:  # default: the spec's name made run-name safe ("DiT-XL/2" -> "DiT-XL-2")
+        import re
+
+        data["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", spec.name).lstrip("._-")[:63] or "run"
     try:
         return LaunchOptions.model_validate(data)
     except ValidationError as e:
@@ -93,12 +97,12 @@ def launch(
         raise UserError("--resume and --force exclude each other")
     backend = get_backend(opts.cluster)
     plan = estimate(spec, compare=False)
+    text = backend.render(spec, plan, opts)  # pure; also rejects bad input before anything is recorded
     if opts.dry_run:
         if opts.output_dir is not None and hasattr(backend, "write_dry_run"):  # one file per object
             for path in backend.write_dry_run(spec, plan, opts):
                 typer.echo(str(path))
             return
-        text = backend.render(spec, plan, opts)
         if text:
             typer.echo(text, nl=not text.endswith("\n"))
         return
@@ -109,11 +113,18 @@ def launch(
         if book.exists(opts.name):
             if resume:
                 record = book.get(opts.name)
-                if record.state in ("completed",):
+                live = backend.status(record).get("state", record.state) if record.job_ids else record.state
+                if "completed" in (record.state, live):
                     raise UserError(f"run {opts.name!r} has completed; a finished run is never restarted (use --force)")
+                if live in ACTIVE_STATES:
+                    raise UserError(f"run {opts.name!r} is still {live} (jobs {', '.join(record.job_ids)}); "
+                                    "not submitting it twice (soraplan cancel it first)")
             elif not force:
                 raise UserError(f"run {opts.name!r} exists already; use --resume to continue it or --force to start it anew")
             else:
+                old = book.get(opts.name)
+                if old.job_ids and old.backend == opts.cluster:
+                    backend.cancel(old)  # --force: the old run's jobs must not keep writing into the run dir
                 record = book.create(opts.name, opts.cluster, opts.run_dir, spec.model_dump(mode="json"), plan,
                                      opts.model_dump(mode="json"), replace=True)
         else:

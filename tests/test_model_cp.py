@@ -1,0 +1,30 @@
+"""Context parallel (K/V all-gathered over 2 gloo ranks, gradients summed over CP) equals cp=1."""
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.megatron, pytest.mark.slow]
+
+
+def test_cp2_equals_cp1_loss_and_grads():
+    from megatron_fixtures import torchrun
+
+    from soraplan.models.cp_check import CASES
+
+    r = torchrun(2, ["-m", "soraplan.models.cp_check"])
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(rows) == len(CASES)
+    assert all(row["ok"] and row["max_rel_grad_err"] < 1e-4 for row in rows), rows
+
+
+def test_cp_refuses_what_it_cannot_do(megatron_pg):
+    from soraplan.models.build import build_model
+    from soraplan.planner.config import build_spec
+    from soraplan.planner.errors import UserError
+
+    spec = build_spec(flags={"layers": 2, "hidden": 64, "heads": 4, "frames": 16, "res": 64, "cp": 2,
+                             "attention": "window:1,2,2", "text_tokens": 8, "text_dim": 32})
+    with pytest.raises(UserError, match="parallel.cp"):
+        build_model(spec, device="meta")
