@@ -81,7 +81,9 @@ def save(run_dir, step: int, model, optimizer, meta: dict, tp_rank: int, pp_rank
 
     final = step_dir(run_dir, step)
     rank = dist.get_rank()
-    nonce = torch.tensor([int(time.time() * 1000) % (2 ** 31)])
+    from .parallel import comm_device
+
+    nonce = torch.tensor([int(time.time() * 1000) % (2 ** 31)], device=comm_device())
     dist.broadcast(nonce, 0)                     # one temp name for all ranks
     tmp = final.with_name(f"{final.name}.tmp-{int(nonce)}")
     if rank == 0:
@@ -128,7 +130,9 @@ def _reraise_interrupts(e: BaseException) -> None:
 
 
 def _agree(ok: bool) -> bool:
-    flag = torch.tensor([1 if ok else 0])
+    from .parallel import comm_device
+
+    flag = torch.tensor([1 if ok else 0], device=comm_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
 

@@ -104,6 +104,16 @@ def _default_rng_streams() -> None:
         tracker.add(name, 1234 + 2718 + ps.get_tensor_model_parallel_rank())
 
 
+def comm_device():
+    """Where small control tensors (flags, losses) must live for collectives: CUDA under nccl, else CPU."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def destroy() -> None:
     """Tear down parallel_state and the process group (both optional)."""
     global _LAYOUT

@@ -53,8 +53,10 @@ def pipeline_step(model, spec, items: list[tuple[dict, torch.Tensor]], amp_dtype
     losses = get_forward_backward_func()(
         forward_step_func=forward_step, data_iterator=iter(items), model=[model], num_microbatches=len(items),
         seq_length=spec.seq_len, micro_batch_size=p.micro_batch, forward_only=False)
-    total = torch.zeros(())
+    from .parallel import comm_device
+
+    total = torch.zeros((), device=comm_device())
     if ps.is_pipeline_last_stage():
-        total = torch.stack([d["loss"].float().cpu() for d in losses]).mean()
+        total = torch.stack([d["loss"].float() for d in losses]).mean().to(total.device)
     dist.all_reduce(total, group=ps.get_pipeline_model_parallel_group())   # only the last stage adds
     return total

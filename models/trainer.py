@@ -117,7 +117,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
     from .data import Loader, ShardDataset, step_generator
     from .loss import diffusion_inputs, drop_labels, model_kwargs, training_loss
     from .pipeline import pipeline_step
-    from .parallel import dist_env, initialize
+    from .parallel import comm_device, dist_env, initialize
     from .shims import seed_model_parallel_rng
     from .train_loop import finalize_grads
 
@@ -129,6 +129,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
     check_layout(spec, world)
     initialize(spec)
     rank = dist.get_rank()
+    cdev = comm_device()
     tp_rank, pp_rank = ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank()
     dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
     cp_rank, cp_size = ps.get_context_parallel_rank(), ps.get_context_parallel_world_size()
@@ -217,7 +218,7 @@ def run(spec, args: TrainArgs, out=None) -> int:
             t0 = time.perf_counter()
             seed_model_parallel_rng((args.seed * 1_000_003 + step * 7 + dp_rank + 131 * cp_rank) % (2 ** 31))
             optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros(())
+            total = torch.zeros((), device=cdev)
             if spec.parallel.pp > 1:      # megatron's 1F1B schedule over the pipeline stages
                 items = []
                 for micro in range(microbatches):
@@ -234,13 +235,13 @@ def run(spec, args: TrainArgs, out=None) -> int:
                 with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss = training_loss(model, batch, args.objective, generator=g) / microbatches
                 (loss / cp_size).backward()        # CP: gradients are summed over the CP ranks
-                total += loss.detach().float().cpu()
+                total += loss.detach().float().to(cdev)
             finalize_grads(model, spec)
             optimizer.step()
             if dp_size > 1:
                 dist.all_reduce(total, group=ps.get_data_parallel_group())
                 total /= dp_size
-            stop = torch.tensor([1 if _Stop.requested else 0])
+            stop = torch.tensor([1 if _Stop.requested else 0], device=cdev)
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
             dt = time.perf_counter() - t0
             step += 1

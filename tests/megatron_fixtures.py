@@ -41,10 +41,10 @@ def free_port() -> int:
 
 
 def torchrun(nproc: int, args: list[str], timeout_s: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """python -m torch.distributed.run --nproc-per-node N <args> (captured; OMP 1 thread per rank)."""
+    """python -m torch.distributed.run --standalone --nproc-per-node N <args> (captured; OMP 1 thread per
+    rank; --standalone lets torchrun pick a free rendezvous port, no race with other processes)."""
     e = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"):
         e.pop(k, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=e)
