@@ -1,7 +1,7 @@
 """Pure tests of the Slurm renderers: golden sbatch text, allocation arithmetic, submitit/script parity,
 quoting and rejection of user-typed values. No cluster needed (the real-cluster tests are test_slurm_e2e.py).
 
-Regenerate the golden files after an intended change:  UPDATE_GOLDEN=1 pytest tests/test_slurm_script.py
+Regenerate the golden files after an intended change:  SORAPLAN_UPDATE_GOLDEN=1 pytest tests/test_slurm_script.py
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_golden_sbatch(case):
     spec, plan = _plan(**flags)
     text = render_sbatch(spec, plan, LaunchOptions(**opts))
     path = GOLDEN / f"sbatch_{case}.sh"
-    if os.environ.get("UPDATE_GOLDEN"):
+    if os.environ.get("SORAPLAN_UPDATE_GOLDEN"):
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
     assert text == path.read_text()

@@ -57,6 +57,9 @@ model:
   timestep_freq_dim: 256
   long_skip: false
   tokens_in_sequence: 0
+  qkv_bias: true
+  time_mlp: true
+  learned_pos_embed: false
 kernels:
   attention_kernel: flash
   dropout: 0.0
@@ -83,7 +86,10 @@ parallel:
 hardware:
   gpu: a100-80g
   custom: null
-  efficiency: 0.4
+  efficiency: null
+  gemm_efficiency: null
+  attention_efficiency: null
+  hbm_efficiency: null
   usd_per_gpu_hour: null
   buffer_gib: 3.0
   calibration: null
