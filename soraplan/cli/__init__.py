@@ -6,7 +6,7 @@ kubernetes and submitit are imported inside the functions that need them, so `so
 
 import typer
 
-from . import estimate as _estimate
+from . import estimate, launch, plan, profile, report, runs, train, validate
 
 app = typer.Typer(
     name="soraplan",
@@ -15,17 +15,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(_estimate.app, name="estimate")
-
-# Command groups register themselves here (one module each).
-for _mod in ("plan", "train", "validate", "launch", "runs", "report", "profile"):
-    try:
-        _m = __import__(f"soraplan.cli.{_mod}", fromlist=["register"])
-    except ModuleNotFoundError as _e:  # a group not built yet
-        if _e.name != f"soraplan.cli.{_mod}":
-            raise
-        continue
-    _m.register(app)
+app.add_typer(estimate.app, name="estimate")
+for _group in (plan, train, validate, launch, runs, report, profile):   # each module registers its commands
+    _group.register(app)
 
 
 def main() -> None:
