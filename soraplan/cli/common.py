@@ -80,8 +80,33 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     raise typer.Exit(code)
 
 
+# Optional packages -> the extra that installs them (pyproject.toml).
+EXTRAS = {"torch": "train", "megatron": "train", "einops": "train", "fvcore": "train", "safetensors": "train",
+          "plotly": "report", "submitit": "slurm", "kubernetes": "k8s", "diffusers": "unet"}
+
+
+def missing_extra_message(module: str) -> str | None:
+    top = module.split(".")[0]
+    if top not in EXTRAS:
+        return None
+    return f"this command needs {top!r}, which is not installed: pip install 'soraplan[{EXTRAS[top]}]'"
+
+
+def require(*modules: str) -> None:
+    """Fail with one line (exit 2) unless every module is importable."""
+    import importlib.util
+
+    for mod in modules:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            fail(missing_extra_message(mod) or f"missing module {mod!r}")
+
+
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UserError (and SpecError) into one line on stderr + exit 2."""
+    """Turn UserError (and SpecError) into one line on stderr + exit 2; so is a missing optional extra."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -91,6 +116,11 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except UserError as e:
             fail(str(e))
+        except ModuleNotFoundError as e:
+            msg = missing_extra_message(e.name or "")
+            if msg is None:
+                raise
+            fail(msg)
 
     return wrapper
 

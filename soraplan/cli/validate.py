@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import fail, print_json, spec_from_flags, with_spec_options
+from .common import fail, print_json, require, spec_from_flags, with_spec_options
 
 
 def _machine() -> dict[str, Any]:
@@ -82,6 +82,7 @@ def validate(
     """
     if device not in ("cpu", "cuda"):
         fail(f"--device: 'cpu' or 'cuda', got {device!r}")
+    require("torch", "megatron.core")
     given = {k: v for k, v in (spec_flags or {}).items() if v is not None}
     if device == "cuda":
         _cuda(given, spec_flags, calibration_out, steps, json_out)
