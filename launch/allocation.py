@@ -54,19 +54,24 @@ class Allocation:
         return asdict(self) | {"time": self.time_str}
 
 
+def split_nodes(world: int, gpus_per_node: int) -> tuple[int, int]:
+    """(nodes, GPUs per node) for `world` ranks: whole nodes only (a partial node would idle GPUs); a world
+    smaller than one node runs on one node with `world` GPUs. Shared by the Slurm and Kubernetes backends."""
+    if gpus_per_node < 1:
+        raise UserError("launch.gpus_per_node: must be at least 1 (one rank per GPU)")
+    if world <= gpus_per_node:
+        return 1, world
+    if world % gpus_per_node:
+        raise UserError(f"launch.gpus_per_node: world size ({world}) % GPUs per node ({gpus_per_node}) != 0; "
+                        "choose --gpus or --gpus-per-node so that whole nodes are used")
+    return world // gpus_per_node, gpus_per_node
+
+
 def allocate(plan: dict[str, Any], opts: Any) -> Allocation:
     """nodes = world / gpus_per_node (ceil not allowed: a partial node would idle GPUs), tasks = GPUs."""
     world = int(plan["spec"]["parallel"]["gpus"])
     gpn = opts.gpus_per_node if opts.gpus_per_node is not None else int(plan["hardware"]["gpus_per_node"])
-    if gpn < 1:
-        raise UserError("launch.gpus_per_node: must be >= 1 (one task per GPU)")
-    if world <= gpn:
-        nodes, per_node = 1, world
-    elif world % gpn:
-        raise UserError(f"launch.gpus_per_node: world size ({world}) % gpus per node ({gpn}) != 0; "
-                        "choose --gpus or --gpus-per-node so that whole nodes are used")
-    else:
-        nodes, per_node = world // gpn, gpn
+    nodes, per_node = split_nodes(world, gpn)
     if opts.grace_s >= opts.time_min * 60:
         raise UserError(f"launch.grace_s: the checkpoint signal ({opts.grace_s} s before the limit) must come after "
                         f"the start: raise --time-min ({opts.time_min} min) or lower grace_s")

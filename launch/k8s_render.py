@@ -28,6 +28,8 @@ import yaml
 
 from soraplan.planner.errors import UserError
 
+from .allocation import split_nodes
+
 from .k8s_names import (check_env_name, check_image, check_label, check_label_value, check_subdomain,
                         object_name, pod_hostnames)
 from .k8s_profiles import Profile
@@ -68,16 +70,8 @@ def layout_from_plan(plan: dict[str, Any], gpus_per_node: int | None = None) -> 
     """nodes = world / GPUs per node (a world smaller than one node runs on one node with `world` GPUs)."""
     par = plan["spec"]["parallel"]
     world = int(par["gpus"])
-    per_node = int(gpus_per_node or plan["hardware"]["gpus_per_node"])
-    if per_node < 1:
-        raise UserError("--gpus-per-node: must be at least 1 for --cluster k8s")
-    if world <= per_node:
-        per_node, nodes = world, 1
-    elif world % per_node:
-        raise UserError(f"parallel.gpus: world size ({world}) % GPUs per node ({per_node}) != 0; "
-                        "one pod per node needs whole nodes (change --gpus or --gpus-per-node)")
-    else:
-        nodes = world // per_node
+    nodes, per_node = split_nodes(world, int(gpus_per_node if gpus_per_node is not None
+                                             else plan["hardware"]["gpus_per_node"]))
     return Layout(world=world, gpus_per_node=per_node, nodes=nodes, tp=int(par["tp"]), pp=int(par["pp"]),
                   vpp=int(par.get("vpp", 1)), cp=int(par["cp"]), dp=int(par["dp"]),
                   micro_batch=int(par["micro_batch"]), global_batch=par.get("global_batch"))
