@@ -92,9 +92,7 @@ class Context:
     queue: str | None
     pvc: str | None
     spec_dump: dict[str, Any]
-    steps: int | None
-    tiny: bool
-    save_every: int | None
+    train_flags: tuple[str, ...]   # LaunchOptions.train_flags(): --steps / --tiny / --save-every
     train_args: tuple[str, ...]
     env: dict[str, str]
     debug: bool
@@ -133,7 +131,7 @@ def make_context(spec: Any, plan: dict[str, Any], opts: Any, profile: Profile) -
         profile=profile, rdma=rdma,
         queue=check_label_value(opts.queue, "--queue") if opts.queue else None,
         pvc=check_subdomain(opts.pvc, "--pvc") if opts.pvc else None,
-        spec_dump=spec.model_dump(mode="json"), steps=opts.steps, tiny=opts.tiny, save_every=opts.save_every,
+        spec_dump=spec.model_dump(mode="json"), train_flags=tuple(opts.train_flags()),
         train_args=tuple(opts.train_args), env=dict(opts.env), debug=opts.debug, max_retries=opts.max_retries,
         grace_s=opts.grace_s)
 
@@ -148,12 +146,7 @@ def train_argv(ctx: Context) -> list[str]:
             "--dp", str(lo.dp), "--gpus", str(lo.world), "--micro-batch", str(lo.micro_batch)]
     if lo.global_batch is not None:
         argv += ["--global-batch", str(lo.global_batch)]
-    if ctx.steps is not None:
-        argv += ["--steps", str(ctx.steps)]
-    if ctx.tiny:
-        argv.append("--tiny")
-    if ctx.save_every is not None:
-        argv += ["--save-every", str(ctx.save_every)]
+    argv += list(ctx.train_flags)
     if ctx.pvc:
         argv += ["--resume", "auto"]   # a restarted group continues from the latest complete checkpoint
     return argv + list(ctx.train_args)

@@ -61,6 +61,17 @@ class LaunchOptions(BaseModel):
                              "starts with a letter or digit; at most 63 characters)")
         return v
 
+    def train_flags(self) -> list[str]:
+        """The `soraplan train` flags every backend passes from these options (steps, tiny, save cadence)."""
+        flags: list[str] = []
+        if self.steps is not None:
+            flags += ["--steps", str(self.steps)]
+        if self.tiny:
+            flags.append("--tiny")
+        if self.save_every is not None:
+            flags += ["--save-every", str(self.save_every)]
+        return flags
+
     @property
     def run_dir(self) -> Path:
         return (self.run_root / self.name).resolve()

@@ -49,13 +49,7 @@ def train_argv(opts: Any, run_dir: Path) -> list[str]:
     """`python -m soraplan train` with the run's spec file, run directory and resume policy."""
     argv = [opts.python, "-m", "soraplan", "train", "--config", str(run_dir / "spec.yaml"),
             "--run-dir", str(run_dir), "--resume", "auto"]
-    if opts.steps is not None:
-        argv += ["--steps", str(opts.steps)]
-    if opts.tiny:
-        argv.append("--tiny")
-    if opts.save_every is not None:
-        argv += ["--save-every", str(opts.save_every)]
-    return argv + list(opts.train_args)
+    return argv + opts.train_flags() + list(opts.train_args)
 
 
 def env_for(opts: Any) -> dict[str, str]:

@@ -40,6 +40,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_rows(module: str, nproc: int = 2) -> list[dict]:
+    """Run one of soraplan.models' equivalence checks (tp_check, pp_check, cp_check) under torchrun and return
+    its JSON rows (one per case, printed by rank 0); the check process must exit 0."""
+    import importlib
+    import json
+
+    r = torchrun(nproc, ["-m", f"soraplan.models.{module}"])
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(rows) == len(importlib.import_module(f"soraplan.models.{module}").CASES)
+    return rows
+
+
 def torchrun(nproc: int, args: list[str], timeout_s: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """python -m torch.distributed.run --standalone --nproc-per-node N <args> (captured; OMP 1 thread per
     rank; --standalone lets torchrun pick a free rendezvous port, no race with other processes)."""

@@ -8,14 +8,9 @@ pytestmark = [pytest.mark.megatron, pytest.mark.slow]
 
 
 def test_tp2_sp_equals_tp1_outputs_and_grads():
-    from megatron_fixtures import torchrun
+    from megatron_fixtures import check_rows
 
-    r = torchrun(2, ["-m", "soraplan.models.tp_check"])
-    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    from soraplan.models.tp_check import CASES
-
-    assert len(rows) == len(CASES)
+    rows = check_rows("tp_check")
     for row in rows:
         assert row["ok"], row
         assert row["max_rel_grad_err"] < 1e-4 and not row["zero_grads"]
