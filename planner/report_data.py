@@ -1,6 +1,6 @@
 """Every number the HTML capacity report shows, gathered from the planner as one JSON-ready dict.
 
-Pure: no plotly, no file or network access. The renderer (`soraplan/cli/report_view.py`) only formats what
+Pure: no plotly, no file or network access. The renderer (`cli/report_view.py`) only formats what
 this module returns; it never computes a planning number itself. Sources:
   - `soraplan.planner.plan.plan(spec, gpu_counts, ...)` (issue D, what `soraplan plan --json` prints): ranked
     layouts per GPU count, the recommendation, the curriculum budget and the sensitivity list;

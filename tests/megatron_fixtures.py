@@ -46,10 +46,10 @@ def check_rows(module: str, nproc: int = 2) -> list[dict]:
     import importlib
     import json
 
-    r = torchrun(nproc, ["-m", f"soraplan.models.{module}"])
+    r = torchrun(nproc, ["-m", f"soraplan.validation.{module}"])
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert len(rows) == len(importlib.import_module(f"soraplan.models.{module}").CASES)
+    assert len(rows) == len(importlib.import_module(f"soraplan.validation.{module}").CASES)
     return rows
 
 

@@ -20,5 +20,6 @@ def test_wheel_has_only_the_soraplan_namespace(tmp_path):
     tops = {n.split("/")[0] for n in names}
     assert tops == {"soraplan", next(t for t in tops if t.endswith(".dist-info"))}, tops
     for mod in ("soraplan/planner/spec.py", "soraplan/models/__init__.py", "soraplan/launch/ledger.py",
-                "soraplan/templates/__init__.py", "soraplan/cli/estimate.py"):
+                "soraplan/templates/__init__.py", "soraplan/cli/estimate.py",
+                "soraplan/validation/measure.py", "soraplan/validation/unet_presets/animatediff.json"):
         assert mod in names, mod

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="the measured check needs torch (the
 nn = torch.nn
 F = torch.nn.functional
 
-from soraplan.models.profile import parse_input, profile_module  # noqa: E402
+from soraplan.validation.profile import parse_input, profile_module  # noqa: E402
 from soraplan.planner import build_spec  # noqa: E402
 from soraplan.planner.flops import flops  # noqa: E402
 from soraplan.planner.params import total_params  # noqa: E402

@@ -16,7 +16,7 @@ from soraplan.planner.errors import UserError
 
 torch = pytest.importorskip("torch", reason="the measured mode needs torch (the [train] extra)")
 
-from soraplan.models import profile as P  # noqa: E402
+from soraplan.validation import profile as P  # noqa: E402
 
 runner = CliRunner()
 HAS_DIFFUSERS = importlib.util.find_spec("diffusers") is not None

@@ -21,7 +21,7 @@ def _wrong_ffn(spec):
 
 
 def _base_rows():
-    from soraplan.models.measure_matrix import MATRIX, run_cases
+    from soraplan.validation.measure_matrix import MATRIX, run_cases
 
     rows, errors = run_cases([MATRIX[0]])
     assert not errors
@@ -100,9 +100,9 @@ def test_missing_outside_term_fails_the_micro_batch_not_the_block(megatron_pg, m
 def test_wrong_tp_divisor_fails_the_rank_comparison(monkeypatch):
     """TP=2 + SP in 2 gloo processes: a term declared replicated that is really split over TP fails."""
     import soraplan.planner.activations as act
-    from soraplan.models.measure_compare import tp_rows
-    from soraplan.models.measure_matrix import MATRIX, spec_for
-    from soraplan.models.measure_tp import run_tp
+    from soraplan.validation.measure_compare import tp_rows
+    from soraplan.validation.measure_matrix import MATRIX, spec_for
+    from soraplan.validation.measure_tp import run_tp
 
     case = next(c for c in MATRIX if c.device == "tp" and c.flags["sequence_parallel"])
     spec = spec_for(case)

@@ -35,7 +35,7 @@ def _module():
 def test_fvcore_counts_megatron_linear_baddbmm_sdpa(megatron_pg):
     import torch
 
-    from soraplan.models.fvcore_handlers import fvcore_forward_flops
+    from soraplan.validation.fvcore_handlers import fvcore_forward_flops
 
     x, q = torch.randn(10, 2, 64), torch.randn(2, 2, 8, 16)
     got = fvcore_forward_flops(_module(), (x, q))
@@ -53,7 +53,7 @@ def test_flop_counter_counts_cpu_flash_attention():
     import torch
     import torch.nn.functional as F
 
-    from soraplan.models.measure import training_flops
+    from soraplan.validation.measure import training_flops
 
     q = torch.randn(2, 4, 32, 16, requires_grad=True)
     m = torch.nn.Identity()

@@ -32,7 +32,7 @@ def test_calibration_out_needs_cuda_and_bad_device():
 
 
 def test_calibration_roundtrip_with_the_planner(tmp_path):
-    from soraplan.models.measure_gpu import calibration_record, write_calibration
+    from soraplan.validation.measure_gpu import calibration_record, write_calibration
     from soraplan.planner.step import load_calibration
 
     rec = calibration_record("h100-sxm", "NVIDIA H100 80GB HBM3", 0.4123456, 0.7, 0.5, {"x": 1})
@@ -50,7 +50,7 @@ def test_calibration_roundtrip_with_the_planner(tmp_path):
                                            ("NVIDIA H200", "h200"), ("NVIDIA A100-SXM4-80GB", "a100-80g"),
                                            ("NVIDIA A100-SXM4-40GB", "a100-40g"), ("NVIDIA B200", "b200")])
 def test_gpu_names(name, expected):
-    from soraplan.models.measure_gpu import planner_gpu_name
+    from soraplan.validation.measure_gpu import planner_gpu_name
     from soraplan.planner.hardware import resolve_gpu
 
     assert planner_gpu_name(name) == expected
@@ -58,14 +58,14 @@ def test_gpu_names(name, expected):
 
 
 def test_unknown_gpu_is_refused():
-    from soraplan.models.measure_gpu import GpuValidationError, planner_gpu_name
+    from soraplan.validation.measure_gpu import GpuValidationError, planner_gpu_name
 
     with pytest.raises(GpuValidationError):
         planner_gpu_name("Some Future Accelerator")
 
 
 def test_layers_that_fit_grow_with_memory_and_recompute():
-    from soraplan.models.measure_gpu import gpu_spec, layers_that_fit
+    from soraplan.validation.measure_gpu import gpu_spec, layers_that_fit
 
     h100 = 79.6 * 2**30
     none = layers_that_fit(lambda n: gpu_spec(n, "none", "h100-sxm"), 40, h100)
@@ -82,7 +82,7 @@ def test_gpu_training_loop_runs_on_cpu_with_cuda_stubs(megatron_pg, monkeypatch)
     master + AdamW, bf16 weights refreshed) on a tiny model on CPU; CUDA memory calls stubbed."""
     import torch
 
-    from soraplan.models import measure_gpu
+    from soraplan.validation import measure_gpu
     from soraplan.planner.config import build_spec
 
     for name in ("synchronize", "reset_peak_memory_stats", "empty_cache"):
@@ -99,7 +99,7 @@ def test_gpu_training_loop_runs_on_cpu_with_cuda_stubs(megatron_pg, monkeypatch)
 def test_fit_and_time_backs_off_after_an_oom(monkeypatch):
     import torch
 
-    from soraplan.models import measure_gpu
+    from soraplan.validation import measure_gpu
 
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda *a, **k: None)
     calls = []
@@ -122,7 +122,7 @@ def test_run_assembles_rows_and_calibration(monkeypatch, tmp_path):
 
     import torch
 
-    from soraplan.models import measure_gpu
+    from soraplan.validation import measure_gpu
     from soraplan.planner.step import load_calibration
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")

@@ -6,12 +6,12 @@ import pytest
 
 pytestmark = [pytest.mark.megatron, pytest.mark.slow]
 
-from soraplan.models.measure_matrix import MATRIX  # noqa: E402  (light: no torch at import)
+from soraplan.validation.measure_matrix import MATRIX  # noqa: E402  (light: no torch at import)
 
 
 @pytest.fixture(scope="module")
 def measured(megatron_pg):
-    from soraplan.models.measure_matrix import run_cases
+    from soraplan.validation.measure_matrix import run_cases
 
     rows, errors = run_cases(list(MATRIX))
     return rows, errors

@@ -8,7 +8,7 @@ import pytest
 def test_saved_bytes_dedup_params_and_modules(device):
     import torch
 
-    from soraplan.models.measure import record_saved
+    from soraplan.validation.measure import record_saved
 
     class Net(torch.nn.Module):
         def __init__(self):
@@ -36,7 +36,7 @@ def test_flash_on_meta_saves_what_flash_saves():
     import torch
     import torch.nn.functional as F
 
-    from soraplan.models.measure import flash_on_meta, record_saved
+    from soraplan.validation.measure import flash_on_meta, record_saved
 
     q = torch.randn(1, 2, 64, 16, device="meta", requires_grad=True)
     m = torch.nn.Identity()

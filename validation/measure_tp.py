@@ -1,6 +1,6 @@
 """Per-rank measurements under tensor parallelism: N gloo processes on one CPU machine.
 
-`run_tp(spec)` starts spec.parallel.tp copies of this module (`python -m soraplan.models.measure_tp`) with
+`run_tp(spec)` starts spec.parallel.tp copies of this module (`python -m soraplan.validation.measure_tp`) with
 torchrun-style variables (RANK, WORLD_SIZE, MASTER_ADDR/PORT); every rank builds the model, counts its own
 parameters (its TP shards + replicated tensors) and records the bytes its training forward saves for
 backward, and writes rank<N>.json. The parent returns the list of rank results.
@@ -40,7 +40,7 @@ def run_tp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
             env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1")
             log = open(Path(tmp) / f"rank{rank}.log", "w")
-            procs.append((subprocess.Popen([sys.executable, "-m", "soraplan.models.measure_tp", str(spec_path), tmp],
+            procs.append((subprocess.Popen([sys.executable, "-m", "soraplan.validation.measure_tp", str(spec_path), tmp],
                                            env=env, stdout=log, stderr=subprocess.STDOUT), log))
         failed = []
         for rank, (p, log) in enumerate(procs):
@@ -68,10 +68,10 @@ def _worker(spec_path: str, out_dir: str) -> None:
 
     from soraplan.planner.spec import Spec
 
-    from .build import build_model
-    from .loss import synthetic_batch, training_loss
+    from soraplan.models.build import build_model
+    from soraplan.models.loss import synthetic_batch, training_loss
     from .measure import record_saved
-    from .parallel import destroy
+    from soraplan.models.parallel import destroy
 
     results = []
     for data in json.loads(Path(spec_path).read_text()):

@@ -33,7 +33,7 @@ def profile(
     No weights are allocated and nothing runs on a device. Example:
     soraplan profile --preset modelscope-t2v --frames 16 --res 256
     """
-    from soraplan.models import profile as P
+    from soraplan.validation import profile as P
 
     dt = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16",
           "float16": "float16"}.get(dtype.lower())

@@ -2,7 +2,7 @@
 megatron's 1F1B schedule equals the pp=1 model on the same micro-batches (loss and every gradient;
 stage parameters are copied from a pp=1 model built on every rank). Prints one JSON line on rank 0.
 
-  python -m torch.distributed.run --nproc-per-node 2 -m soraplan.models.pp_check
+  python -m torch.distributed.run --nproc-per-node 2 -m soraplan.validation.pp_check
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ CASES = [{}, {"adaln": "per-block"}, {"adaln": "none"}, {"attention": "spatial-t
 def _items(spec, n: int):
     import torch
 
-    from .loss import diffusion_inputs, model_kwargs, synthetic_batch
+    from soraplan.models.loss import diffusion_inputs, model_kwargs, synthetic_batch
 
     out = []
     for i in range(n):
@@ -37,11 +37,11 @@ def main() -> int:
 
     from soraplan.planner.config import build_spec
 
-    from .build import build_model
-    from .loss import mse
-    from .parallel import initialize
-    from .pipeline import pipeline_step
-    from .train_loop import finalize_grads
+    from soraplan.models.build import build_model
+    from soraplan.models.loss import mse
+    from soraplan.models.parallel import initialize
+    from soraplan.models.pipeline import pipeline_step
+    from soraplan.models.train_loop import finalize_grads
 
     initialize(tp=1)
     pp = dist.get_world_size()

@@ -1,4 +1,4 @@
-"""Run the measurements of `soraplan.models.measure` on the real VideoDiT built from a Spec.
+"""Run the measurements of `soraplan.validation.measure` on the real VideoDiT built from a Spec.
 
 `measure_spec(spec, device)` builds the model (`build_model`), draws a synthetic micro-batch of
 spec.parallel.micro_batch samples and runs ONE training forward (FLOPs counted, saved tensors recorded)
@@ -30,8 +30,8 @@ def measure_spec(spec, device: str = "cpu", fvcore: bool = True, seed: int = 0) 
 
     import torch
 
-    from .build import build_model
-    from .loss import synthetic_batch, training_loss
+    from soraplan.models.build import build_model
+    from soraplan.models.loss import synthetic_batch, training_loss
     from .measure import count_flops, flash_on_meta, params_by_group, record_saved
 
     model = build_model(spec, device=device, seed=None if device == "meta" else seed)

@@ -126,8 +126,8 @@ def _timed_layout(spec, steps: int, progress: Callable[[str], None], device: str
     (`device` is "cuda" in use; the tests run this loop on CPU with the CUDA memory calls stubbed.)"""
     import torch
 
-    from .build import build_model
-    from .loss import synthetic_batch, training_loss
+    from soraplan.models.build import build_model
+    from soraplan.models.loss import synthetic_batch, training_loss
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

@@ -110,7 +110,7 @@ def render_dataset(r: dict[str, Any], console: Console | None = None) -> None:
 
 
 def preset_listing() -> dict[str, Any]:
-    from soraplan.models.profile import list_presets
+    from soraplan.validation.profile import list_presets
     from soraplan.planner.datasets import DATASETS
     from soraplan.planner.presets import FAMILIES, PRESETS
     from soraplan.planner.vlm_presets import LLMS, VLMS

@@ -9,7 +9,7 @@ module from a JSON config under `torch.device("meta")` (no weights, no memory), 
     storage (views share a storage) and excluding parameter storages - the bytes a training step holds
     between forward and backward for one micro-batch, before any recompute.
 Presets (`--preset modelscope-t2v|animatediff|i2vgen-xl`) are the published diffusers configs kept as data in
-`models/unet_presets/*.json`; they need `diffusers` (pip install diffusers).
+`validation/unet_presets/*.json`; they need `diffusers` (pip install diffusers).
 
 torch (and diffusers) are imported inside the functions: importing this module is cheap.
 """

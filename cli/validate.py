@@ -1,6 +1,6 @@
 """`soraplan validate`: the planner's numbers against the real Megatron-core DiT, measured.
 
-Default: the validation matrix (models/measure_matrix.py) on CPU, the 6B on the meta device and TP=2 in two
+Default: the validation matrix (validation/measure_matrix.py) on CPU, the 6B on the meta device and TP=2 in two
 gloo processes. With spec flags (or --config): that one spec. `--device cuda`: the GPU run (memory, step
 time, achieved TFLOP/s) that writes a calibration file. Exit 1 when any comparison is out of tolerance.
 """
@@ -90,7 +90,7 @@ def validate(
     if calibration_out is not None:
         fail("--calibration-out: only with --device cuda (a calibration is measured on a GPU)")
     warnings_off()
-    from soraplan.models import measure_matrix as mm
+    from soraplan.validation import measure_matrix as mm
 
     say = (lambda s: None) if json_out else (lambda s: sys.stderr.write(f"measuring: {s}\n"))
     if given:
@@ -126,7 +126,7 @@ def _cuda(given: dict, spec_flags: Any, calibration_out: Optional[Path], steps: 
     if not torch.cuda.is_available():
         fail("--device cuda: no CUDA device is visible on this machine (torch.cuda.is_available() is False)")
     warnings_off()
-    from soraplan.models import measure_gpu
+    from soraplan.validation import measure_gpu
 
     spec = spec_from_flags(spec_flags)[0] if given else None
     try:

@@ -2,7 +2,7 @@
 loss / cp per rank, gradients summed over CP) equals cp=1 in loss and every gradient. One JSON line per
 case on rank 0.
 
-  python -m torch.distributed.run --nproc-per-node 2 -m soraplan.models.cp_check
+  python -m torch.distributed.run --nproc-per-node 2 -m soraplan.validation.cp_check
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ def _run(spec):
     import torch
     import zlib
 
-    from .build import build_model
-    from .loss import synthetic_batch, training_loss
-    from .train_loop import finalize_grads
+    from soraplan.models.build import build_model
+    from soraplan.models.loss import synthetic_batch, training_loss
+    from soraplan.models.train_loop import finalize_grads
 
     model = build_model(spec, device="cpu", seed=9)
     with torch.no_grad():
@@ -44,7 +44,7 @@ def main() -> int:
 
     from soraplan.planner.config import build_spec
 
-    from .parallel import initialize
+    from soraplan.models.parallel import initialize
 
     initialize(tp=1)
     cp = dist.get_world_size()

@@ -2,7 +2,7 @@
 TP=tp model from the same seed and compares outputs and gradients (TP shards against slices of the TP=1
 gradient). Used by tests/test_model_tp.py; prints one JSON line per configuration on rank 0.
 
-  python -m torch.distributed.run --nproc-per-node 2 -m soraplan.models.tp_check
+  python -m torch.distributed.run --nproc-per-node 2 -m soraplan.validation.tp_check
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def _flags(case: dict, tp: int) -> dict:
 def _run(spec, seed: int = 7):
     import torch
 
-    from .build import build_model
-    from .loss import synthetic_batch, training_loss
+    from soraplan.models.build import build_model
+    from soraplan.models.loss import synthetic_batch, training_loss
 
     import zlib
 
@@ -56,7 +56,7 @@ def _run(spec, seed: int = 7):
     batch = synthetic_batch(spec, 2, "cpu", g)
     loss = training_loss(model, batch, generator=g)
     loss.backward()
-    from .train_loop import finalize_grads
+    from soraplan.models.train_loop import finalize_grads
 
     finalize_grads(model, spec)
     return float(loss), {n: p for n, p in model.named_parameters()}
@@ -70,7 +70,7 @@ def main() -> int:
 
     from soraplan.planner.config import build_spec
 
-    from .parallel import initialize
+    from soraplan.models.parallel import initialize
 
     initialize(tp=1)
     tp = dist.get_world_size()
