@@ -73,6 +73,7 @@ def validate(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     calibration_out: Annotated[Optional[Path], typer.Option("--calibration-out", help="--device cuda: write the calibration JSON here")] = None,
     steps: Annotated[int, typer.Option("--steps", help="--device cuda: timed training steps")] = 5,
+    results_out: Annotated[Optional[Path], typer.Option("--results-out", help="--device cuda: write the JSON result here after every layout (atomically)")] = None,
     spec_flags: Any = None,
 ) -> None:
     """Measure the real model (parameters, FLOPs, saved activations, TP ranks) and compare with the planner.
@@ -85,10 +86,12 @@ def validate(
     require("torch", "megatron.core")
     given = {k: v for k, v in (spec_flags or {}).items() if v is not None}
     if device == "cuda":
-        _cuda(given, spec_flags, calibration_out, steps, json_out)
+        _cuda(given, spec_flags, calibration_out, results_out, steps, json_out)
         return
     if calibration_out is not None:
         fail("--calibration-out: only with --device cuda (a calibration is measured on a GPU)")
+    if results_out is not None:
+        fail("--results-out: only with --device cuda (the CPU matrix prints its JSON with --json)")
     warnings_off()
     from soraplan.validation import measure_matrix as mm
 
@@ -120,7 +123,18 @@ def warnings_off() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _cuda(given: dict, spec_flags: Any, calibration_out: Optional[Path], steps: int, json_out: bool) -> None:
+def _cuda_document(result: dict[str, Any]) -> dict[str, Any]:
+    """The `--device cuda` JSON object: machine, rows, calibration, failed, ok, complete."""
+    rows = result["rows"]
+    failed = sum(1 for r in rows if not r.ok)
+    return {"machine": _machine(), "device": "cuda", "complete": result["complete"],
+            "rows": [r.as_dict() for r in rows], "calibration": result["calibration"], "failed": failed,
+            "ok": failed == 0}
+
+
+def _cuda(given: dict, spec_flags: Any, calibration_out: Optional[Path], results_out: Optional[Path], steps: int,
+          json_out: bool) -> None:
+    """The GPU run. Progress goes to stderr always (under --json too); stdout gets the table or the JSON."""
     import torch
 
     if not torch.cuda.is_available():
@@ -128,24 +142,30 @@ def _cuda(given: dict, spec_flags: Any, calibration_out: Optional[Path], steps: 
     warnings_off()
     from soraplan.validation import measure_gpu
 
+    def say(line: str) -> None:
+        sys.stderr.write(f"gpu: {datetime.datetime.now(datetime.timezone.utc):%H:%M:%S} {line}\n")
+        sys.stderr.flush()
+
+    def save(result: dict[str, Any]) -> None:
+        if results_out is not None:
+            measure_gpu.write_json_atomic(results_out, _cuda_document(result))
+        if calibration_out is not None and result["calibration"] is not None:
+            measure_gpu.write_calibration(calibration_out, result["calibration"])
+        say(f"results so far written ({'complete' if result['complete'] else 'partial'})")
+
     spec = spec_from_flags(spec_flags)[0] if given else None
     try:
-        result = measure_gpu.run(spec, steps=steps, progress=(lambda s: None) if json_out else
-                                 (lambda s: sys.stderr.write(f"gpu: {s}\n")))
+        result = measure_gpu.run(spec, steps=steps, progress=say, on_result=save)
     except measure_gpu.GpuValidationError as e:
         fail(str(e))
-    if calibration_out is not None:
-        measure_gpu.write_calibration(calibration_out, result["calibration"])
-    rows = result["rows"]
-    failed = sum(1 for r in rows if not r.ok)
+    doc = _cuda_document(result)
     if json_out:
-        print_json({"machine": _machine(), "device": "cuda", "rows": [r.as_dict() for r in rows],
-                    "calibration": result["calibration"], "failed": failed, "ok": failed == 0})
+        print_json(doc)
     else:
-        render_table(rows, [], f"soraplan validate --device cuda: {result['calibration']['device']}")
+        render_table(result["rows"], [], f"soraplan validate --device cuda: {result['calibration']['device']}")
         if calibration_out is not None:
             sys.stdout.write(f"calibration written to {calibration_out}\n")
-    if failed:
+    if doc["failed"]:
         raise typer.Exit(1)
 
 

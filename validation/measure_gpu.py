@@ -2,32 +2,51 @@
 
 What it does, on one CUDA GPU:
   1. The 6B width (soraplan-6B: 3072 wide, 24 heads, FFN 12288, cross-attention) at the full 30,720 tokens,
-     bf16, SDPA flash, micro-batch 1, with as many layers as the planner says fit in 85 % of this GPU's
-     memory (fewer, by 25 % steps, if the allocator disagrees: an OOM is a finding, reported).
+     bf16, micro-batch 1, with as many layers as the planner says fit in 85 % of this GPU's memory (fewer,
+     by 25 % steps, if the allocator disagrees: an OOM is a finding, reported and recorded).
   2. Megatron-style mixed precision by hand, so the memory is what the planner models (18 bytes/param):
      bf16 weights, fp32 main grads (bf16 grads are folded in and freed by a post-accumulate hook),
      fp32 master weights and AdamW moments (torch.optim.AdamW, foreach off), bf16 weights refreshed.
-  3. Per layout (recompute none and full): 2 warm-up steps, then `steps` timed steps.
+  3. Per layout (recompute none and full): 2 warm-up steps, then `steps` timed steps, with the SDPA backend
+     pinned to what the planner assumes (`SDPA_BACKENDS`: flash for self-attention; the masked
+     cross-attention, which flash cannot run, on the memory-efficient kernel).
      torch.cuda.max_memory_allocated over a timed step vs the planner's weights + grads + optimizer +
      activations (the planner's CUDA-context/NCCL allowance `buffer_gib` is not allocator memory, so it is
      left out of this comparison), within 10 %.
-     forward+backward time -> achieved TFLOP/s = planner hardware FLOPs / time; efficiency = achieved/peak.
+     forward+backward time -> achieved TFLOP/s = planner hardware FLOPs / time, against the step model's
+     compute time; efficiency = achieved / peak. Between layouts every reference cycle is collected and
+     the allocator's cache emptied, so one layout's model cannot inflate the next one's peak.
   4. Microbenchmarks: a bf16 GEMM of the MLP's shape and flash SDPA forward+backward at 30,720 tokens
      -> gemm_efficiency, attention_efficiency.
-The calibration JSON is what `soraplan.planner.step.load_calibration` reads ("gpu", "efficiency").
+The calibration JSON is what `soraplan.planner.step.load_calibration` reads ("gpu", "efficiency"); the
+efficiencies keep full precision. `run(on_result=...)` receives the result so far after every layout, so
+a failure or a timeout keeps what was measured.
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 GPU_MEMORY_TOL = 0.10
 FIT_FRACTION = 0.85
+OOM_RETRIES = 4
+
+# Where the model and tensors live: "cuda"; the CPU rehearsal (benchmarks/gpu_rehearsal.py) sets "cpu".
+DEVICE = "cuda"
+
+# SDPA backends allowed while training, in priority order. Self-attention (no mask) runs flash; the masked
+# cross-attention cannot (flash takes no attn_mask) and runs the memory-efficient kernel. That is what the
+# planner's memory model assumes (flash keeps q, k, v, out and the logsumexp; the masked kernel a float copy
+# of the text mask). No math fallback: a silent fallback would measure another kernel.
+SDPA_BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION")
+SDPA_RECORD = {"allowed_in_priority_order": list(SDPA_BACKENDS), "self_attention": "FLASH_ATTENTION",
+               "cross_attention_masked": "EFFICIENT_ATTENTION", "microbench_attention": "FLASH_ATTENTION"}
 
 # torch.cuda.get_device_name() substrings -> planner/hardware.py names (first match wins)
 _NAMES = (("H200", "h200"), ("H800", "h800"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("B200", "b200"),
@@ -48,21 +67,61 @@ def planner_gpu_name(device_name: str) -> str:
                              "add it there before calibrating")
 
 
-def calibration_record(gpu: str, device_name: str, efficiency: float, gemm: float, attention: float,
-                       measured: dict[str, Any]) -> dict[str, Any]:
-    return {"gpu": gpu, "efficiency": round(efficiency, 4), "gemm_efficiency": round(gemm, 4),
-            "attention_efficiency": round(attention, 4),
+def calibration_record(gpu: str, device_name: str, efficiency: float, gemm: Optional[float],
+                       attention: Optional[float], measured: dict[str, Any]) -> dict[str, Any]:
+    """The calibration object, efficiencies at full precision.
+
+    Args:
+        gpu: the planner's GPU name. device_name: torch's name for the device.
+        efficiency: achieved / peak of the training step, in (0, 1].
+        gemm, attention: the microbenchmarks' achieved / peak, or None before they ran.
+        measured: the raw measurements kept beside the efficiencies.
+    Returns:
+        the JSON object `planner.step.load_calibration` reads.
+    """
+    return {"gpu": gpu, "efficiency": efficiency, "gemm_efficiency": gemm, "attention_efficiency": attention,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "device": device_name, "source": "soraplan validate --device cuda", "measured": measured}
 
 
-def write_calibration(path: Path, record: dict[str, Any]) -> None:
-    """Atomically write the calibration JSON (temp file + rename)."""
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON: a temp file in the same folder, fsync, rename.
+
+    Args:
+        path: the destination (its folder is created). obj: anything json.dumps accepts.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(obj, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def write_calibration(path: Path, record: dict[str, Any]) -> None:
+    """Atomically write the calibration JSON (temp file, fsync, rename)."""
+    write_json_atomic(path, record)
+
+
+def release_memory() -> None:
+    """Free what the last layout left: reference cycles (gc) and the allocator's cached blocks.
+
+    Call it outside any `except` block: there the traceback still holds the failed step's frames and,
+    through them, its model.
+    """
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def sdpa_pinned():
+    """A context manager restricting SDPA to `SDPA_BACKENDS`, in that priority order."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, b) for b in SDPA_BACKENDS], set_priority=True)
 
 
 def gpu_spec(layers: int, recompute: str, gpu: str, base=None):
@@ -121,28 +180,27 @@ def _mixed_precision(model):
     return step
 
 
-def _timed_layout(spec, steps: int, progress: Callable[[str], None], device: str = "cuda") -> dict[str, Any]:
-    """Build, warm up 2 steps, time `steps` (median); peak allocator memory over the timed steps.
-    (`device` is "cuda" in use; the tests run this loop on CPU with the CUDA memory calls stubbed.)"""
+def _timed_layout(spec, steps: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Build on DEVICE, warm up 2 steps, time `steps` (median); peak allocator memory over the timed steps."""
     import torch
 
     from soraplan.models.build import build_model
     from soraplan.models.loss import synthetic_batch, training_loss
 
-    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model = build_model(spec, device=device, seed=0)
+    model = build_model(spec, device=DEVICE, seed=0)
     model.train()
     step_opt = _mixed_precision(model)
     g = torch.Generator().manual_seed(0)
-    batch = synthetic_batch(spec, 1, device, g)
+    batch = synthetic_batch(spec, 1, DEVICE, g)
     fb_times, step_times, peaks = [], [], []
     for i in range(2 + steps):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        loss = training_loss(model, batch, generator=g)
-        loss.backward()
+        with sdpa_pinned():
+            loss = training_loss(model, batch, generator=g)
+            loss.backward()
         torch.cuda.synchronize()
         t1 = time.perf_counter()
         step_opt()
@@ -153,10 +211,10 @@ def _timed_layout(spec, steps: int, progress: Callable[[str], None], device: str
             fb_times.append(t1 - t0)
             step_times.append(t2 - t0)
             peaks.append(torch.cuda.max_memory_allocated())
-        progress(f"layers={spec.model.layers} recompute={spec.parallel.recompute} step {i + 1}/{2 + steps}: "
-                 f"{t2 - t0:.3f} s, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-    del model, batch
-    torch.cuda.empty_cache()
+        progress(f"layers={spec.model.layers} recompute={spec.parallel.recompute} step {i + 1}/{2 + steps}"
+                 f"{'' if i >= 2 else ' (warm-up)'}: {t2 - t0:.3f} s, peak "
+                 f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    del model, batch, step_opt
     fb_times.sort()
     step_times.sort()
     return {"fwd_bwd_s": fb_times[len(fb_times) // 2], "step_s": step_times[len(step_times) // 2],
@@ -164,22 +222,34 @@ def _timed_layout(spec, steps: int, progress: Callable[[str], None], device: str
 
 
 def _fit_and_time(spec_at: Callable[[int], Any], max_layers: int, capacity: float, steps: int,
-                  progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+                  progress: Callable[[str], None]) -> tuple[Any, dict[str, Any], int, list[dict[str, Any]]]:
+    """Time the most layers that fit, backing off by 25 % per out-of-memory error.
+
+    Returns:
+        (spec run, measurements, layers the planner said fit, back-off records [{"layers", "error"}]).
+    """
     import torch
 
-    n = layers_that_fit(spec_at, max_layers, capacity)
-    for _ in range(4):
+    planned = n = layers_that_fit(spec_at, max_layers, capacity)
+    backoff: list[dict[str, Any]] = []
+    for _ in range(OOM_RETRIES + 1):
         spec = spec_at(n)
+        release_memory()
+        progress(f"layers={n} recompute={spec.parallel.recompute}: building (planner: {planned} fit)")
+        error = None
         try:
-            return spec, _timed_layout(spec, steps, progress)
-        except torch.cuda.OutOfMemoryError:
-            progress(f"out of memory at {n} layers (the planner said it fits): retrying with fewer")
-            import gc
-
-            gc.collect()
-            torch.cuda.empty_cache()
-            n = max(1, int(n * 0.75))
-    raise GpuValidationError("out of memory even after reducing the layer count 4 times")
+            return spec, _timed_layout(spec, steps, progress), planned, backoff
+        except torch.cuda.OutOfMemoryError as e:
+            error = str(e).strip().splitlines()[0][:300] if str(e).strip() else "out of memory"
+        # Outside the except block: the traceback, which holds the failed model, is gone.
+        release_memory()
+        backoff.append({"layers": n, "error": error})
+        progress(f"out of memory at {n} layers (the planner said {planned} fit): retrying with fewer")
+        if n == 1:
+            break
+        n = max(1, int(n * 0.75))
+    raise GpuValidationError(f"out of memory even at {n} layers, after {len(backoff)} tries "
+                             f"({', '.join(str(b['layers']) for b in backoff)} layers)")
 
 
 def _bench(fn: Callable[[], Any], repeats: int = 10) -> float:
@@ -201,12 +271,13 @@ def microbench(spec, peak_flops: float) -> dict[str, float]:
     import torch.nn.functional as F
 
     s, h, f, a = spec.seq_len, spec.model.hidden, spec.model.ffn, spec.model.heads
-    x = torch.randn(s, h, device="cuda", dtype=torch.bfloat16)
-    w = torch.randn(h, f, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(s, h, device=DEVICE, dtype=torch.bfloat16)
+    w = torch.randn(h, f, device=DEVICE, dtype=torch.bfloat16)
     gemm_s = _bench(lambda: x @ w)
     gemm = 2 * s * h * f / gemm_s / peak_flops
     del x, w
-    q, k, v = (torch.randn(1, a, s, h // a, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    q, k, v = (torch.randn(1, a, s, h // a, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
 
     def attn() -> None:
         with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
@@ -216,11 +287,27 @@ def microbench(spec, peak_flops: float) -> dict[str, float]:
     attn_s = _bench(attn, repeats=5)
     # forward 2 matmuls (4 s^2 h FLOPs), backward 2.5x that (flash recomputes QK^T): 3.5 x forward
     attention = 3.5 * 4 * s * s * h / attn_s / peak_flops
+    del q, k, v
     return {"gemm_efficiency": gemm, "gemm_s": gemm_s, "attention_efficiency": attention, "attention_s": attn_s}
 
 
-def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Measure on the visible GPU; returns {"rows": [Row], "calibration": {...}}."""
+def _clip(eff: float) -> float:
+    """An efficiency the loader accepts: at most 1 (a measurement above peak is reported in `measured`)."""
+    return min(eff, 1.0)
+
+
+def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda s: None,
+        on_result: Callable[[dict[str, Any]], None] = lambda r: None) -> dict[str, Any]:
+    """Measure on the visible GPU.
+
+    Args:
+        user_spec: the spec to measure (its width, sequence and at most its layers), or None for the 6B.
+        steps: timed training steps per layout (after 2 warm-up steps).
+        progress: receives one line per step, build, out-of-memory back-off and benchmark.
+        on_result: receives the result so far after every layout and after the microbenchmarks.
+    Returns:
+        {"rows": [Row], "calibration": {...}, "complete": True}; partial results have "complete": False.
+    """
     import torch
 
     if steps < 1:
@@ -238,10 +325,20 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
     capacity = torch.cuda.get_device_properties(0).total_memory
     max_layers = user_spec.model.layers if user_spec is not None else 40
     rows: list = []
-    measured: dict[str, Any] = {"device_memory_bytes": capacity}
+    measured: dict[str, Any] = {"device_memory_bytes": capacity, "peak_tflops": peak / 1e12, "sdpa": SDPA_RECORD,
+                                "torch": torch.__version__, "steps": steps}
     effs = []
+
+    def result(complete: bool) -> dict[str, Any]:
+        gemm = _clip(measured["microbench"]["gemm_efficiency"]) if "microbench" in measured else None
+        attn = _clip(measured["microbench"]["attention_efficiency"]) if "microbench" in measured else None
+        cal = calibration_record(gpu, device_name, _clip(effs[0]), gemm, attn, measured) if effs else None
+        return {"rows": list(rows), "calibration": cal, "complete": complete}
+
     for recompute in ("none", "full"):
-        spec, m = _fit_and_time(lambda n: gpu_spec(n, recompute, gpu, user_spec), max_layers, capacity, steps, progress)
+        spec, m, planned_layers, backoff = _fit_and_time(lambda n: gpu_spec(n, recompute, gpu, user_spec),
+                                                         max_layers, capacity, steps, progress)
+        release_memory()                     # this layout's model must not count in the next one's peak
         name = f"{spec.model.name} width, {spec.model.layers} layers, {spec.seq_len:,} tokens, recompute {recompute}"
         mem = memory(spec)
         planned = mem.total - mem.buffers
@@ -249,22 +346,32 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
         achieved = hw_flops / m["fwd_bwd_s"]
         eff = achieved / peak
         effs.append(eff)
-        predicted_step = step_time(spec).time_s
+        st = step_time(spec)
+        oe = op_efficiency(spec)
+        predicted_tflops = hw_flops / st.compute_s / 1e12
         rows += [
+            Row(name, "layers run (predicted: the planner's fit in 85 % of memory)", spec.model.layers,
+                planned_layers, None, "layers"),
             Row(name, "max_memory_allocated vs planned (no buffer allowance)", m["max_memory_allocated"], planned,
                 GPU_MEMORY_TOL, "B"),
-            Row(name, "forward+backward time", m["fwd_bwd_s"], None, None, "s"),
-            Row(name, f"step time (planner at GEMM {op_efficiency(spec).gemm:.2f}, attention {op_efficiency(spec).attention:.2f})",
-                m["step_s"], predicted_step,
+            Row(name, "forward+backward time (predicted: step model compute)", m["fwd_bwd_s"], st.compute_s,
                 None, "s"),
-            Row(name, "achieved TFLOP/s (hardware FLOPs)", achieved / 1e12, None, None, "TFLOP/s"),
+            Row(name, f"step time (planner at GEMM {oe.gemm:.2f}, attention {oe.attention:.2f})",
+                m["step_s"], st.time_s, None, "s"),
+            Row(name, "achieved TFLOP/s (hardware FLOPs; predicted: step model)", achieved / 1e12,
+                predicted_tflops, None, "TFLOP/s"),
         ]
-        measured[f"recompute_{recompute}"] = {"layers": spec.model.layers, "tokens": spec.seq_len, **m,
-                                              "planned_bytes": planned, "hardware_flops": hw_flops,
-                                              "achieved_tflops": achieved / 1e12, "efficiency": eff}
-    bench = microbench(gpu_spec(1, "none", gpu, user_spec), peak)
-    measured["microbench"] = bench
-    efficiency = min(effs[0], 1.0)    # no recompute: the planner's recompute FLOPs are counted in `hardware`
-    record = calibration_record(gpu, device_name, efficiency, bench["gemm_efficiency"], bench["attention_efficiency"],
-                                measured)
-    return {"rows": rows, "calibration": record}
+        measured[f"recompute_{recompute}"] = {
+            "layers": spec.model.layers, "layers_planned": planned_layers, "oom_backoff": backoff,
+            "tokens": spec.seq_len, **m, "planned_bytes": planned, "hardware_flops": hw_flops,
+            "achieved_tflops": achieved / 1e12, "predicted_tflops": predicted_tflops, "efficiency": eff,
+            "predicted_compute_s": st.compute_s, "predicted_step_s": st.time_s,
+            "planner_gemm_efficiency": oe.gemm, "planner_attention_efficiency": oe.attention}
+        on_result(result(False))
+    progress("microbenchmarks: bf16 GEMM and flash attention")
+    measured["microbench"] = microbench(gpu_spec(1, "none", gpu, user_spec), peak)
+    release_memory()
+    # the calibration's efficiency is the no-recompute layout's: the planner counts recompute in `hardware`
+    out = result(True)
+    on_result(out)
+    return out
