@@ -37,6 +37,7 @@ STEPS="${STEPS:-5}"
 # (tests/test_gpu_wheels.py keeps this equal to what the CPU rehearsal imports, rich aside: the table).
 IMPORTS="torch megatron.core pydantic pydantic_core annotated_types typing_inspection typing_extensions einops typer rich yaml numpy packaging"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/gpu_validate.log"
 : > "$LOG"
 say() { echo "gpu_validate: $(date -u +%H:%M:%S) $*" | tee -a "$LOG" >&2; }
@@ -45,6 +46,7 @@ die() { say "error: $*"; exit 2; }
 { nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit \
     --format=csv; } > "$OUT/nvidia-smi.txt" 2>&1 || say "nvidia-smi failed (see nvidia-smi.txt)"
 
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 say "checking the carried wheels in $WHEELS against benchmarks/gpu_wheels.txt"
 wheels=$("$PY" benchmarks/gpu_wheels.py check "$WHEELS" 2>>"$LOG") \
     || die "the wheel folder does not match the pins (run benchmarks/fetch_gpu_wheels.sh and carry .whl)"
@@ -71,14 +73,14 @@ print("linked", ", ".join(sorted(dirs)))
 PYEOF
 export PYTHONPATH="$SRC:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+# From here Python runs in $SRC: run from the checkout, the current folder would come first on sys.path and
+# its bare soraplan/ (no subpackages) would hide the linked one.
+cd "$SRC" || die "no $SRC"
 
 say "checking the imports: $IMPORTS"
 "$PY" - $IMPORTS > "$OUT/env.txt" 2>>"$LOG" <<'PYEOF' || die "an import failed (see env.txt and the log)"
 import importlib, importlib.metadata as md, platform, sys
 print("python", platform.python_version(), sys.executable)
-import torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(),
-      "device", torch.cuda.get_device_name() if torch.cuda.is_available() else "-")
 failed = []
 for name in sys.argv[1:]:
     try:
@@ -93,9 +95,13 @@ for name in sys.argv[1:]:
     except md.PackageNotFoundError:
         version = getattr(mod, "__version__", "?")
     print(f"{name} {version} {getattr(mod, '__file__', '')}")
+if failed:
+    sys.exit(1)
+import torch
+print("torch cuda", torch.version.cuda, "available", torch.cuda.is_available(),
+      "device", torch.cuda.get_device_name() if torch.cuda.is_available() else "-")
 import soraplan.validation.measure_gpu
 print("soraplan", soraplan.__version__, soraplan.__file__)
-sys.exit(1 if failed else 0)
 PYEOF
 cat "$OUT/env.txt" >> "$LOG"
 
