@@ -34,8 +34,8 @@ PY="${PYTHON:-python3}"
 TIMEOUT_S="${TIMEOUT_S:-390}"
 STEPS="${STEPS:-5}"
 # The modules `soraplan validate --device cuda` imports from outside the standard library and soraplan
-# (tests/test_gpu_wheels.py keeps this equal to what the CPU rehearsal imports, rich aside: the table).
-IMPORTS="torch megatron.core pydantic pydantic_core annotated_types typing_inspection typing_extensions einops typer rich yaml numpy packaging"
+# (tests/test_gpu_rehearsal.py checks each against what the CPU rehearsal of this command imports).
+IMPORTS="torch megatron.core pydantic pydantic_core annotated_types typing_inspection typing_extensions einops typer yaml numpy packaging"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/gpu_validate.log"

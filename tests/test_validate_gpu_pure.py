@@ -41,7 +41,8 @@ def test_calibration_roundtrip_with_the_planner(tmp_path):
     data = json.loads(path.read_text())
     assert data["source"] == "soraplan validate --device cuda" and data["device"].startswith("NVIDIA")
     assert set(data) >= {"gpu", "efficiency", "gemm_efficiency", "attention_efficiency", "date", "measured"}
-    assert load_calibration(str(path), "h100-sxm") == pytest.approx({"efficiency": 0.4123, "gemm": 0.7, "attention": 0.5})
+    assert load_calibration(str(path), "h100-sxm") == {"efficiency": 0.4123456, "gemm": 0.7, "attention": 0.5}
+    assert not list(path.parent.glob(".*tmp*"))
     with pytest.raises(ValueError):
         load_calibration(str(path), "a100-80g")
 
@@ -90,8 +91,9 @@ def test_gpu_training_loop_runs_on_cpu_with_cuda_stubs(megatron_pg, monkeypatch)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 1234)
     spec = build_spec(flags={"frames": 16, "res": 64, "latent_channels": 4, "text_tokens": 8, "text_dim": 32,
                              "layers": 2, "hidden": 64, "heads": 4, "ffn_hidden": 256, "precision": "fp32"})
+    monkeypatch.setattr(measure_gpu, "DEVICE", "cpu")
     seen = []
-    m = measure_gpu._timed_layout(spec, 2, seen.append, device="cpu")
+    m = measure_gpu._timed_layout(spec, 2, seen.append)
     assert m["max_memory_allocated"] == 1234 and m["fwd_bwd_s"] > 0 and m["step_s"] >= m["fwd_bwd_s"]
     assert len(seen) == 4
 
@@ -111,9 +113,93 @@ def test_fit_and_time_backs_off_after_an_oom(monkeypatch):
         return {"fwd_bwd_s": 1.0, "step_s": 1.1, "max_memory_allocated": 1}
 
     monkeypatch.setattr(measure_gpu, "_timed_layout", fake)
-    spec, m = measure_gpu._fit_and_time(lambda n: measure_gpu.gpu_spec(n, "none", "h100-sxm"), 40, 79.6 * 2**30, 1,
-                                        lambda s: None)
+    spec, m, planned, backoff = measure_gpu._fit_and_time(lambda n: measure_gpu.gpu_spec(n, "none", "h100-sxm"), 40,
+                                                          79.6 * 2**30, 1, lambda s: None)
     assert calls[1] == int(calls[0] * 0.75) and spec.model.layers == calls[1]
+    assert planned == calls[0] and backoff == [{"layers": calls[0], "error": "fake"}]
+
+
+def test_the_failed_model_is_freed_before_the_retry(monkeypatch):
+    """The model of an out-of-memory step sits in a reference cycle and in the traceback's frames: it must be
+    collected before the next build, which only a gc.collect() outside the except block does."""
+    import weakref
+
+    import torch
+
+    from soraplan.validation import measure_gpu
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda *a, **k: emptied.append(1))
+    refs, alive_at_next_build = [], []
+
+    class Model:
+        pass
+
+    def fake(spec, steps, progress):
+        alive_at_next_build.append([r() is not None for r in refs])
+        model = Model()
+        model.cycle = model                     # freed only by the cycle collector
+        refs.append(weakref.ref(model))
+        if len(refs) == 1:
+            raise torch.cuda.OutOfMemoryError("fake")
+        return {"fwd_bwd_s": 1.0, "step_s": 1.1, "max_memory_allocated": 1}
+
+    monkeypatch.setattr(measure_gpu, "_timed_layout", fake)
+    measure_gpu._fit_and_time(lambda n: measure_gpu.gpu_spec(n, "none", "h100-sxm"), 40, 79.6 * 2**30, 1,
+                              lambda s: None)
+    assert alive_at_next_build == [[], [False]] and emptied
+
+
+def test_oom_at_one_layer_gives_up_with_one_line(monkeypatch):
+    import torch
+
+    from soraplan.validation import measure_gpu
+
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda *a, **k: None)
+    tried = []
+
+    def fake(spec, steps, progress):
+        tried.append(spec.model.layers)
+        raise torch.cuda.OutOfMemoryError("fake")
+
+    monkeypatch.setattr(measure_gpu, "_timed_layout", fake)
+    with pytest.raises(measure_gpu.GpuValidationError, match="out of memory even at 1 layers"):
+        measure_gpu._fit_and_time(lambda n: measure_gpu.gpu_spec(n, "none", "h100-sxm"), 2, 79.6 * 2**30, 1,
+                                  lambda s: None)
+    assert tried == [2, 1]
+
+
+def test_layouts_are_separated_by_a_collection(monkeypatch):
+    """run(): the first layout's model (in a reference cycle) is gone before the second layout starts."""
+    import types
+    import weakref
+
+    import torch
+
+    from soraplan.validation import measure_gpu
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: types.SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda *a, **k: None)
+    refs, alive = [], []
+
+    class Model:
+        pass
+
+    def fake_fit(spec_at, max_layers, capacity, steps, progress):
+        alive.append([r() is not None for r in refs])
+        model = Model()
+        model.cycle = model
+        refs.append(weakref.ref(model))
+        return spec_at(2), {"fwd_bwd_s": 2.0, "step_s": 2.1, "max_memory_allocated": 1}, 2, []
+
+    monkeypatch.setattr(measure_gpu, "_fit_and_time", fake_fit)
+    monkeypatch.setattr(measure_gpu, "microbench", lambda spec, peak: {"gemm_efficiency": 0.7, "gemm_s": 1.0,
+                                                                       "attention_efficiency": 0.5, "attention_s": 1.0})
+    partial = []
+    measure_gpu.run(None, steps=1, on_result=lambda r: partial.append((r["complete"], len(r["rows"]))))
+    assert alive == [[], [False]]
+    assert partial == [(False, 5), (False, 10), (True, 10)]
 
 
 def test_run_assembles_rows_and_calibration(monkeypatch, tmp_path):
@@ -133,9 +219,10 @@ def test_run_assembles_rows_and_calibration(monkeypatch, tmp_path):
 
         spec = spec_at(4)
         mem = memory(spec)
-        return spec, {"fwd_bwd_s": 2.0, "step_s": 2.1, "max_memory_allocated": mem.total - mem.buffers}
+        return spec, {"fwd_bwd_s": 2.0, "step_s": 2.1, "max_memory_allocated": mem.total - mem.buffers}, 4, []
 
     monkeypatch.setattr(measure_gpu, "_fit_and_time", fake_fit)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda *a, **k: None)
     monkeypatch.setattr(measure_gpu, "microbench", lambda spec, peak: {"gemm_efficiency": 0.7, "gemm_s": 1.0,
                                                                        "attention_efficiency": 0.5, "attention_s": 1.0})
     out = measure_gpu.run(None, steps=1)
