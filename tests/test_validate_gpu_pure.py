@@ -27,6 +27,8 @@ def test_calibration_out_needs_cuda_and_bad_device():
 
     r = CliRunner().invoke(app, ["validate", "--calibration-out", "x.json"])
     assert r.exit_code == 2 and "only with --device cuda" in r.output
+    r = CliRunner().invoke(app, ["validate", "--results-out", "x.json"])
+    assert r.exit_code == 2 and "--results-out: only with --device cuda" in r.output
     r = CliRunner().invoke(app, ["validate", "--device", "tpu"])
     assert r.exit_code == 2 and "--device" in r.output
 

@@ -119,9 +119,14 @@ def release_memory() -> None:
 
 def sdpa_pinned():
     """A context manager restricting SDPA to `SDPA_BACKENDS`, in that priority order."""
+    import inspect
+
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel([getattr(SDPBackend, b) for b in SDPA_BACKENDS], set_priority=True)
+    backends = [getattr(SDPBackend, b) for b in SDPA_BACKENDS]
+    if "set_priority" in inspect.signature(sdpa_kernel).parameters:
+        return sdpa_kernel(backends, set_priority=True)
+    return sdpa_kernel(backends)         # torch's own order also puts flash before memory-efficient
 
 
 def gpu_spec(layers: int, recompute: str, gpu: str, base=None):
