@@ -2,7 +2,8 @@
 
 Default: the validation matrix (validation/measure_matrix.py) on CPU, the 6B on the meta device and TP=2 in two
 gloo processes. With spec flags (or --config): that one spec. `--device cuda`: the GPU run (memory, step
-time, achieved TFLOP/s) that writes a calibration file. Exit 1 when any comparison is out of tolerance.
+time, achieved TFLOP/s) that writes a calibration file; its progress goes to stderr (under --json too) and
+`--results-out` keeps the JSON so far after every layout. Exit 1 when any comparison is out of tolerance.
 """
 
 
