@@ -118,10 +118,12 @@ try:
 except (OSError, ValueError) as e:
     sys.exit(f"no results: {e}")
 print("complete" if d["complete"] else "PARTIAL", "-", d["failed"], "comparisons out of tolerance")
+def fmt(x, unit):
+    return "-" if x is None else (f"{x / 2**30:.3f} GiB" if unit == "B" else f"{x:.4g} {unit}")
 for r in d["rows"]:
-    pred = "-" if r["predicted"] is None else f"{r['predicted']:.4g}"
     flag = "info" if r["tolerance"] is None else ("ok" if r["ok"] else "FAIL")
-    print(f"{r['config'][:58]:58s} {r['quantity'][:58]:58s} {r['measured']:12.4g} {pred:>12s} {flag}")
+    print(f"{r['config'][:58]:58s} {r['quantity'][:58]:58s} {fmt(r['measured'], r['unit']):>16s} "
+          f"{fmt(r['predicted'], r['unit']):>16s} {flag}")
 c = d["calibration"] or {}
 for layout in ("recompute_none", "recompute_full"):
     m = c.get("measured", {}).get(layout)

@@ -171,7 +171,7 @@ def test_oom_at_one_layer_gives_up_with_one_line(monkeypatch):
     assert tried == [2, 1]
 
 
-def test_layouts_are_separated_by_a_collection(monkeypatch):
+def test_layouts_are_separated_by_a_collection(monkeypatch, tmp_path):
     """run(): the first layout's model (in a reference cycle) is gone before the second layout starts."""
     import types
     import weakref
@@ -198,10 +198,17 @@ def test_layouts_are_separated_by_a_collection(monkeypatch):
     monkeypatch.setattr(measure_gpu, "_fit_and_time", fake_fit)
     monkeypatch.setattr(measure_gpu, "microbench", lambda spec, peak: {"gemm_efficiency": 0.7, "gemm_s": 1.0,
                                                                        "attention_efficiency": 0.5, "attention_s": 1.0})
-    partial = []
-    measure_gpu.run(None, steps=1, on_result=lambda r: partial.append((r["complete"], len(r["rows"]))))
+    partial, first = [], []
+    measure_gpu.run(None, steps=1, on_result=lambda r: (partial.append((r["complete"], len(r["rows"]))),
+                                                        first.append(r["calibration"])))
     assert alive == [[], [False]]
     assert partial == [(False, 5), (False, 10), (True, 10)]
+    # after the first layout the calibration already holds the step efficiency, and the planner loads it
+    from soraplan.planner.step import load_calibration
+
+    path = tmp_path / "partial.json"
+    measure_gpu.write_calibration(path, first[0])
+    assert set(load_calibration(str(path), "h100-sxm")) == {"efficiency"}
 
 
 def test_run_assembles_rows_and_calibration(monkeypatch, tmp_path):
