@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,9 @@ def run_tp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
 
 
 def _worker(spec_path: str, out_dir: str) -> None:
-    warnings.filterwarnings("ignore")
+    from soraplan.models.quiet import quiet_megatron
+
+    quiet_megatron()
     import torch
 
     from soraplan.planner.spec import Spec
