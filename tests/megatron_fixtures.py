@@ -4,12 +4,12 @@ tiny specs, and a helper that runs a module under torchrun as a subprocess (mult
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
+from soraplan.models.parallel import free_port  # noqa: F401  (used by the tests that launch ranks themselves)
 from soraplan.models.tiny import tiny_flags
 
 
@@ -31,12 +31,6 @@ def tiny_spec(**flags):
     from soraplan.planner.config import build_spec
 
     return build_spec(flags=tiny_flags(**flags))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_rows(module: str, nproc: int = 2) -> list[dict]:
