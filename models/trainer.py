@@ -260,8 +260,7 @@ class Trainer:
         _Stop.requested = False
         old_handlers = {s: signal.signal(s, _Stop.handler) for s in STOP_SIGNALS}
         signal_at = int(os.environ.get(SIGNAL_AT_STEP_ENV, "-1"))
-        if self.rank == 0:
-            _write_json(self.status_path, {"state": "running", "step": self.start, "steps": a.steps, "pid": os.getpid()})
+        self.write_status("running", self.start, pid=os.getpid())
         self.log_file = open(self.log_path, "a") if self.rank == 0 else None
         self.last_saved = self.start if self.resumed else -1
         code, step = EXIT_FINISHED, self.start
@@ -278,26 +277,20 @@ class Trainer:
                 if a.save_every > 0 and step % a.save_every == 0:
                     self.save(step)
                 if stop:
-                    if self.last_saved != step:
-                        self.save(step)
-                    self.say(f"soraplan train: stopped by signal at step {step}; checkpoint saved, exit {EXIT_PREEMPTED} "
-                             "(resume with --resume auto)")
+                    self.preempt(step)
                     code = EXIT_PREEMPTED
                     break
             if code == EXIT_FINISHED:
                 self.finish(step)
         except BaseException:
-            if self.rank == 0:
-                _write_json(self.status_path, {"state": "failed", "step": step, "steps": a.steps})
+            self.write_status("failed", step)
             raise
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             if self.log_file:
                 self.log_file.close()
-        if self.rank == 0:
-            _write_json(self.status_path, {"state": "finished" if code == EXIT_FINISHED else "preempted", "step": step,
-                                           "steps": a.steps, "exit_code": code})
+        self.write_status("finished" if code == EXIT_FINISHED else "preempted", step, exit_code=code)
         return code
 
     def step(self, step: int):
@@ -397,6 +390,13 @@ class Trainer:
         self.say(f"soraplan train: checkpoint {path}")
         self.last_saved = step
 
+    def preempt(self, step: int) -> None:
+        """A stop signal arrived: checkpoint the step just done (unless just saved) and say how to resume."""
+        if self.last_saved != step:
+            self.save(step)
+        self.say(f"soraplan train: stopped by signal at step {step}; checkpoint saved, exit {EXIT_PREEMPTED} "
+                 "(resume with --resume auto)")
+
     def finish(self, step: int) -> None:
         """--steps reached: the final checkpoint (unless just saved) and the done marker."""
         if self.last_saved != step:
@@ -404,6 +404,12 @@ class Trainer:
         if self.rank == 0:
             _write_json(self.done_path, {"step": step, "steps": self.args.steps, "time": time.time()})
         self.say(f"soraplan train: finished {step} steps; done marker {self.done_path}")
+
+
+    def write_status(self, state: str, step: int, **extra: Any) -> None:
+        """Rank 0: status.json = {"state", "step", "steps", **extra}, replaced atomically."""
+        if self.rank == 0:
+            _write_json(self.status_path, {"state": state, "step": step, "steps": self.args.steps, **extra})
 
 
 def _human(rec: dict[str, Any], steps: int, out: TextIO | None = None) -> None:
