@@ -30,19 +30,18 @@ def train(
     Exit codes: 0 finished, 75 stopped by SIGTERM/SIGUSR2 after a checkpoint (resume with --resume auto),
     2 bad input. Logs: RUN_DIR/log.jsonl (JSON per step), RUN_DIR/status.json, RUN_DIR/done.
     """
-    import warnings
+    from soraplan.models.quiet import quiet_megatron
 
-    for msg in ("Transformer Engine and Apex are not installed", "full scope is deprecated", "Warning: tp_group is None",
-                "MLP requires ffn_hidden_size"):
-        warnings.filterwarnings("ignore", message=f".*{msg}.*")   # megatron-core's import-time notices
-    from soraplan.models.trainer import TrainArgs, run, tiny_spec
+    quiet_megatron()
+    from soraplan.models.tiny import shrink_spec
+    from soraplan.models.trainer import Trainer, TrainArgs
 
     spec, _ = spec_from_flags(spec_flags)
     if tiny:
-        spec = tiny_spec(spec)
-    code = run(spec, TrainArgs(steps=steps, run_dir=str(run_dir), resume=resume, save_every=save_every,
-                               keep_last=keep_last, log_every=log_every, data=str(data) if data else None,
-                               seed=seed, objective=objective, lr=lr))
+        spec = shrink_spec(spec)
+    code = Trainer(spec, TrainArgs(steps=steps, run_dir=str(run_dir), resume=resume, save_every=save_every,
+                                   keep_last=keep_last, log_every=log_every, data=str(data) if data else None,
+                                   seed=seed, objective=objective, lr=lr)).run()
     raise typer.Exit(code)
 
 

@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     flags = {"model": args.model} if args.model else {}
     spec, _ = build_spec_and_extras(None, args.config, flags)
     if args.tiny:
-        from .trainer import tiny_spec
+        from .tiny import shrink_spec
 
-        spec = tiny_spec(spec)
+        spec = shrink_spec(spec)
     if args.from_npz:
         import numpy as np
         import torch

@@ -30,7 +30,8 @@ def dist_env(environ: dict[str, str] | None = None) -> DistEnv:
     return DistEnv(0, 1, 0, False)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -57,7 +58,7 @@ def _init_process_group(backend: str | None) -> None:
         dist.init_process_group(backend, init_method="env://", rank=e.rank, world_size=e.world,
                                 timeout=datetime.timedelta(minutes=30))
     else:
-        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
 
 
 _LAYOUT: tuple[int, int, int] | None = None

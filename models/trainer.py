@@ -1,8 +1,14 @@
 """The training loop behind `soraplan train`: one Spec -> model, data, AdamW, logs, checkpoints.
 
-Runs single-process, under torchrun or under srun (see models/parallel.py). Per step (all ranks):
-  reseed dropout streams from (seed, step, dp rank) -> micro-batches (data + noise from per-step
-  generators) -> backward -> TP/SP + DP gradient reduction -> AdamW -> JSON log line (rank 0).
+Runs single-process, under torchrun or under srun (see models/parallel.py). `Trainer(spec, args).run()`:
+  setup    check the arguments and the layout, join the process group, check the run directory, build
+           the model, AdamW and the data loader;
+  resume   load the latest complete checkpoint (--resume auto), a given one, or none (--resume never);
+  step     (every rank) reseed dropout streams from (seed, step, dp rank, cp rank) -> micro-batches (data
+           and noise from per-step generators) -> backward (through megatron's 1F1B schedule when pp > 1)
+           -> TP/SP, CP and DP gradient reduction -> AdamW;
+  log      one JSON line per step (rank 0), a human line every --log-every steps;
+  save     a checkpoint every --save-every steps, at the end and when a stop signal arrives.
 Everything random is a function of (seed, step, rank), and checkpoints hold model + optimizer state,
 so a run stopped and resumed from a checkpoint reproduces the uninterrupted loss curve exactly (CPU).
 
@@ -25,38 +31,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 EXIT_FINISHED, EXIT_PREEMPTED = 0, 75
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 SIGNAL_AT_STEP_ENV = "SORAPLAN_TRAIN_SIGNAL_AT_STEP"   # tests: deliver SIGTERM to this process at step N
-
-
-def tiny_spec(spec):
-    """The same layout (tp, pp, cp, dp, attention kind, adaLN, conditioning) at seconds-per-step size:
-    2 layers (or pp*vpp), 4 heads of 16 (hidden 64; tp heads when tp > 4), 16 frames at 64x64 (32 tokens, 16 for images), 8 text tokens of 32,
-    fp32 on CPU."""
-    from soraplan.planner.spec import Spec
-
-    import torch
-
-    d = spec.model_dump()
-    p, m, v, k = d["parallel"], d["model"], d["video"], d["kernels"]
-    heads = p["tp"] * max(1, 4 // p["tp"])                  # 4 heads (hidden 64) up to tp=4, tp heads beyond
-    m.update(layers=max(2, p["pp"] * p["vpp"]), heads=heads, hidden=16 * heads, ffn_hidden=64 * heads,
-             name=f"{m['name']}-tiny", num_classes=min(m["num_classes"], 10), long_skip=False, tokens_in_sequence=0)
-    image = v["frames"] == 1
-    v.update(frames=1 if image else 16, height=64, width=64, vae_stride_t=1 if image else 4, vae_stride_s=8,
-             causal_first_frame=False, patch_t=1 if image else 2, patch_h=2, patch_w=2, tokens=None,
-             text_tokens=8 if m["cross_attn"] else 0, text_dim=32)
-    v["latent_channels"] = min(v["latent_channels"], 4)
-    if m["attention"].startswith("window"):
-        grid = (1 if image else 2, 4, 4)
-        m["attention"] = "window:" + ",".join(str(min(int(w), g)) for w, g in zip(m["attention"][7:].split(","), grid))
-    if m["attention"] == "spatial-temporal" and image:
-        m["attention"] = "full"
-    if not torch.cuda.is_available():
-        k.update(param_dtype="fp32", activation_dtype="fp32")
-    d["name"] = f"{d['name']}-tiny"
-    return Spec.model_validate(d)
 
 
 @dataclass
@@ -74,6 +53,8 @@ class TrainArgs:
 
 
 class _Stop:
+    """Set by SIGTERM / SIGUSR2; the loop finishes its step, saves and exits with EXIT_PREEMPTED."""
+
     requested = False
     signum = 0
 
@@ -89,6 +70,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def check_layout(spec, world: int) -> None:
+    """Refuse layouts the trainer cannot run (UserError naming the field), before any process group exists."""
     from soraplan.planner.errors import UserError
 
     p = spec.parallel
@@ -103,189 +85,334 @@ def check_layout(spec, world: int) -> None:
                         f"but {world} were launched; e.g. torchrun --nproc-per-node {p.world} -m soraplan train ...")
 
 
-def run(spec, args: TrainArgs, out=None) -> int:
-    """Train; returns the process exit code (see the module docstring)."""
-    import torch
-    import torch.distributed as dist
-    from megatron.core import parallel_state as ps
+class Trainer:
+    """One training run of `spec` with `args`; `run()` returns the process exit code (module docstring).
 
-    from soraplan.planner.errors import UserError
-    from soraplan.planner.flops import flops
+    Args:
+        spec: the validated Spec (already shrunk for --tiny).
+        args: the run options.
+        out: where rank 0's human lines go (default: sys.stdout at the time of writing).
+    """
 
-    from . import checkpoint as ckpt
-    from .build import build_model
-    from .data import Loader, ShardDataset, step_generator
-    from .loss import diffusion_inputs, drop_labels, model_kwargs, training_loss
-    from .pipeline import pipeline_step
-    from .parallel import comm_device, dist_env, initialize
-    from .shims import seed_model_parallel_rng
-    from .train_loop import finalize_grads
+    def __init__(self, spec, args: TrainArgs, out: TextIO | None = None) -> None:
+        self.spec, self.args, self.out = spec, args, out
+        self.run_dir = Path(args.run_dir)
+        self.done_path = self.run_dir / "done"
+        self.log_path = self.run_dir / "log.jsonl"
+        self.status_path = self.run_dir / "status.json"
+        self.start = 0
+        self.resumed = False
+        self.last_saved = -1
+        self.log_file: TextIO | None = None
 
-    if args.objective not in ("flow", "eps"):
-        raise UserError(f"objective: 'flow' or 'eps', got {args.objective!r}")
-    if args.resume not in ("auto", "never") and not Path(args.resume).exists():
-        raise UserError(f"resume: {args.resume} does not exist (use auto, never or a checkpoint directory)")
-    world = dist_env().world
-    check_layout(spec, world)
-    initialize(spec)
-    rank = dist.get_rank()
-    cdev = comm_device()
-    tp_rank, pp_rank = ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank()
-    dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
-    cp_rank, cp_size = ps.get_context_parallel_rank(), ps.get_context_parallel_world_size()
-    run_dir = Path(args.run_dir)
-    say = (lambda s: print(s, file=out or sys.stdout, flush=True)) if rank == 0 else (lambda s: None)
-
-    done = run_dir / "done"
-    if args.resume == "auto" and done.exists():
-        info = json.loads(done.read_text() or "{}")
-        if int(info.get("steps", 0)) >= args.steps:
-            say(f"soraplan train: {run_dir} already finished at step {info.get('step')} (done marker); nothing to do")
+    # ------------------------------------------------------------------ the run
+    def run(self) -> int:
+        """setup -> resume -> steps until --steps or a stop signal; returns the exit code."""
+        if not self.setup():
             return EXIT_FINISHED
-    if args.resume == "never" and ckpt.complete_checkpoints(run_dir):
-        raise UserError(f"resume: {run_dir} already holds checkpoints; use --resume auto to continue or a new --run-dir")
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if done.exists():
-            done.unlink()
-    dist.barrier()
+        self.resume()
+        self.announce()
+        return self.train()
 
-    dataset = ShardDataset(args.data, spec) if args.data else None
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = build_model(spec, device=device, dtype=torch.float32, seed=args.seed)   # fp32 master weights
-    model.train()
-    if dp_size > 1 and spec.parallel.distributed_optimizer:
-        # ZeRO-1: AdamW state sharded over the DP group, updated params broadcast by their owner
-        from torch.distributed.optim import ZeroRedundancyOptimizer
+    def say(self, line: str) -> None:
+        """One human line from rank 0."""
+        if self.rank == 0:
+            print(line, file=self.out or sys.stdout, flush=True)
 
-        optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.AdamW,
-                                            process_group=ps.get_data_parallel_group(), lr=args.lr, weight_decay=0.0)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.kernels.activation_dtype)
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> bool:
+        """Check the arguments and the layout, join the process group, check the run directory, build the
+        model, optimizer and data. Returns False when the run directory holds a finished run (nothing to do)."""
+        self._check_args()
+        self._join()
+        if self._finished_before():
+            return False
+        self._prepare_run_dir()
+        self._build()
+        return True
 
-    start = 0
-    if args.resume == "auto":
-        found = ckpt.complete_checkpoints(run_dir)
-        meta = ckpt.load_latest(run_dir, model, optimizer, tp_rank, pp_rank, log=say) if found else None
-        if found and meta is None:
-            raise UserError(f"resume: no checkpoint in {ckpt.ckpt_root(run_dir)} could be loaded (all corrupted); use --resume never to start over")
-    elif args.resume != "never":
-        meta = ckpt.load(args.resume, model, optimizer, tp_rank, pp_rank)
-    else:
+    def _check_args(self) -> None:
+        from soraplan.planner.errors import UserError
+
+        a = self.args
+        if a.objective not in ("flow", "eps"):
+            raise UserError(f"objective: 'flow' or 'eps', got {a.objective!r}")
+        if a.resume not in ("auto", "never") and not Path(a.resume).exists():
+            raise UserError(f"resume: {a.resume} does not exist (use auto, never or a checkpoint directory)")
+
+    def _join(self) -> None:
+        """torch.distributed + megatron parallel state for the spec's layout; this process's ranks."""
+        import torch.distributed as dist
+        from megatron.core import parallel_state as ps
+
+        from .parallel import comm_device, dist_env, initialize
+
+        self.world = dist_env().world
+        check_layout(self.spec, self.world)
+        initialize(self.spec)
+        self.rank = dist.get_rank()
+        self.comm_device = comm_device()
+        self.tp_rank, self.pp_rank = ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank()
+        self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+        self.cp_rank, self.cp_size = ps.get_context_parallel_rank(), ps.get_context_parallel_world_size()
+
+    def _finished_before(self) -> bool:
+        """--resume auto and a done marker for at least --steps: say so (nothing to do)."""
+        if self.args.resume != "auto" or not self.done_path.exists():
+            return False
+        info = json.loads(self.done_path.read_text() or "{}")
+        if int(info.get("steps", 0)) < self.args.steps:
+            return False
+        self.say(f"soraplan train: {self.run_dir} already finished at step {info.get('step')} (done marker); nothing to do")
+        return True
+
+    def _prepare_run_dir(self) -> None:
+        """Refuse --resume never over existing checkpoints; create the directory, drop a stale done marker."""
+        import torch.distributed as dist
+
+        from soraplan.planner.errors import UserError
+
+        from . import checkpoint as ckpt
+
+        if self.args.resume == "never" and ckpt.complete_checkpoints(self.run_dir):
+            raise UserError(f"resume: {self.run_dir} already holds checkpoints; use --resume auto to continue or a new --run-dir")
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.done_path.exists():
+                self.done_path.unlink()
+        dist.barrier()
+
+    def _build(self) -> None:
+        """Data set, model (fp32 master weights), AdamW (ZeRO-1 over DP with --distributed-optimizer), loader."""
+        import torch
+        from megatron.core import parallel_state as ps
+
+        from soraplan.planner.flops import flops
+
+        from .build import build_model
+        from .data import Loader, ShardDataset
+
+        spec, a = self.spec, self.args
+        dataset = ShardDataset(a.data, spec) if a.data else None
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = build_model(spec, device=self.device, dtype=torch.float32, seed=a.seed)
+        self.model.train()
+        if self.dp_size > 1 and spec.parallel.distributed_optimizer:
+            # ZeRO-1: AdamW state sharded over the DP group, updated params broadcast by their owner
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            self.optimizer = ZeroRedundancyOptimizer(self.model.parameters(), optimizer_class=torch.optim.AdamW,
+                                                     process_group=ps.get_data_parallel_group(), lr=a.lr, weight_decay=0.0)
+        else:
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=a.lr, weight_decay=0.0)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.kernels.activation_dtype)
+        self.microbatches = spec.parallel.microbatches
+        self.global_batch = spec.parallel.global_batch_size
+        self.loader = Loader(spec, a.seed, self.dp_rank, self.dp_size, spec.parallel.micro_batch, dataset)
+        self.flops = flops(spec)
+
+    # ------------------------------------------------------------------ resume
+    def resume(self) -> int:
+        """Load model + optimizer state per --resume; returns the step to continue from (0 for a fresh run)."""
+        from soraplan.planner.errors import UserError
+
+        from . import checkpoint as ckpt
+
+        a = self.args
         meta = None
-    if meta:
-        start = int(meta["step"])
-        if int(meta.get("seed", args.seed)) != args.seed:
-            say(f"warning: checkpoint seed {meta.get('seed')} != --seed {args.seed}; the data order changes")
-        say(f"soraplan train: resumed from step {start} ({meta.get('path', '')})")
+        if a.resume == "auto":
+            found = ckpt.complete_checkpoints(self.run_dir)
+            if found:
+                meta = ckpt.load_latest(self.run_dir, self.model, self.optimizer, self.tp_rank, self.pp_rank, log=self.say)
+                if meta is None:
+                    raise UserError(f"resume: no checkpoint in {ckpt.ckpt_root(self.run_dir)} could be loaded (all corrupted); "
+                                    "use --resume never to start over")
+        elif a.resume != "never":
+            meta = ckpt.load(a.resume, self.model, self.optimizer, self.tp_rank, self.pp_rank)
+        if meta:
+            self.start, self.resumed = int(meta["step"]), True
+            if int(meta.get("seed", a.seed)) != a.seed:
+                self.say(f"warning: checkpoint seed {meta.get('seed')} != --seed {a.seed}; the data order changes")
+            self.say(f"soraplan train: resumed from step {self.start} ({meta.get('path', '')})")
+        return self.start
 
-    loader = Loader(spec, args.seed, dp_rank, dp_size, spec.parallel.micro_batch, dataset)
-    microbatches = spec.parallel.microbatches
-    global_batch = spec.parallel.global_batch_size
-    f = flops(spec)
-    peak = spec.hardware.spec.peak_tflops
-    log_path = run_dir / "log.jsonl"
-    status = run_dir / "status.json"
-    say(f"soraplan train: {spec.name} | {world} processes (tp {spec.parallel.tp}, pp {spec.parallel.pp}, cp {cp_size}, dp {dp_size}) | {device} | "
-        f"global batch {global_batch} | steps {start}->{args.steps}")
-    say(f"soraplan train: logs -> {log_path}, checkpoints -> {ckpt.ckpt_root(run_dir)}, status -> {status}")
-    if dp_size > 1:
-        say("soraplan train: optimizer: " + ("AdamW state sharded over DP (ZeroRedundancyOptimizer, --distributed-optimizer)"
-                                             if spec.parallel.distributed_optimizer else "AdamW replicated over DP"))
+    def announce(self) -> None:
+        """The header lines: model and layout, where logs, checkpoints and status go, the optimizer under DP."""
+        from . import checkpoint as ckpt
 
-    _Stop.requested = False
-    old = {s: signal.signal(s, _Stop.handler) for s in (signal.SIGTERM, signal.SIGUSR2)}
-    signal_at = int(os.environ.get(SIGNAL_AT_STEP_ENV, "-1"))
-    meta_base = {"seed": args.seed, "tp": spec.parallel.tp, "pp": spec.parallel.pp, "dp": dp_size,
-                 "spec_name": spec.name, "objective": args.objective}
+        p = self.spec.parallel
+        self.say(f"soraplan train: {self.spec.name} | {self.world} processes (tp {p.tp}, pp {p.pp}, cp {self.cp_size}, "
+                 f"dp {self.dp_size}) | {self.device} | global batch {self.global_batch} | steps {self.start}->{self.args.steps}")
+        self.say(f"soraplan train: logs -> {self.log_path}, checkpoints -> {ckpt.ckpt_root(self.run_dir)}, "
+                 f"status -> {self.status_path}")
+        if self.dp_size > 1:
+            self.say("soraplan train: optimizer: " + ("AdamW state sharded over DP (ZeroRedundancyOptimizer, --distributed-optimizer)"
+                                                      if p.distributed_optimizer else "AdamW replicated over DP"))
 
-    def save(step: int) -> None:
-        path = ckpt.save(run_dir, step, model, optimizer, {**meta_base, "samples": step * global_batch},
-                         tp_rank, pp_rank, args.keep_last)
-        say(f"soraplan train: checkpoint {path}")
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> int:
+        """Steps from the resumed step to --steps; checkpoints, logs, status and the done marker on the way.
 
-    if rank == 0:
-        _write_json(status, {"state": "running", "step": start, "steps": args.steps, "pid": os.getpid()})
-    log = open(log_path, "a") if rank == 0 else None
-    code = EXIT_FINISHED
-    step = start
-    last_saved = start if meta else -1
-    try:
-        while step < args.steps:
-            if step == signal_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-            t0 = time.perf_counter()
-            seed_model_parallel_rng((args.seed * 1_000_003 + step * 7 + dp_rank + 131 * cp_rank) % (2 ** 31))
-            optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros((), device=cdev)
-            if spec.parallel.pp > 1:      # megatron's 1F1B schedule over the pipeline stages
-                items = []
-                for micro in range(microbatches):
-                    batch = {k: v.to(device) for k, v in loader.batch(step, micro, microbatches).items()}
-                    g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
-                    x_t, ts, target = diffusion_inputs(batch, args.objective, g)
-                    if model.class_cond:
-                        batch = drop_labels(batch, spec.model.num_classes, g)
-                    items.append(({"latents": x_t, "timesteps": ts, **model_kwargs(batch)}, target))
-                total = pipeline_step(model, spec, items, amp_dtype, device)
-            for micro in range(microbatches if spec.parallel.pp == 1 else 0):
-                batch = {k: v.to(device) for k, v in loader.batch(step, micro, microbatches).items()}
-                g = step_generator(args.seed, step, dp_rank * microbatches + micro, 1)
-                with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss = training_loss(model, batch, args.objective, generator=g) / microbatches
-                (loss / cp_size).backward()        # CP: gradients are summed over the CP ranks
-                total += loss.detach().float().to(cdev)
-            finalize_grads(model, spec)
-            optimizer.step()
-            if dp_size > 1:
-                dist.all_reduce(total, group=ps.get_data_parallel_group())
-                total /= dp_size
-            stop = torch.tensor([1 if _Stop.requested else 0], device=cdev)
-            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-            dt = time.perf_counter() - t0
-            step += 1
-            if rank == 0:
-                sps = global_batch / dt
-                tflops = f.train * sps / world / 1e12
-                rec = {"step": step, "loss": float(total), "step_time_s": dt, "samples_per_s": sps,
-                       "tokens_per_s": sps * spec.seq_len, "tflops_per_gpu": tflops, "mfu": tflops / peak,
-                       "peak_tflops": peak, "global_batch": global_batch, "time": time.time()}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                if step % args.log_every == 0 or step == args.steps or step == start + 1:
-                    _human(rec, args.steps, out)
-            if args.save_every > 0 and step % args.save_every == 0:
-                save(step)
-                last_saved = step
-            if stop.item():
-                if last_saved != step:
-                    save(step)
-                say(f"soraplan train: stopped by signal at step {step}; checkpoint saved, exit {EXIT_PREEMPTED} (resume with --resume auto)")
-                code = EXIT_PREEMPTED
-                break
-        if code == EXIT_FINISHED:
-            if last_saved != step:
-                save(step)
-            if rank == 0:
-                _write_json(done, {"step": step, "steps": args.steps, "time": time.time()})
-            say(f"soraplan train: finished {step} steps; done marker {done}")
-    except BaseException:
-        if rank == 0:
-            _write_json(status, {"state": "failed", "step": step, "steps": args.steps})
-        raise
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if log:
-            log.close()
-    if rank == 0:
-        _write_json(status, {"state": "finished" if code == EXIT_FINISHED else "preempted", "step": step,
-                             "steps": args.steps, "exit_code": code})
-    return code
+        A stop signal (SIGTERM, SIGUSR2) ends the run after the current step with a checkpoint and
+        EXIT_PREEMPTED; an exception marks status.json "failed" and propagates.
+        """
+        a = self.args
+        _Stop.requested = False
+        old_handlers = {s: signal.signal(s, _Stop.handler) for s in STOP_SIGNALS}
+        signal_at = int(os.environ.get(SIGNAL_AT_STEP_ENV, "-1"))
+        self.write_status("running", self.start, pid=os.getpid())
+        self.log_file = open(self.log_path, "a") if self.rank == 0 else None
+        self.last_saved = self.start if self.resumed else -1
+        code, step = EXIT_FINISHED, self.start
+        try:
+            while step < a.steps:
+                if step == signal_at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                t0 = time.perf_counter()
+                loss = self.step(step)
+                stop = self.maybe_stop()
+                dt = time.perf_counter() - t0
+                step += 1
+                self.log(step, loss, dt)
+                if a.save_every > 0 and step % a.save_every == 0:
+                    self.save(step)
+                if stop:
+                    self.preempt(step)
+                    code = EXIT_PREEMPTED
+                    break
+            if code == EXIT_FINISHED:
+                self.finish(step)
+        except BaseException:
+            self.write_status("failed", step)
+            raise
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            if self.log_file:
+                self.log_file.close()
+        self.write_status("finished" if code == EXIT_FINISHED else "preempted", step, exit_code=code)
+        return code
+
+    def step(self, step: int):
+        """One optimizer step (0-based `step`) on every rank; returns the mean loss over the global batch
+        (a tensor on the communication device)."""
+        import torch.distributed as dist
+        from megatron.core import parallel_state as ps
+
+        from .shims import seed_model_parallel_rng
+        from .train_loop import finalize_grads
+
+        seed_model_parallel_rng((self.args.seed * 1_000_003 + step * 7 + self.dp_rank + 131 * self.cp_rank) % (2 ** 31))
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.spec.parallel.pp > 1:
+            total = self._pipeline_micro_batches(step)
+        else:
+            total = self._accumulate_micro_batches(step)
+        finalize_grads(self.model, self.spec)
+        self.optimizer.step()
+        if self.dp_size > 1:
+            dist.all_reduce(total, group=ps.get_data_parallel_group())
+            total /= self.dp_size
+        return total
+
+    def _micro_batch(self, step: int, micro: int):
+        """Micro-batch `micro` of this step on this DP rank, and the generator of its noise and timesteps."""
+        from .data import step_generator
+
+        batch = {k: v.to(self.device) for k, v in self.loader.batch(step, micro, self.microbatches).items()}
+        return batch, step_generator(self.args.seed, step, self.dp_rank * self.microbatches + micro, 1)
+
+    def _accumulate_micro_batches(self, step: int):
+        """pp = 1: forward + backward of every micro-batch, gradients accumulated."""
+        import torch
+
+        from .loss import training_loss
+
+        total = torch.zeros((), device=self.comm_device)
+        amp = self.amp_dtype
+        for micro in range(self.microbatches):
+            batch, g = self._micro_batch(step, micro)
+            with torch.autocast(device_type=self.device, dtype=amp, enabled=amp is not None):
+                loss = training_loss(self.model, batch, self.args.objective, generator=g) / self.microbatches
+            (loss / self.cp_size).backward()        # CP: gradients are summed over the CP ranks
+            total += loss.detach().float().to(self.comm_device)
+        return total
+
+    def _pipeline_micro_batches(self, step: int):
+        """pp > 1: every micro-batch through megatron's 1F1B schedule over the pipeline stages."""
+        from .loss import diffusion_inputs, drop_labels, model_kwargs
+        from .pipeline import pipeline_step
+
+        items = []
+        for micro in range(self.microbatches):
+            batch, g = self._micro_batch(step, micro)
+            x_t, ts, target = diffusion_inputs(batch, self.args.objective, g)
+            if self.model.class_cond:
+                batch = drop_labels(batch, self.spec.model.num_classes, g)
+            items.append(({"latents": x_t, "timesteps": ts, **model_kwargs(batch)}, target))
+        return pipeline_step(self.model, self.spec, items, self.amp_dtype, self.device)
+
+    def maybe_stop(self) -> bool:
+        """Whether any rank received a stop signal (all ranks agree, so all of them save and exit)."""
+        import torch
+        import torch.distributed as dist
+
+        stop = torch.tensor([1 if _Stop.requested else 0], device=self.comm_device)
+        dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        return bool(stop.item())
+
+    # ------------------------------------------------------------------ outputs
+    def log(self, step: int, loss, dt: float) -> None:
+        """Rank 0: the JSON line of the step just done (1-based `step`) and, every --log-every steps (and at
+        the first and the last), the human line."""
+        if self.log_file is None:      # open on rank 0 only
+            return
+        peak = self.spec.hardware.spec.peak_tflops
+        sps = self.global_batch / dt
+        tflops = self.flops.train * sps / self.world / 1e12
+        rec = {"step": step, "loss": float(loss), "step_time_s": dt, "samples_per_s": sps,
+               "tokens_per_s": sps * self.spec.seq_len, "tflops_per_gpu": tflops, "mfu": tflops / peak,
+               "peak_tflops": peak, "global_batch": self.global_batch, "time": time.time()}
+        self.log_file.write(json.dumps(rec) + "\n")
+        self.log_file.flush()
+        if step % self.args.log_every == 0 or step == self.args.steps or step == self.start + 1:
+            _human(rec, self.args.steps, self.out)
+
+    def save(self, step: int) -> None:
+        """A checkpoint of model + optimizer after `step` steps (every rank writes its shard)."""
+        from . import checkpoint as ckpt
+
+        p = self.spec.parallel
+        meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "dp": self.dp_size, "spec_name": self.spec.name,
+                "objective": self.args.objective, "samples": step * self.global_batch}
+        path = ckpt.save(self.run_dir, step, self.model, self.optimizer, meta, self.tp_rank, self.pp_rank,
+                         self.args.keep_last)
+        self.say(f"soraplan train: checkpoint {path}")
+        self.last_saved = step
+
+    def preempt(self, step: int) -> None:
+        """A stop signal arrived: checkpoint the step just done (unless just saved) and say how to resume."""
+        if self.last_saved != step:
+            self.save(step)
+        self.say(f"soraplan train: stopped by signal at step {step}; checkpoint saved, exit {EXIT_PREEMPTED} "
+                 "(resume with --resume auto)")
+
+    def finish(self, step: int) -> None:
+        """--steps reached: the final checkpoint (unless just saved) and the done marker."""
+        if self.last_saved != step:
+            self.save(step)
+        if self.rank == 0:
+            _write_json(self.done_path, {"step": step, "steps": self.args.steps, "time": time.time()})
+        self.say(f"soraplan train: finished {step} steps; done marker {self.done_path}")
 
 
-def _human(rec: dict, steps: int, out=None) -> None:
+    def write_status(self, state: str, step: int, **extra: Any) -> None:
+        """Rank 0: status.json = {"state", "step", "steps", **extra}, replaced atomically."""
+        if self.rank == 0:
+            _write_json(self.status_path, {"state": state, "step": step, "steps": self.args.steps, **extra})
+
+
+def _human(rec: dict[str, Any], steps: int, out: TextIO | None = None) -> None:
     from rich.console import Console
 
     Console(file=out or sys.stdout, highlight=False, soft_wrap=True).print(

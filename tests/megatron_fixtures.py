@@ -4,22 +4,22 @@ tiny specs, and a helper that runs a module under torchrun as a subprocess (mult
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
-TINY_FLAGS = dict(layers=2, hidden=64, heads=4, frames=16, res=64, text_tokens=8, text_dim=32, precision="fp32")
+from soraplan.models.parallel import free_port  # noqa: F401  (used by the tests that launch ranks themselves)
+from soraplan.models.tiny import tiny_flags
 
 
 @pytest.fixture(scope="session")
 def megatron_pg():
     """torch.distributed (1-process gloo) + megatron parallel_state with tp=pp=cp=1, once per session."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex.*")
     from soraplan.models import parallel
+    from soraplan.models.quiet import quiet_megatron
+
+    quiet_megatron()
 
     parallel.initialize(tp=1)
     yield parallel
@@ -27,22 +27,15 @@ def megatron_pg():
 
 
 def tiny_spec(**flags):
+    """The tiny model (soraplan.models.tiny.TINY_FLAGS) with `flags` applied, as a Spec."""
     from soraplan.planner.config import build_spec
 
-    f = dict(TINY_FLAGS)
-    f.update(flags)
-    return build_spec(flags=f)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return build_spec(flags=tiny_flags(**flags))
 
 
 def check_rows(module: str, nproc: int = 2) -> list[dict]:
-    """Run one of soraplan.models' equivalence checks (tp_check, pp_check, cp_check) under torchrun and return
-    its JSON rows (one per case, printed by rank 0); the check process must exit 0."""
+    """Run one of soraplan.validation's equivalence checks (tp_check, pp_check, cp_check) under torchrun and
+    return its JSON rows (one per case, printed by rank 0); the check process must exit 0."""
     import importlib
     import json
 

@@ -29,7 +29,7 @@ def test_configuration_matches_the_planner(measured, name):
     assert compared
 
 
-def test_matrix_covers_the_issue(measured):
+def test_matrix_covers_meta_tp_and_every_quantity(measured):
     rows, _ = measured
     names = {r.config for r in rows}
     assert any("6B on meta" in n for n in names)

@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-BASE: dict[str, Any] = dict(frames=16, res=64, latent_channels=4, text_tokens=8, text_dim=32, layers=2, hidden=64,
-                            heads=4, ffn_hidden=256, precision="fp32", cpu_semantics=True, micro_batch=2)
+from soraplan.models.tiny import FFN_RATIO, MAX_LATENT_CHANNELS, TINY_FLAGS, tiny_flags
+
+# the tiny model (soraplan.models.tiny) with its ffn and latent channels scaled down as `train --tiny` does,
+# CPU semantics, 2 samples per micro-batch
+BASE: dict[str, Any] = tiny_flags(latent_channels=MAX_LATENT_CHANNELS, ffn_hidden=FFN_RATIO * TINY_FLAGS["hidden"],
+                                  cpu_semantics=True, micro_batch=2)
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from soraplan.models.parallel import free_port
 
 
 def run_tp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
@@ -34,7 +28,7 @@ def run_tp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
     with tempfile.TemporaryDirectory(prefix="soraplan-tp-") as tmp:
         spec_path = Path(tmp) / "specs.json"
         spec_path.write_text(json.dumps([s.model_dump(mode="json") for s in specs]))
-        port = str(_free_port())
+        port = str(free_port())
         procs = []
         for rank in range(world):
             env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
@@ -63,7 +57,9 @@ def run_tp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
 
 
 def _worker(spec_path: str, out_dir: str) -> None:
-    warnings.filterwarnings("ignore")
+    from soraplan.models.quiet import quiet_megatron
+
+    quiet_megatron()
     import torch
 
     from soraplan.planner.spec import Spec
