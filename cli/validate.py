@@ -116,12 +116,9 @@ def validate(
 
 def warnings_off() -> None:
     """Megatron warns at import about Transformer Engine / Apex being absent: not news here."""
-    import warnings
+    from soraplan.models.quiet import quiet_megatron
 
-    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
-    warnings.filterwarnings("ignore", message=".*Apex.*")
-    warnings.filterwarnings("ignore", category=UserWarning, module="megatron")
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    quiet_megatron()
 
 
 def _cuda_document(result: dict[str, Any]) -> dict[str, Any]:
