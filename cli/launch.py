@@ -1,7 +1,7 @@
 """`soraplan launch --cluster slurm|k8s`: run `soraplan train` with the Spec's layout on a cluster.
 
-Flow: flags/YAML -> Spec + LaunchOptions -> plan (the planner's estimate) -> backend.render (pure) ->
---dry-run prints it, otherwise the ledger records the run and backend.submit submits it (once).
+Parses the flags into a Spec and LaunchOptions (launch/options.build_options), calls
+launch/launcher.launch_run (plan, render, ledger policy, submit) and renders its result.
 """
 
 from pathlib import Path
@@ -12,36 +12,10 @@ import typer
 from .common import print_json, spec_from_flags, with_spec_options
 
 L, S, K8 = "Launch", "Slurm", "Kubernetes"
-ACTIVE_STATES = ("submitted", "pending", "running", "requeued", "suspended")  # a run in these is not resubmitted
 
 
 def _o(*names: str, help: str, panel: str = L, **kw: Any) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=panel, show_default=False, **kw)
-
-
-def build_options(spec: Any, extras: dict[str, Any], cli: dict[str, Any], spec_flags: dict[str, Any]):
-    """LaunchOptions = YAML `launch:` section overlaid with the CLI flags that were given."""
-    from pydantic import ValidationError
-
-    from soraplan.launch.options import LaunchOptions
-    from soraplan.planner.config import format_validation_error
-    from soraplan.planner.errors import UserError
-
-    data = dict(extras.get("launch") or {})
-    if not isinstance(data, dict):
-        raise UserError("launch: the YAML 'launch' section must be a mapping")
-    data.update({k: v for k, v in cli.items() if v is not None and v != () and v is not False})
-    if spec_flags.get("name"):
-        data["name"] = spec_flags["name"]
-    if "name" not in data:  # default: the spec's name made run-name safe ("DiT-XL/2" -> "DiT-XL-2")
-        import re
-
-        data["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", spec.name).lstrip("._-")[:63] or "run"
-    try:
-        return LaunchOptions.model_validate(data)
-    except ValidationError as e:
-        msg = format_validation_error(e)
-        raise UserError(msg if msg.startswith("launch.") else f"launch.{msg}") from None
 
 
 @with_spec_options
@@ -80,10 +54,8 @@ def launch(
     spec_flags: Any = None,
 ) -> None:
     """Launch `soraplan train` with the spec's layout on Slurm or Kubernetes."""
-    from soraplan.launch.backends import get_backend
-    from soraplan.launch.ledger import Ledger
-    from soraplan.planner.errors import UserError
-    from soraplan.planner.estimate import estimate
+    from soraplan.launch.launcher import launch_run
+    from soraplan.launch.options import build_options
 
     spec, extras = spec_from_flags(spec_flags)
     cli = dict(cluster=cluster, dry_run=dry_run, resume=resume, force=force, debug=debug, steps=steps, tiny=tiny,
@@ -92,54 +64,21 @@ def launch(
                gpus_per_node=gpus_per_node, max_retries=max_retries, nccl_profile=nccl_profile, python=python,
                image=image, kind=kind, namespace=namespace, profile=profile, server_dry_run=server_dry_run,
                queue=queue, rdma=rdma, pvc=pvc, output_dir=output_dir)
-    opts = build_options(spec, extras, cli, spec_flags)
-    if resume and force:
-        raise UserError("--resume and --force exclude each other")
-    backend = get_backend(opts.cluster)
-    plan = estimate(spec, compare=False)
-    text = backend.render(spec, plan, opts)  # pure; also rejects bad input before anything is recorded
-    if opts.dry_run:
-        if opts.output_dir is not None and hasattr(backend, "write_dry_run"):  # one file per object
-            for path in backend.write_dry_run(spec, plan, opts):
-                typer.echo(str(path))
-            return
-        if text:
-            typer.echo(text, nl=not text.endswith("\n"))
-        return
-    if opts.server_dry_run:  # the server validates (dryRun=All); nothing is stored, not even in the ledger
-        backend.submit(spec, plan, opts, None, None)
-        return
-    with Ledger(ledger) as book:
-        if book.exists(opts.name):
-            if resume:
-                record = book.get(opts.name)
-                live = backend.status(record).get("state", record.state) if record.job_ids else record.state
-                if "completed" in (record.state, live):
-                    raise UserError(f"run {opts.name!r} has completed; a finished run is never restarted (use --force)")
-                if live in ACTIVE_STATES:
-                    raise UserError(f"run {opts.name!r} is still {live} (jobs {', '.join(record.job_ids)}); "
-                                    "not submitting it twice (soraplan cancel it first)")
-            elif not force:
-                raise UserError(f"run {opts.name!r} exists already; use --resume to continue it or --force to start it anew")
-            else:
-                old = book.get(opts.name)
-                if old.job_ids and old.backend == opts.cluster:
-                    backend.cancel(old)  # --force: the old run's jobs must not keep writing into the run dir
-                record = book.create(opts.name, opts.cluster, opts.run_dir, spec.model_dump(mode="json"), plan,
-                                     opts.model_dump(mode="json"), replace=True)
+    opts = build_options(spec.name, extras.get("launch"), cli, spec_flags.get("name"))
+    result = launch_run(spec, opts, ledger)
+    if result.kind == "dry-run-files":
+        for path in result.paths:
+            typer.echo(str(path))
+    elif result.kind == "dry-run" and result.text:
+        typer.echo(result.text, nl=not result.text.endswith("\n"))
+    elif result.record is not None:
+        record = result.record
+        if json_out:
+            print_json({"name": record.name, "backend": record.backend, "run_dir": str(record.run_dir),
+                        "state": record.state, "job_ids": record.job_ids})
         else:
-            if resume:
-                raise UserError(f"--resume: no run named {opts.name!r} in the ledger {book.path}")
-            record = book.create(opts.name, opts.cluster, opts.run_dir, spec.model_dump(mode="json"), plan,
-                                 opts.model_dump(mode="json"))
-        backend.submit(spec, plan, opts, book, record)
-        record = book.get(opts.name)
-    if json_out:
-        print_json({"name": record.name, "backend": record.backend, "run_dir": str(record.run_dir),
-                    "state": record.state, "job_ids": record.job_ids})
-    else:
-        typer.echo(f"run {record.name}: {record.state} on {record.backend} (jobs: {', '.join(record.job_ids) or '-'}); "
-                   f"run dir {record.run_dir}")
+            typer.echo(f"run {record.name}: {record.state} on {record.backend} (jobs: {', '.join(record.job_ids) or '-'}); "
+                       f"run dir {record.run_dir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -50,7 +50,7 @@ def profile(
         rows = P.dit_comparison(pre, prof, frames, res, dits) if dits and batch == 1 else []
         out = {"preset": pre["name"], "title": pre["title"], "source": pre["source"], "frames": frames, "res": res,
                **prof.as_dict(), "compare": rows}
-    else:
+    elif module is not None:  # exactly one of --preset / --module is given (checked above)
         if not inputs:
             raise _err("--input: give at least one NAME=D1,D2,... for the forward call")
         cls = P.load_class(module)

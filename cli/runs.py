@@ -1,4 +1,4 @@
-"""`soraplan status | logs RUN | cancel RUN`: read the run ledger and ask the run's backend."""
+"""`soraplan status | logs RUN | cancel RUN`: flags in, one launch/runs.py call, the result rendered."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,24 +18,15 @@ def status(run: Annotated[Optional[str], typer.Argument(help="run name (all runs
     from rich.console import Console
     from rich.table import Table
 
-    from soraplan.launch.backends import get_backend
-    from soraplan.launch.ledger import Ledger
+    from soraplan.launch.runs import run_statuses
 
-    rows = []
-    with Ledger(ledger) as book:
-        records = [book.get(run)] if run else list(book.all())
-        for r in records:
-            live = get_backend(r.backend).status(r)
-            if live.get("state") and live["state"] != r.state:
-                book.set_state(r.name, live["state"], str(live.get("detail", "")))
-            rows.append({"name": r.name, "backend": r.backend, "state": live.get("state", r.state),
-                         "detail": live.get("detail", ""), "job_ids": r.job_ids, "run_dir": str(r.run_dir)})
+    rows = run_statuses(run, ledger)
     if json_out:
-        print_json(rows)
+        print_json([x.to_json() for x in rows])
         return
     t = Table("run", "backend", "state", "jobs", "detail", "run dir")
     for x in rows:
-        t.add_row(x["name"], x["backend"], x["state"], ",".join(x["job_ids"]), str(x["detail"]), x["run_dir"])
+        t.add_row(x.name, x.backend, x.state, ",".join(x.job_ids), str(x.detail), x.run_dir)
     Console().print(t)
 
 
@@ -44,24 +35,17 @@ def logs(run: Annotated[str, typer.Argument(help="run name")],
          follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing as the log grows")] = False,
          ledger: LedgerOpt = None) -> None:
     """Print the run's current log."""
-    from soraplan.launch.backends import get_backend
-    from soraplan.launch.ledger import Ledger
+    from soraplan.launch.runs import print_logs
 
-    with Ledger(ledger) as book:
-        r = book.get(run)
-    get_backend(r.backend).logs(r, follow)
+    print_logs(run, follow, ledger)
 
 
 @user_errors
 def cancel(run: Annotated[str, typer.Argument(help="run name")], ledger: LedgerOpt = None) -> None:
     """Cancel the run's jobs (Slurm scancel / Kubernetes delete)."""
-    from soraplan.launch.backends import get_backend
-    from soraplan.launch.ledger import Ledger
+    from soraplan.launch.runs import cancel_run
 
-    with Ledger(ledger) as book:
-        r = book.get(run)
-        get_backend(r.backend).cancel(r)
-        book.set_state(run, "cancelled", "by soraplan cancel")
+    cancel_run(run, ledger)
     typer.echo(f"run {run}: cancelled")
 
 

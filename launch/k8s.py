@@ -185,19 +185,24 @@ class Cluster:
 
     def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         kind, ns = obj["kind"], obj["metadata"]["namespace"]
-        kw = {"dry_run": "All"} if dry_run else {}
+        # The generated client names its model classes (V1ConfigMap, ...) as the body type; it serialises a
+        # plain manifest dict the same way, and the answer is a model object or (custom objects) a dict.
+        body: Any = obj
+        kw: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
+        r: Any
         if kind == "ConfigMap":
-            r = self.core.create_namespaced_config_map(ns, obj, **kw)
+            r = self.core.create_namespaced_config_map(ns, body, **kw)
         elif kind == "Service":
-            r = self.core.create_namespaced_service(ns, obj, **kw)
+            r = self.core.create_namespaced_service(ns, body, **kw)
         elif kind == "Job":
-            r = self.batch.create_namespaced_job(ns, obj, **kw)
+            r = self.batch.create_namespaced_job(ns, body, **kw)
         else:
             group, version, plural = RESOURCES[kind]
-            r = self.custom.create_namespaced_custom_object(group, version, ns, plural, obj, **kw)
+            r = self.custom.create_namespaced_custom_object(group, version, ns, plural, body, **kw)
         return r if isinstance(r, dict) else self.api_client.sanitize_for_serialization(r)
 
     def read(self, kind: str, ns: str, name: str) -> dict[str, Any]:
+        r: Any  # a model object, or a dict for custom objects
         if kind == "ConfigMap":
             r = self.core.read_namespaced_config_map(name, ns)
         elif kind == "Service":
@@ -385,7 +390,8 @@ def logs(record: Any, follow: bool) -> None:
     pod = sorted(pods, key=_pod_rank)[0]
     try:
         if follow:
-            resp = cluster.core.read_namespaced_pod_log(pod.metadata.name, ns, follow=True, _preload_content=False)
+            # _preload_content=False: the raw urllib3 response (typed by the client as the str it would read)
+            resp: Any = cluster.core.read_namespaced_pod_log(pod.metadata.name, ns, follow=True, _preload_content=False)
             for chunk in resp.stream(4096):
                 sys.stdout.write(chunk.decode(errors="replace"))
                 sys.stdout.flush()

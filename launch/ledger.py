@@ -112,7 +112,7 @@ class Ledger:
         jobs = [r[0] for r in self._db.execute("SELECT job_id FROM jobs WHERE run = ? ORDER BY submitted, rowid", (name,))]
         hist = [tuple(r) for r in self._db.execute("SELECT time, state, detail FROM events WHERE run = ? ORDER BY rowid", (name,))]
         return RunRecord(row[0], row[1], Path(row[2]), json.loads(row[3]), json.loads(row[4]), json.loads(row[5]),
-                         row[6], row[7], jobs, hist)  # type: ignore[arg-type]
+                         row[6], row[7], jobs, hist)
 
     def all(self) -> Iterator[RunRecord]:
         for (name,) in self._db.execute("SELECT name FROM runs ORDER BY created").fetchall():

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from soraplan.planner.config import format_validation_error
+from soraplan.planner.errors import UserError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -75,3 +78,36 @@ class LaunchOptions(BaseModel):
     @property
     def run_dir(self) -> Path:
         return (self.run_root / self.name).resolve()
+
+
+def default_run_name(spec_name: str) -> str:
+    """The spec's name made run-name safe: "DiT-XL/2" -> "DiT-XL-2" (at most 63 characters, else "run")."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", spec_name).lstrip("._-")[:63] or "run"
+
+
+def build_options(spec_name: str, yaml_section: Any, flags: dict[str, Any], name: str | None = None) -> LaunchOptions:
+    """LaunchOptions = the YAML's `launch:` section overlaid with the CLI flags that were given.
+
+    Args:
+        spec_name: the Spec's name; the default run name is derived from it.
+        yaml_section: the YAML's `launch:` section (None when absent; must be a mapping).
+        flags: CLI values by LaunchOptions field; None, False and () mean "not given" and do not overlay.
+        name: the run name given on the command line (`--name`), which wins over the YAML.
+
+    Returns:
+        The validated, frozen options. Bad values raise UserError naming the `launch.<field>`.
+    """
+    section = yaml_section or {}
+    if not isinstance(section, dict):
+        raise UserError("launch: the YAML 'launch' section must be a mapping")
+    data = dict(section)
+    data.update({k: v for k, v in flags.items() if v is not None and v != () and v is not False})
+    if name:
+        data["name"] = name
+    if "name" not in data:
+        data["name"] = default_run_name(spec_name)
+    try:
+        return LaunchOptions.model_validate(data)
+    except ValidationError as e:
+        msg = format_validation_error(e)
+        raise UserError(msg if msg.startswith("launch.") else f"launch.{msg}") from None

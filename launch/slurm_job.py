@@ -91,7 +91,7 @@ class TrainTask:
         if self.debug and env.get("SLURM_LOCALID", "0") == "0":
             write_debug_bundle(Path(self.run_dir), env)
         self._proc = subprocess.Popen(self.argv, env=env)
-        previous = {s: self._forward(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+        previous: dict[int, Any] = {s: self._forward(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
         rc = self._proc.wait()
         if rc == 0:  # train's contract: 0 = reached --steps (rank 0 writes the done marker, maybe after us)
             return {"finished": True, "ran": True, "rank": rank}

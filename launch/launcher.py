@@ -1,0 +1,107 @@
+"""Carry out `soraplan launch`: plan, render, apply the launch policy to the ledger, submit once.
+
+Flow: Spec + LaunchOptions -> the planner's estimate -> backend.render (pure; also rejects bad input
+before anything is recorded) -> --dry-run returns the text (or writes one file per object), --server-dry-run
+lets the cluster validate without recording anything, otherwise launch/policy.decide picks create / resume /
+replace / refuse from the ledger, the ledger records the run and backend.submit (the backend's only
+cluster-touching call, see launch/backends.py) submits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from soraplan.planner.errors import UserError
+from soraplan.planner.estimate import estimate
+from soraplan.planner.spec import Spec
+
+from .backends import get_backend
+from .ledger import Ledger, RunRecord
+from .options import LaunchOptions
+from .policy import ExistingRun, check_flags, decide, needs_live_state
+
+Outcome = Literal["dry-run", "dry-run-files", "server-dry-run", "submitted"]
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """What a launch produced, for the CLI to render.
+
+    kind "dry-run": `text` is the exact script / YAML; "dry-run-files": `paths` were written;
+    "server-dry-run": the backend printed the server's verdict itself; "submitted": `record` is the
+    ledger's record of the run after submission.
+    """
+
+    kind: Outcome
+    text: str = ""
+    paths: tuple[Path, ...] = ()
+    record: RunRecord | None = None
+
+
+def existing_run(book: Ledger, backend: Any, name: str, resume: bool) -> ExistingRun | None:
+    """The ledger's record of `name` as the policy sees it; the backend is asked for live state only on --resume.
+
+    Args:
+        book: the open ledger.
+        backend: the backend module of this launch (launch/backends.py seam).
+        name: the run name.
+        resume: --resume was given.
+
+    Returns:
+        None when the ledger has no run `name`.
+    """
+    if not book.exists(name):
+        return None
+    record = book.get(name)
+    recorded = ExistingRun(record.name, record.backend, record.state, record.state, tuple(record.job_ids))
+    if not needs_live_state(resume, recorded):
+        return recorded
+    live = backend.status(record).get("state", record.state)
+    return ExistingRun(record.name, record.backend, record.state, live, tuple(record.job_ids))
+
+
+def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None = None,
+               backend: ModuleType | Any | None = None) -> LaunchResult:
+    """Plan, render and (unless a dry run) record and submit one run.
+
+    Args:
+        spec: the validated Spec.
+        opts: the validated LaunchOptions (launch/options.build_options).
+        ledger_path: the ledger file (None: launch/ledger.default_path()).
+        backend: the backend module; default the one named by `opts.cluster`.
+
+    Returns:
+        The LaunchResult to render.
+
+    Raises:
+        UserError: contradictory flags, input the renderer rejects, or a launch the policy refuses.
+    """
+    check_flags(opts.resume, opts.force)
+    if backend is None:
+        backend = get_backend(opts.cluster)
+    plan = estimate(spec, compare=False)
+    text = backend.render(spec, plan, opts)
+    if opts.dry_run:
+        if opts.output_dir is not None and hasattr(backend, "write_dry_run"):
+            return LaunchResult("dry-run-files", paths=tuple(backend.write_dry_run(spec, plan, opts)))
+        return LaunchResult("dry-run", text=text)
+    if opts.server_dry_run:  # the server validates (dryRun=All); nothing is stored, not even in the ledger
+        backend.submit(spec, plan, opts, None, None)
+        return LaunchResult("server-dry-run")
+    with Ledger(ledger_path) as book:
+        existing = existing_run(book, backend, opts.name, opts.resume)
+        decision = decide(opts.name, opts.cluster, opts.resume, opts.force, existing, book.path)
+        if decision.action == "refuse":
+            raise UserError(decision.reason)
+        if decision.action == "resume":
+            record = book.get(opts.name)
+        else:
+            if decision.cancel_old_jobs:  # --force: the old run's jobs must not keep writing into the run dir
+                backend.cancel(book.get(opts.name))
+            record = book.create(opts.name, opts.cluster, opts.run_dir, spec.model_dump(mode="json"), plan,
+                                 opts.model_dump(mode="json"), replace=decision.action == "replace")
+        backend.submit(spec, plan, opts, book, record)
+        return LaunchResult("submitted", record=book.get(opts.name))
