@@ -44,9 +44,9 @@ def render_table(rows: list, errors: list[dict], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
-    for col, kw in (("configuration", {}), ("quantity", {}), ("measured", {"justify": "right"}),
-                    ("predicted", {"justify": "right"}), ("error %", {"justify": "right"}), ("result", {})):
-        table.add_column(col, **kw)
+    for col, right in (("configuration", False), ("quantity", False), ("measured", True), ("predicted", True),
+                       ("error %", True), ("result", False)):
+        table.add_column(col, justify="right" if right else "left")
     last = None
     for r in rows:
         err = r.error
@@ -96,7 +96,10 @@ def validate(
     warnings_off()
     from soraplan.validation import measure_matrix as mm
 
-    say = (lambda s: None) if json_out else (lambda s: sys.stderr.write(f"measuring: {s}\n"))
+    def say(line: str) -> None:
+        if not json_out:
+            sys.stderr.write(f"measuring: {line}\n")
+
     if given:
         spec, _ = spec_from_flags(spec_flags)
         rows, errors = mm.run_spec(spec, progress=say)
