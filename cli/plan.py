@@ -118,7 +118,7 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
     finally:
         bar.close()
     if json_out:
-        print_json(result)
+        print_json(result.to_json())
     else:
         from .plan_view import render
 

@@ -2,11 +2,12 @@
 
 Pure: no plotly, no file or network access. The renderer (`cli/report_view.py`) only formats what
 this module returns; it never computes a planning number itself. Sources:
-  - `soraplan.planner.plan.plan(spec, gpu_counts, ...)` (issue D, what `soraplan plan --json` prints): ranked
-    layouts per GPU count, the recommendation, the curriculum budget and the sensitivity list;
+  - `soraplan.planner.plan.plan(spec, gpu_counts, ...)` as its JSON contract (what `soraplan plan --json`
+    prints, so a saved plan can be given instead): ranked layouts per GPU count, the recommendation, the
+    curriculum budget and the sensitivity list;
   - `soraplan.planner.estimate` for sequence arithmetic, parameters, FLOPs and the attention comparison
     (evaluated at the recommended layout);
-  - a `soraplan validate --json` result (issue C), passed in as a dict, for the evidence section.
+  - a `soraplan validate --json` result, passed in as a dict, for the evidence section.
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ from typing import Any
 
 from .estimate import attention_comparison, estimate
 from .errors import UserError
+from .plan import plan as run_planner
+from .rank import TERM_WORDS, format_layout
+from .results import Layout
 from .spec import Spec
 
 LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
                "distributed_optimizer", "attention")
 TOP_LAYOUTS = 5
-HEADROOM_WARN = 0.10  # the plan's default memory headroom constraint (issue D): less than this is flagged
+HEADROOM_WARN = 0.10  # the plan's default memory headroom (SearchOptions.headroom): less than this is flagged
 
 
 # ----------------------------------------------------------------------------------------------- plan seam
 def run_plan(spec: Spec, gpu_counts: list[int], deadline_days: float | None = None, objective: str | None = None,
              options: Any = None, curriculum: Any = None, progress: Any = None) -> dict[str, Any]:
-    """Issue D's layout search, budget and sensitivity: `soraplan.planner.plan.plan` (what `plan --json` prints)."""
-    from .plan import plan
-
-    return plan(spec, gpu_counts, objective=objective or "time", deadline_days=deadline_days, options=options,
-                curriculum=curriculum, progress=progress)
+    """The layout search, budget and sensitivity (`soraplan.planner.plan.plan`) as its JSON contract."""
+    return run_planner(spec, gpu_counts, objective=objective or "time", deadline_days=deadline_days, options=options,
+                       curriculum=curriculum, progress=progress).to_json()
 
 
 def spec_for_layout(spec: Spec, entry: dict[str, Any]) -> Spec:
@@ -49,21 +51,8 @@ def spec_for_layout(spec: Spec, entry: dict[str, Any]) -> Spec:
 
 # ------------------------------------------------------------------------------------------------ helpers
 def layout_text(e: dict[str, Any]) -> str:
-    """'TP 8 x PP 2 (vpp 2) x CP 1 x DP 16' plus the options, in plain words."""
-    pp = f"PP {e.get('pp', 1)}" + (f" (virtual {e['vpp']})" if e.get("vpp", 1) > 1 else "")
-    head = f"TP {e.get('tp', 1)} × {pp} × CP {e.get('cp', 1)} × DP {e.get('dp', 1)}"
-    opts = [f"micro-batch {e.get('micro_batch', 1)}"]
-    if e.get("global_batch") is not None:
-        opts.append(f"global batch {e['global_batch']}")
-    if e.get("sequence_parallel"):
-        opts.append("sequence parallel")
-    rc = e.get("recompute", "none")
-    opts.append("no recompute" if rc == "none" else f"{rc} recompute")
-    if e.get("distributed_optimizer"):
-        opts.append("distributed optimizer")
-    if e.get("attention") and e["attention"] != "full":
-        opts.append(f"{e['attention']} attention")
-    return f"{head} ({', '.join(opts)})"
+    """A ranked layout's JSON in plain words: `format_layout(..., "words")`."""
+    return format_layout(Layout.from_json(e), "words")
 
 
 def rank_grid(tp: int, pp: int, cp: int, dp: int, gpus_per_node: int, max_nodes: int = 256) -> dict[str, Any]:
@@ -284,8 +273,6 @@ def top_layouts(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 def step_breakdown(tops: list[dict[str, Any]]) -> dict[str, Any]:
     """Seconds per step by term (the plan's step terms, named in plain words by the plan) for the top layouts."""
-    from .plan import TERM_WORDS
-
     terms = [k for k in TERM_WORDS if any(_is_num(e["step"].get(k)) and e["step"][k] > 0 for e in tops)]
     return {"terms": [{"key": k, "label": TERM_WORDS[k]} for k in terms],
             "layouts": [{k: e["step"].get(k, 0.0) for k in terms} | {"time_s": e["step"]["time_s"]} for e in tops]}

@@ -44,7 +44,9 @@ from typing import Any
 
 from .errors import UserError
 from .flops import attention_keys, flops, layer_macs
+from .memory import master_bytes
 from .params import params_per_gpu
+from .scalar_ops import ScalarOps
 from .spec import DTYPE_BYTES, Spec
 
 
@@ -261,7 +263,7 @@ class HwConstants:
 def hw_constants(spec: Spec) -> HwConstants:
     k, gpu = spec.kernels, spec.hardware.spec
     g, pb = DTYPE_BYTES[k.grad_dtype], DTYPE_BYTES[k.param_dtype]
-    master = 0 if (k.master_dtype == k.param_dtype == "fp32") else DTYPE_BYTES[k.master_dtype]   # as memory.py
+    master = master_bytes(k)
     # Adam: read grad twice (global norm + update), read + write master and moments, write the param
     opt = 2 * g + 2 * (master + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]) + pb
     return HwConstants(gpu.peak_tflops * 1e12, gpu.hbm_tbs * 1e12, gpu.intra_node_gbs * 1e9, gpu.inter_node_gbs * 1e9,
@@ -273,20 +275,20 @@ def hw_constants(spec: Spec) -> HwConstants:
 # The formula core (scalars or numpy arrays)
 # ----------------------------------------------------------------------------------------------------------
 
-class _Py:
-    """The three array functions `step_terms` needs, on Python scalars."""
+@dataclass(frozen=True)
+class StepLayout:
+    """The layout `step_terms` prices: Python scalars for one layout, numpy arrays (one entry per layout) for many."""
 
-    @staticmethod
-    def where(c: Any, a: Any, b: Any) -> Any:
-        return a if c else b
-
-    @staticmethod
-    def maximum(a: Any, b: Any) -> Any:
-        return a if a >= b else b
-
-    @staticmethod
-    def minimum(a: Any, b: Any) -> Any:
-        return a if a <= b else b
+    tp: Any
+    pp: Any
+    vpp: Any
+    cp: Any
+    dp: Any
+    micro_batch: Any
+    microbatches: Any           # micro-batches per optimizer step (per pipeline)
+    sequence_parallel: Any
+    distributed_optimizer: Any
+    n_params: Any               # parameters per GPU
 
 
 STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute_s", "tp_comm_s", "cp_comm_s",
@@ -294,15 +296,17 @@ STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute
                "efficiency", "mfu", "samples_per_step", "time_s", "samples_per_s")
 
 
-def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], tp: Any, pp: Any, vpp: Any, cp: Any, dp: Any, mb: Any,
-               m: Any, sp: Any, dist: Any, n_params: Any) -> dict[str, Any]:
-    """Every step-time term for one layout (scalars, xp=_Py) or many (arrays, xp=numpy).
+def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], layout: StepLayout) -> dict[str, Any]:
+    """Every step-time term for one layout (scalars, xp=ScalarOps) or many (arrays, xp=numpy).
 
     `w` holds the OpWork numbers for each layout (scalars or arrays): gemm_flops, attn_flops, gemm_rc_flops,
     attn_rc_flops, model_flops, hw_flops, ew_out_tok, ew_in_tok, ew_out_rc_tok, ew_in_rc_tok, rc_full and
     ring (the number of layers of the first stage whose K/V exchange spans CP ranks).
     """
     e = c.eff
+    tp, pp, vpp, cp, dp = layout.tp, layout.pp, layout.vpp, layout.cp, layout.dp
+    mb, m, sp, dist, n_params = (layout.micro_batch, layout.microbatches, layout.sequence_parallel,
+                                 layout.distributed_optimizer, layout.n_params)
     mp = tp * pp * cp
     world = mp * dp
     d = xp.where(sp, tp, 1)
@@ -406,8 +410,10 @@ def step_time(spec: Spec) -> StepTime:
     w = op_work(spec)
     wd: dict[str, Any] = {key: getattr(w, key) for key in WORK_KEYS}
     wd["ring"] = ring_layers(w, spec.model.layers // p.pp, p.cp)
-    t = step_terms(_Py, c, wd, p.tp, p.pp, p.vpp, p.cp, p.dp_size, p.micro_batch, p.microbatches,
-                   p.sequence_parallel, p.distributed_optimizer, params_per_gpu(spec))
+    layout = StepLayout(tp=p.tp, pp=p.pp, vpp=p.vpp, cp=p.cp, dp=p.dp_size, micro_batch=p.micro_batch,
+                        microbatches=p.microbatches, sequence_parallel=p.sequence_parallel,
+                        distributed_optimizer=p.distributed_optimizer, n_params=params_per_gpu(spec))
+    t = step_terms(ScalarOps, c, wd, layout)
     t["samples_per_step"] = int(t["samples_per_step"])
     e = c.eff
     return StepTime(**t, gemm_efficiency=e.gemm, attention_efficiency=e.attention, hbm_efficiency=e.hbm,

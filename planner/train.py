@@ -22,9 +22,14 @@ class TrainBudget:
         return asdict(self)
 
 
+def training_samples(spec: Spec) -> float:
+    """Samples seen in training: the spec's samples times its epochs."""
+    return spec.training.samples * spec.training.epochs
+
+
 def train_budget(spec: Spec) -> TrainBudget:
     st = step_time(spec)
-    samples = spec.training.samples * spec.training.epochs
+    samples = training_samples(spec)
     steps = math.ceil(samples / st.samples_per_step)
     seconds = steps * st.time_s
     gpus = spec.parallel.world

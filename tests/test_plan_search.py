@@ -5,7 +5,8 @@ import pytest
 
 from soraplan.planner import build_spec
 from soraplan.planner.errors import UserError
-from soraplan.planner.plan import plan, search_count, why_best
+from soraplan.planner.plan import plan
+from soraplan.planner.rank import search_count, why_best
 from soraplan.planner.search import OK, REASONS, SearchOptions, Space, reference_evaluate
 from soraplan.planner.step import STEP_FIELDS
 
@@ -16,20 +17,20 @@ def _compare(space: Space, gpus: int, n_random: int, seed: int = 0) -> int:
     """Evaluate a random sample (plus feasible layouts) both ways; return how many were compared in full."""
     x, _ = space.candidates(gpus)
     rng = np.random.default_rng(seed)
-    idx = rng.choice(len(x["tp"]), size=min(n_random, len(x["tp"])), replace=False)
+    idx = rng.choice(len(x), size=min(n_random, len(x)), replace=False)
     ok = np.nonzero(space.evaluate(gpus, x)["reason"] == OK)[0]
     if len(ok):
         idx = np.concatenate([idx, rng.choice(ok, size=min(60, len(ok)), replace=False)])
-    x = {f: v[idx] for f, v in x.items()}
+    x = x.take(idx)
     vec = space.evaluate(gpus, x, compact=False)      # every sampled layout through the whole array model
     full = 0
     for rec in reference_evaluate(space, gpus, x):
         i = rec["i"]
-        assert rec["reason"] == vec["reason"][i], ({f: int(x[f][i]) for f in x}, REASONS[rec["reason"]], REASONS[vec["reason"][i]])
+        assert rec["reason"] == vec["reason"][i], (x.row(i), REASONS[rec["reason"]], REASONS[vec["reason"][i]])
         if "total" in rec:
             full += 1
             for f in MEM + STEP_FIELDS:
-                assert vec[f][i] == pytest.approx(rec[f], rel=1e-9, abs=1e-300), (f, {g: int(x[g][i]) for g in x})
+                assert vec[f][i] == pytest.approx(rec[f], rel=1e-9, abs=1e-300), (f, x.row(i))
     return full
 
 
