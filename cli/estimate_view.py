@@ -1,4 +1,4 @@
-"""Rich tables for `soraplan estimate`: readable in ten seconds, with the seed comparison visible."""
+"""Rich tables for `soraplan estimate`: readable in ten seconds, with the "200-400 GPUs for 2-3 months" comparison visible."""
 
 from typing import Any
 

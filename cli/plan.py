@@ -1,6 +1,6 @@
 """`soraplan plan`: search every parallel layout for each GPU count, rank them, and budget the training.
 
-Example (the seed): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
+Example (40 s 256x256 clips): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
 Spec flags as in `soraplan estimate`; the parallel flags given (--tp, --pp, --vpp, --cp, --micro-batch,
 --recompute, --sequence-parallel, --distributed-optimizer, --global-batch) pin that dimension of the search.
 """
@@ -76,7 +76,7 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
          spec_flags: Any = None) -> None:
     """The fastest layouts that fit for each GPU count, why the winner wins, and the training budget.
 
-    Example (the seed article): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
+    Example (40 s 256x256 clips): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
     """
     from soraplan.planner.errors import UserError
     from soraplan.planner.plan import plan as run

@@ -64,12 +64,12 @@ def attention_comparison(spec: Spec) -> list[dict[str, Any]]:
     return rows
 
 
-SEED_GPUS = (200, 400)      # the seed article: "200-400 A100 for 2-3 months"
+SEED_GPUS = (200, 400)      # the reference claim checked: "200-400 A100 for 2-3 months"
 SEED_DAYS = (60, 90)
 
 
 def seed_claim(spec: Spec, gpu_hours_per_sample: float) -> dict[str, Any]:
-    """What the seed's "200-400 GPUs for 2-3 months" buys at this spec's cost per sample."""
+    """What the reference claim "200-400 GPUs for 2-3 months" buys at this spec's cost per sample."""
     lo_h = SEED_GPUS[0] * SEED_DAYS[0] * 24
     hi_h = SEED_GPUS[1] * SEED_DAYS[1] * 24
     lo_s, hi_s = lo_h / gpu_hours_per_sample, hi_h / gpu_hours_per_sample

@@ -86,9 +86,9 @@ def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
 
 
 def normalize_validation(raw: Any) -> dict[str, Any] | None:
-    """The rows of a `soraplan validate --json` result (issue C) + date and device, in one shape.
+    """The rows of a `soraplan validate --json` result + date and device, in one shape.
 
-    C prints {"machine": {"date", "host", "cpus", ...}, "device": "cpu" | "cuda", "rows": [{"config", "quantity",
+    `soraplan validate --json` prints {"machine": {"date", "host", "cpus", ...}, "device": "cpu" | "cuda", "rows": [{"config", "quantity",
     "measured", "predicted", "tolerance" (relative; 0 exact; None: reported only), "unit", "error" (relative),
     "ok"}], "errors": [{"config", "error"}], "failed", "ok"} and, on a GPU, "calibration": {"device" (the card),
     "efficiency", "gemm_efficiency", "attention_efficiency", ...}. A few other spellings are accepted too.
@@ -115,13 +115,13 @@ def normalize_validation(raw: Any) -> dict[str, Any] | None:
         if tol is None and _is_num(r.get("tolerance")):
             tol = 100 * float(r["tolerance"])
         ok = _first(r, "pass", "passed", "ok")
-        info = "tolerance" in r and r["tolerance"] is None  # C: reported, not compared
+        info = "tolerance" in r and r["tolerance"] is None  # reported, not compared
         rows.append({"config": str(_first(r, "config", "case", "configuration", default="")),
                      "quantity": str(_first(r, "quantity", "name", "what", "metric", default="?")),
                      "unit": str(_first(r, "unit", "units", default="")),
                      "measured": measured, "predicted": predicted, "error_pct": err, "tolerance_pct": tol,
                      "pass": None if ok is None or info else bool(ok), "device": _first(r, "device", default=None)})
-    for e in meta.get("errors") or []:  # configurations C could not measure count as failures
+    for e in meta.get("errors") or []:  # configurations validate could not measure count as failures
         if isinstance(e, dict):
             rows.append({"config": str(e.get("config", "")), "quantity": f"error: {e.get('error', '')}", "unit": "",
                          "measured": None, "predicted": None, "error_pct": None, "tolerance_pct": None, "pass": False,

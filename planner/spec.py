@@ -123,7 +123,7 @@ class Model(_Frozen):
     timestep_freq_dim: int = Field(256, ge=2)
     long_skip: bool = Field(False, description="U-ViT long skip connections between shallow and deep blocks")
     tokens_in_sequence: int = Field(0, ge=0, description="extra conditioning tokens in the sequence (U-ViT: time + class)")
-    # U-ViT details (issue H; defaults keep every DiT-style preset unchanged):
+    # U-ViT details (defaults keep every DiT-style preset unchanged):
     qkv_bias: bool = Field(True, description="bias on the fused QKV projection (U-ViT: False)")
     time_mlp: bool = Field(True, description="timestep MLP after the sinusoid (U-ViT: False, the sinusoid of width h is the time token)")
     learned_pos_embed: bool = Field(False, description="learned position table of (tokens + in-sequence tokens) x h (U-ViT); else fixed sin-cos")
