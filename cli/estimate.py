@@ -26,7 +26,7 @@ def estimate(ctx: typer.Context,
     spec, _ = spec_from_flags(spec_flags)
     result = run(spec)
     if json_out:
-        print_json(result)
+        print_json(result.to_json())
     else:
         from .estimate_view import render
 

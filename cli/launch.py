@@ -96,7 +96,7 @@ def launch(
     if resume and force:
         raise UserError("--resume and --force exclude each other")
     backend = get_backend(opts.cluster)
-    plan = estimate(spec, compare=False)
+    plan = estimate(spec, compare=False).to_json()
     text = backend.render(spec, plan, opts)  # pure; also rejects bad input before anything is recorded
     if opts.dry_run:
         if opts.output_dir is not None and hasattr(backend, "write_dry_run"):  # one file per object

@@ -270,3 +270,86 @@ class Plan(JsonResult):
     best_reason: str
     budget: Budget | None = field(default=None, metadata=OMIT)
     sensitivity: tuple[SensitivityRow, ...] | None = field(default=None, metadata=OMIT)
+
+
+# ----------------------------------------------------------------------------------------------- estimate
+@dataclass(frozen=True)
+class ParamCounts(JsonResult):
+    total: int
+    per_gpu: int                    # the most loaded pipeline stage
+    groups: dict[str, int]
+
+
+@dataclass(frozen=True)
+class FlopsPerSample(JsonResult):
+    forward_per_sample: float
+    train_per_sample: float         # 3 x forward
+    hardware_per_sample: float      # with recompute
+    recompute_per_sample: float
+    forward_by_part: dict[str, float]
+
+
+@dataclass(frozen=True)
+class MemoryGiB(JsonResult):
+    """Memory per GPU of the spec's layout, in GiB."""
+
+    weights: float
+    grads: float
+    optimizer: float
+    activations: float
+    buffers: float
+    total: float
+    capacity: float
+    fits: bool
+
+
+@dataclass(frozen=True)
+class EstimateStep(JsonResult):
+    time_s: float
+    mfu: float
+    samples_per_s: float
+    terms: dict[str, Any]           # every StepTime field
+
+
+@dataclass(frozen=True)
+class EstimateTrain(JsonResult):
+    samples: float
+    steps: int
+    gpus: int
+    gpu_hours: float
+    days: float
+    cost_usd: float
+    usd_per_gpu_hour: float
+
+
+@dataclass(frozen=True)
+class ClaimCheck(JsonResult):
+    """What "200-400 GPUs for 2-3 months" buys at the spec's cost per sample (low and high ends)."""
+
+    gpus: tuple[int, int]
+    days: tuple[int, int]
+    gpu_hours: tuple[float, float]
+    samples: tuple[float, float]
+    passes: tuple[float, float]
+    gpu_hours_per_sample: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Estimate(JsonResult):
+    """What `soraplan estimate` computes for one spec and layout."""
+
+    name: str
+    sequence_length: int
+    sequence: dict[str, Any]        # the latent/patch arithmetic and its one-line text
+    params: ParamCounts
+    flops: FlopsPerSample
+    memory_gib: MemoryGiB
+    activations: dict[str, Any]     # activations.stage_activations, byte totals in GiB
+    step: EstimateStep
+    train: EstimateTrain
+    hardware: Any                   # the GPU (hardware.GPU)
+    spec: Any                       # the Spec
+    seed_claim: ClaimCheck | None = field(default=None, metadata=OMIT)
+    gpu_counts: tuple[dict[str, float], ...] | None = field(default=None, metadata=OMIT)
+    attention_comparison: tuple[dict[str, Any], ...] | None = field(default=None, metadata=OMIT)

@@ -37,7 +37,7 @@ launch = st.fixed_dictionaries({
 @given(layout=layouts, lo=launch, name=run_names)
 def test_random_valid_layouts_render_schema_valid(layout, lo, name):
     spec = build_spec(flags=dict(layout))
-    plan = estimate(spec, compare=False)
+    plan = estimate(spec, compare=False).to_json()
     opts = LaunchOptions(cluster="k8s", name=name, image="img:1", **lo)
     world = spec.parallel.world
     per_node = lo["gpus_per_node"] or plan["hardware"]["gpus_per_node"]
