@@ -11,22 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import print_json, spec_from_flags, with_spec_options
-
-PIN = {"tp": "tp", "pp": "pp", "vpp": "vpp", "cp": "cp", "micro_batch": "micro_batch", "recompute": "recompute",
-       "sequence_parallel": "sequence_parallel", "distributed_optimizer": "distributed_optimizer"}
-
-
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    from soraplan.planner.errors import UserError
-
-    try:
-        vals = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
-    except ValueError:
-        raise UserError(f"{flag}: comma-separated integers expected, got {text!r}") from None
-    if not vals or min(vals) < 1:
-        raise UserError(f"{flag}: positive integers expected, got {text!r}")
-    return vals
+from .common import parse_gpu_counts, parse_ints, print_json, search_options, spec_from_flags, with_spec_options
 
 
 class LazyProgress:
@@ -80,7 +65,6 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
     """
     from soraplan.planner.errors import UserError
     from soraplan.planner.plan import plan as run
-    from soraplan.planner.search import SearchOptions
     from soraplan.planner.spec import Spec
 
     spec, _ = spec_from_flags(spec_flags)
@@ -93,24 +77,15 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
             spec = Spec.model_validate(d)
         except ValueError as e:
             raise UserError(f"efficiency override: {str(e).splitlines()[-1].strip()}") from None
-    pins: dict[str, Any] = {}
-    for flag, opt in PIN.items():
-        v = spec_flags.get(flag)
-        if v is not None:
-            pins[opt] = (v,)
-    if "sequence_parallel" in pins:
-        pins["sequence_parallel"] = (bool(pins["sequence_parallel"][0]),)
-    if "distributed_optimizer" in pins:
-        pins["distributed_optimizer"] = (bool(pins["distributed_optimizer"][0]),)
     gbr = None
     if global_batch_range:
-        lo_hi = _ints(global_batch_range, "--global-batch-range")
+        lo_hi = parse_ints(global_batch_range, "--global-batch-range")
         if len(lo_hi) != 2:
             raise UserError(f"--global-batch-range: LOW,HIGH expected, got {global_batch_range!r}")
         gbr = (lo_hi[0], lo_hi[1])
-    options = SearchOptions(headroom=headroom, max_tp_in_node=max_tp_in_node, global_batch_range=gbr,
-                            allow_window=allow_window, **pins)
-    counts = _ints(gpus, "--gpus") if gpus else None
+    options = search_options(spec_flags, headroom=headroom, max_tp_in_node=max_tp_in_node, global_batch_range=gbr,
+                             allow_window=allow_window)
+    counts = parse_gpu_counts(gpus) if gpus else None
     bar = LazyProgress()
     try:
         result = run(spec, counts, objective=objective, deadline_days=deadline_days, options=options, top=top,
