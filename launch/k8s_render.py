@@ -239,7 +239,8 @@ def resources(ctx: Context) -> dict[str, Any]:
 
 
 def volume_mounts(ctx: Context) -> list[dict[str, Any]]:
-    out = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}]
+    out: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"},
+                                 {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}]
     if ctx.pvc:
         out.append({"name": "checkpoints", "mountPath": ctx.profile.mount_path})
     return out
@@ -283,7 +284,7 @@ def pod_annotations(ctx: Context) -> dict[str, str]:
 
 def placement(ctx: Context) -> dict[str, Any]:
     """nodeSelector, tolerations, service account, pull secrets, priority from the profile."""
-    p, out = ctx.profile, {}
+    p, out = ctx.profile, dict[str, Any]()
     if p.node_selector:
         out["nodeSelector"] = dict(p.node_selector)
     if p.tolerations:

@@ -76,7 +76,7 @@ def load_curriculum(source: Any) -> dict[str, Any]:
     return {"stages": stages}
 
 
-def stage_spec(spec: Spec, stage: dict[str, Any], i: int) -> tuple[Spec, float, SearchOptions | None]:
+def stage_spec(spec: Spec, stage: dict[str, Any], i: int) -> tuple[Spec, float, tuple[int, int] | None]:
     """The stage's Spec (geometry overrides on the base), its sample count (x epochs) and search options."""
     name = stage.get("name", f"stage {i + 1}")
     unknown = set(stage) - {"name", "geometry", "dataset", "samples", "epochs", "global_batch_range"}
@@ -110,7 +110,11 @@ def stage_spec(spec: Spec, stage: dict[str, Any], i: int) -> tuple[Spec, float, 
         msg = str(e)
         raise UserError(f"curriculum stage {name!r}: {msg}") from None
     gbr = stage.get("global_batch_range")
-    return s, training_samples(s), (tuple(int(x) for x in gbr) if gbr else None)  # type: ignore[return-value]
+    if not gbr:
+        return s, training_samples(s), None
+    if not isinstance(gbr, (list, tuple)) or len(gbr) != 2:
+        raise UserError(f"curriculum stage {name!r}: global_batch_range must be [low, high]")
+    return s, training_samples(s), (int(gbr[0]), int(gbr[1]))
 
 
 def bytes_per_sample(spec: Spec) -> dict[str, Any]:
@@ -201,13 +205,13 @@ def training_budget(spec: Spec, gpu_counts: tuple[int, ...], curriculum: Any = N
     passes = []
     main_space = Space(spec, options)
     for n in gpu_counts:
-        e = _best(main_space, n, float(spec.training.samples), objective)
-        if e is None:
+        one_pass = _best(main_space, n, float(spec.training.samples), objective)
+        if one_pass is None:
             passes.append(PassRow(gpus=n, feasible=False))
             continue
-        d = e.train.days
+        d = one_pass.train.days
         passes.append(PassRow(gpus=n, feasible=True, days_per_pass=d, passes_in_60_days=60 / d,
-                              passes_in_90_days=90 / d, mfu=e.step.mfu, layout=format_layout(e)))
+                              passes_in_90_days=90 / d, mfu=one_pass.step.mfu, layout=format_layout(one_pass)))
     return Budget(curriculum=curriculum is not None, stages=tuple(stages), totals=totals, passes=tuple(passes),
                   pass_samples=spec.training.samples)
 

@@ -133,6 +133,7 @@ class LayoutTrain(JsonResult):
 class RankedLayout(Layout):
     """A layout that fits, with its memory, step terms and training time."""
 
+    global_batch: int                # always known once ranked (keeps its place among the Layout fields)
     gpus_used: int
     memory_gib: LayoutMemory
     step: LayoutStep
@@ -286,7 +287,7 @@ class FlopsPerSample(JsonResult):
     train_per_sample: float         # 3 x forward
     hardware_per_sample: float      # with recompute
     recompute_per_sample: float
-    forward_by_part: dict[str, float]
+    forward_by_part: dict[str, int]
 
 
 @dataclass(frozen=True)
