@@ -65,16 +65,14 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
     """
     from soraplan.planner.errors import UserError
     from soraplan.planner.plan import plan as run
-    from soraplan.planner.spec import Spec
+    from soraplan.planner.spec import spec_with
 
     spec, _ = spec_from_flags(spec_flags)
     over = {k: v for k, v in (("gemm_efficiency", gemm_efficiency), ("attention_efficiency", attention_efficiency),
                               ("hbm_efficiency", hbm_efficiency)) if v is not None}
     if over:
-        d = spec.model_dump()
-        d["hardware"].update(over)
         try:
-            spec = Spec.model_validate(d)
+            spec = spec_with(spec, hardware=over)
         except ValueError as e:
             raise UserError(f"efficiency override: {str(e).splitlines()[-1].strip()}") from None
     gbr = None

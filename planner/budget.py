@@ -36,7 +36,7 @@ from .errors import UserError
 from .rank import format_layout, search_count
 from .results import Budget, CountTotal, PassRow, RankedLayout, SensitivityRow, StageBudget, StageRow
 from .search import SearchOptions, Space, window_options
-from .spec import Spec
+from .spec import Spec, spec_with
 from .step import op_efficiency
 from .train import training_samples
 
@@ -220,12 +220,6 @@ def training_budget(spec: Spec, gpu_counts: tuple[int, ...], curriculum: Any = N
 # Sensitivity: one assumption at a time, low and high, the best layout re-searched where it can change
 # --------------------------------------------------------------------------------------------------------
 
-def _variant(spec: Spec, **hardware: Any) -> Spec:
-    d = spec.model_dump()
-    d["hardware"].update(hardware)
-    return Spec.model_validate(d)
-
-
 Outcome = tuple[float, float]   # (days, dollars) of the best layout under one variant
 
 
@@ -266,8 +260,9 @@ def sensitivity(spec: Spec, gpus: int, options: SearchOptions | None = None,
         return base[0] * days_f, base[1] * cost_f
 
     eff = op_efficiency(spec)
-    lo_s = _variant(spec, gemm_efficiency=eff.gemm * 0.75, attention_efficiency=eff.attention * 0.75)
-    hi_s = _variant(spec, gemm_efficiency=min(1.0, eff.gemm * 1.15), attention_efficiency=min(1.0, eff.attention * 1.15))
+    lo_s = spec_with(spec, hardware={"gemm_efficiency": eff.gemm * 0.75, "attention_efficiency": eff.attention * 0.75})
+    hi_s = spec_with(spec, hardware={"gemm_efficiency": min(1.0, eff.gemm * 1.15),
+                                     "attention_efficiency": min(1.0, eff.attention * 1.15)})
     add("kernel efficiency (MFU)", f"x0.75 (gemm {eff.gemm * 0.75:.2f}, attn {eff.attention * 0.75:.2f})",
         f"x1.15 (gemm {min(1, eff.gemm * 1.15):.2f}, attn {min(1, eff.attention * 1.15):.2f})",
         run(lo_s, options), run(hi_s, options), f"gemm {eff.gemm:.2f}, attn {eff.attention:.2f}",
@@ -284,7 +279,8 @@ def sensitivity(spec: Spec, gpus: int, options: SearchOptions | None = None,
             run(spec, replace(options, allow_window=True, attentions=None)), best.attention,
             "window attention changes the model (quality): a modelling decision, not only a systems one")
     gpu = spec.hardware.spec
-    net = [_variant(spec, custom={**gpu.model_dump(), "inter_node_gbs": gpu.inter_node_gbs * f}) for f in (0.5, 2.0)]
+    net = [spec_with(spec, hardware={"custom": {**gpu.model_dump(), "inter_node_gbs": gpu.inter_node_gbs * f}})
+           for f in (0.5, 2.0)]
     add("inter-node bandwidth", f"{gpu.inter_node_gbs * 0.5:g} GB/s", f"{gpu.inter_node_gbs * 2:g} GB/s",
         run(net[0], options), run(net[1], options), f"{gpu.inter_node_gbs:g} GB/s per GPU")
     price = spec.hardware.price

@@ -15,7 +15,7 @@ from .memory import memory
 from .params import param_groups, params_per_gpu, total_params
 from .results import (ClaimCheck, Estimate, EstimateStep, EstimateTrain, FlopsPerSample, MemoryGiB,
                       ParamCounts)
-from .spec import Spec
+from .spec import Spec, spec_with
 from .step import step_time
 from .train import compare_gpu_counts, train_budget
 
@@ -53,10 +53,8 @@ def attention_comparison(spec: Spec) -> list[dict[str, Any]]:
         patterns.append("spatial-temporal")
     rows = []
     for pat in patterns:
-        data = spec.model_dump()
-        data["model"]["attention"] = pat
         try:
-            s2 = Spec.model_validate(data)
+            s2 = spec_with(spec, model={"attention": pat})
         except ValueError:
             continue
         fl, mem, st, tb = flops(s2), memory(s2), step_time(s2), train_budget(s2)

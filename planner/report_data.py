@@ -1,5 +1,8 @@
 """Every number the HTML capacity report shows, gathered from the planner as one JSON-ready dict.
 
+The report reads the plan through its JSON contract (`Plan.to_json()`), so a saved `soraplan plan --json`
+renders the same page as a fresh search; keys a partial plan lacks are left out of the page.
+
 Pure: no plotly, no file or network access. The renderer (`cli/report_view.py`) only formats what
 this module returns; it never computes a planning number itself. Sources:
   - `soraplan.planner.plan.plan(spec, gpu_counts, ...)` as its JSON contract (what `soraplan plan --json`
@@ -19,8 +22,8 @@ from .estimate import attention_comparison, estimate
 from .errors import UserError
 from .plan import plan as run_planner
 from .rank import TERM_WORDS, format_layout
-from .results import Layout
-from .spec import Spec
+from .results import Layout, Plan
+from .spec import Spec, spec_with
 
 LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
                "distributed_optimizer", "attention")
@@ -38,15 +41,11 @@ def run_plan(spec: Spec, gpu_counts: list[int], deadline_days: float | None = No
 
 def spec_for_layout(spec: Spec, entry: dict[str, Any]) -> Spec:
     """The spec with a plan entry's layout on the GPUs it uses (to ask the planner about that layout)."""
-    data = spec.model_dump()
-    par = data["parallel"]
-    for key in ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
-                "distributed_optimizer"):
-        par[key] = entry[key]
+    par = {key: entry[key] for key in ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch",
+                                       "sequence_parallel", "recompute", "distributed_optimizer")}
     par["gpus"] = entry["tp"] * entry["pp"] * entry["cp"] * entry["dp"]
     par["recompute_layers"] = entry.get("recompute_layers")
-    data["model"]["attention"] = entry.get("attention") or data["model"]["attention"]
-    return Spec.model_validate(data)
+    return spec_with(spec, parallel=par, model={"attention": entry.get("attention") or spec.model.attention})
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -390,9 +389,23 @@ def risks(best: dict[str, Any] | None, plan: dict[str, Any], validation: dict[st
 
 # ------------------------------------------------------------------------------------------------ gather
 def gather(spec: Spec, gpu_counts: list[int] | None = None, deadline_days: float | None = None,
-           validation: Any = None, objective: str | None = None, plan: dict[str, Any] | None = None,
+           validation: Any = None, objective: str | None = None, plan: Plan | dict[str, Any] | None = None,
            options: Any = None, curriculum: Any = None, progress: Any = None) -> dict[str, Any]:
-    """Everything the report shows. `plan` may be given (a `soraplan plan --json` result); else it is run."""
+    """Everything the report shows.
+
+    Args:
+        spec: the spec planned.
+        gpu_counts: GPU counts to compare (default: the spec's compare_gpus).
+        deadline_days: draw this deadline and flag counts that miss it.
+        validation: a `soraplan validate --json` result, or None.
+        objective: the plan's objective (default `time`).
+        plan: a Plan, or its JSON (a saved `soraplan plan --json`, read tolerantly: missing keys are
+            left out of the page); None runs the planner.
+        options, curriculum, progress: passed to the planner when it runs.
+
+    Returns:
+        The report data: plain JSON-ready dicts and lists that `cli/report_view.py` renders.
+    """
     counts = list(gpu_counts or spec.training.compare_gpus)
     if not counts or any(n < 1 for n in counts):
         raise UserError("--gpus: give positive GPU counts, e.g. 200,300,400")
@@ -402,6 +415,8 @@ def gather(spec: Spec, gpu_counts: list[int] | None = None, deadline_days: float
     if plan is None:
         plan = run_plan(spec, counts, deadline_days, objective, options=options, curriculum=curriculum,
                         progress=progress)
+    elif isinstance(plan, Plan):
+        plan = plan.to_json()
     est = estimate(spec, compare=False)
     best = plan.get("best")
     best_spec = spec_for_layout(spec, best) if best else None

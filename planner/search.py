@@ -34,7 +34,7 @@ from .activations import SELECTIVE, Term, layer_input_term, layer_terms, shared_
 from .errors import UserError
 from .memory import MemoryConstants, memory, memory_constants, memory_terms
 from .params import params_per_gpu
-from .spec import Spec, parse_attention
+from .spec import Spec, parse_attention, spec_with
 from .step import STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, hw_constants, op_work, step_terms, step_time
 
 RECOMPUTE = ("none", "selective", "full")
@@ -233,12 +233,10 @@ class Space:
     # ------------------------------------------------------------------------------------------------
     def variant(self, attention: str, **parallel: Any) -> Spec:
         """The spec with another attention pattern and parallel section (validated)."""
-        d = self.spec.model_dump()
-        d["model"]["attention"] = attention
-        d["parallel"] = {"tp": 1, "pp": 1, "vpp": 1, "cp": 1, "dp": None, "gpus": None, "sequence_parallel": False,
-                         "micro_batch": 1, "global_batch": None, "recompute": "none", "recompute_layers": None,
-                         "distributed_optimizer": True, **parallel}
-        return Spec.model_validate(d)
+        every_field = {"tp": 1, "pp": 1, "vpp": 1, "cp": 1, "dp": None, "gpus": None, "sequence_parallel": False,
+                       "micro_batch": 1, "global_batch": None, "recompute": "none", "recompute_layers": None,
+                       "distributed_optimizer": True}
+        return spec_with(self.spec, model={"attention": attention}, parallel={**every_field, **parallel})
 
     def _base(self, attention: str) -> Spec:
         try:
