@@ -35,7 +35,8 @@ from .errors import UserError
 from .memory import MemoryConstants, memory, memory_constants, memory_terms
 from .params import params_per_gpu
 from .spec import Spec, parse_attention, spec_with
-from .step import STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, hw_constants, op_work, step_terms, step_time
+from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
+                   step_time)
 
 RECOMPUTE = ("none", "selective", "full")
 REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory")
@@ -454,12 +455,12 @@ class Space:
         mem = memory_terms(np, self.memory, n, dp, cp, dist, acts)
         del mem["buffers"]
         choice = y.attention * len(RECOMPUTE) + y.recompute
-        w = {key: v[choice] for key, v in self.work.items()}
-        w["ring"] = (self.ring_layers_prefix[y.attention, stage_layers]
-                     + np.where(self.grid_t % cp == 0, 0.0, self.frame_layers_prefix[y.attention, stage_layers]))
+        ring = (self.ring_layers_prefix[y.attention, stage_layers]
+                + np.where(self.grid_t % cp == 0, 0.0, self.frame_layers_prefix[y.attention, stage_layers]))
+        work = StepWork(**{key: v[choice] for key, v in self.work.items()}, ring=ring)
         layout = StepLayout(tp=tp, pp=pp, vpp=vpp, cp=cp, dp=dp, micro_batch=mb, microbatches=mm,
                             sequence_parallel=sp, distributed_optimizer=dist, n_params=n)
-        return mem, step_terms(np, self.step_constants, w, layout)
+        return mem, step_terms(np, self.step_constants, work, layout)
 
     # ------------------------------------------------------------------------------------------------
     def spec_for(self, gpus: int, x: LayoutArrays, i: int) -> Spec:

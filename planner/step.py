@@ -291,17 +291,41 @@ class StepLayout:
     n_params: Any               # parameters per GPU
 
 
+@dataclass(frozen=True)
+class StepWork:
+    """The layout-independent work `step_terms` prices (OpWork's numbers, see there), scalars or arrays, and
+    `ring`: the layers of the first pipeline stage whose K/V exchange spans CP ranks."""
+
+    gemm_flops: Any
+    attn_flops: Any
+    gemm_rc_flops: Any
+    attn_rc_flops: Any
+    model_flops: Any
+    hw_flops: Any
+    ew_out_tok: Any
+    ew_in_tok: Any
+    ew_out_rc_tok: Any
+    ew_in_rc_tok: Any
+    rc_full: Any
+    ring: Any
+
+
 STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute_s", "tp_comm_s", "cp_comm_s",
                "cp_comm_total_s", "dp_comm_s", "dp_comm_total_s", "pp_bubble_s", "pp_p2p_s", "optimizer_s",
                "efficiency", "mfu", "samples_per_step", "time_s", "samples_per_s")
 
 
-def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], layout: StepLayout) -> dict[str, Any]:
+def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict[str, Any]:
     """Every step-time term for one layout (scalars, xp=ScalarOps) or many (arrays, xp=numpy).
 
-    `w` holds the OpWork numbers for each layout (scalars or arrays): gemm_flops, attn_flops, gemm_rc_flops,
-    attn_rc_flops, model_flops, hw_flops, ew_out_tok, ew_in_tok, ew_out_rc_tok, ew_in_rc_tok, rc_full and
-    ring (the number of layers of the first stage whose K/V exchange spans CP ranks).
+    Args:
+        xp: numpy or ScalarOps.
+        c: hw_constants(spec).
+        w: the work per sample of the (attention, recompute) choice.
+        layout: the parallel layout.
+
+    Returns:
+        The STEP_FIELDS.
     """
     e = c.eff
     tp, pp, vpp, cp, dp = layout.tp, layout.pp, layout.vpp, layout.cp, layout.dp
@@ -315,23 +339,23 @@ def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], layout: StepLayout) -
     rank_samples = m * mb
     share = rank_samples / mp                         # samples' worth of FLOPs this rank runs per step
     g_rate, a_rate, h_rate = c.peak * e.gemm, c.peak * e.attention, c.hbm * e.hbm
-    gemm = w["gemm_flops"] * share / g_rate
-    attn = w["attn_flops"] * share / a_rate
+    gemm = w.gemm_flops * share / g_rate
+    attn = w.attn_flops * share / a_rate
     tokens = rank_samples * s * ls                    # token-layers this rank runs per step
-    ew = tokens * (w["ew_out_tok"] / d + w["ew_in_tok"] / tp) / h_rate
+    ew = tokens * (w.ew_out_tok / d + w.ew_in_tok / tp) / h_rate
     compute = gemm + attn + ew
-    recompute = (w["gemm_rc_flops"] * share / g_rate + w["attn_rc_flops"] * share / a_rate
-                 + tokens * (w["ew_out_rc_tok"] / d + w["ew_in_rc_tok"] / tp) / h_rate)
+    recompute = (w.gemm_rc_flops * share / g_rate + w.attn_rc_flops * share / a_rate
+                 + tokens * (w.ew_out_rc_tok / d + w.ew_in_rc_tok / tp) / h_rate)
     # --- TP: 2 (t-1)/t * bytes per all-reduce (= AG + RS), sub_blocks per pass, 2 or 3 passes (fwd, bwd, refwd)
     bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * e.comm
     act = s * mb * c.hidden * c.act_bytes             # one micro-batch's activation on this CP rank, bytes
-    passes = 2 + w["rc_full"]
+    passes = 2 + w.rc_full
     tp_comm = passes * c.sub_blocks * 2 * (tp - 1) / tp * act / bw_tp * ls * m
     # --- CP: ring of K/V (2 s b h B / t) for (cp-1) hops; fwd 1x, bwd 2x (K/V + dK/dV), refwd 1x
     bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
     kv = 2 * act / tp
-    cp_total = (3 + w["rc_full"]) * (cp - 1) * kv / bw_cp * w["ring"] * m
-    hide_cp = attn * w["ring"] / ls                   # attention time of the ring layers
+    cp_total = (3 + w.rc_full) * (cp - 1) * kv / bw_cp * w.ring * m
+    hide_cp = attn * w.ring / ls                   # attention time of the ring layers
     cp_exposed = xp.maximum(0.0, cp_total - hide_cp)
     # --- DP: over the dp*cp ranks holding the same parameters
     g = dp * cp
@@ -357,8 +381,8 @@ def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], layout: StepLayout) -
         "compute_s": compute, "gemm_s": gemm, "attention_s": attn, "elementwise_s": ew, "recompute_s": recompute,
         "tp_comm_s": tp_comm, "cp_comm_s": cp_exposed, "cp_comm_total_s": cp_total, "dp_comm_s": dp_exposed,
         "dp_comm_total_s": dp_total, "pp_bubble_s": bubble, "pp_p2p_s": p2p, "optimizer_s": optimizer,
-        "efficiency": w["hw_flops"] * share / c.peak / compute,
-        "mfu": w["model_flops"] * samples / (total * world * c.peak),
+        "efficiency": w.hw_flops * share / c.peak / compute,
+        "mfu": w.model_flops * samples / (total * world * c.peak),
         "samples_per_step": samples, "time_s": total, "samples_per_s": samples / total,
     }
 
@@ -408,12 +432,11 @@ def step_time(spec: Spec) -> StepTime:
     p = spec.parallel
     c = hw_constants(spec)
     w = op_work(spec)
-    wd: dict[str, Any] = {key: getattr(w, key) for key in WORK_KEYS}
-    wd["ring"] = ring_layers(w, spec.model.layers // p.pp, p.cp)
+    work = StepWork(**{key: getattr(w, key) for key in WORK_KEYS}, ring=ring_layers(w, spec.model.layers // p.pp, p.cp))
     layout = StepLayout(tp=p.tp, pp=p.pp, vpp=p.vpp, cp=p.cp, dp=p.dp_size, micro_batch=p.micro_batch,
                         microbatches=p.microbatches, sequence_parallel=p.sequence_parallel,
                         distributed_optimizer=p.distributed_optimizer, n_params=params_per_gpu(spec))
-    t = step_terms(ScalarOps, c, wd, layout)
+    t = step_terms(ScalarOps, c, work, layout)
     t["samples_per_step"] = int(t["samples_per_step"])
     e = c.eff
     return StepTime(**t, gemm_efficiency=e.gemm, attention_efficiency=e.attention, hbm_efficiency=e.hbm,
