@@ -11,7 +11,7 @@ from typing import Any
 
 from .activations import stage_activations
 from .flops import flops
-from .memory import memory
+from .memory import GiB, memory
 from .params import param_groups, params_per_gpu, total_params
 from .results import (ClaimCheck, Estimate, EstimateStep, EstimateTrain, FlopsPerSample, MemoryGiB,
                       ParamCounts)
@@ -59,7 +59,7 @@ def attention_comparison(spec: Spec) -> list[dict[str, Any]]:
             continue
         fl, mem, st, tb = flops(s2), memory(s2), step_time(s2), train_budget(s2)
         rows.append({"attention": pat, "forward_flops": fl.forward, "self_attn_core_flops": fl.by_part["self_attn_core"],
-                     "activations_gib": mem.activations / 1024**3, "memory_total_gib": mem.total / 1024**3, "fits": mem.fits,
+                     "activations_gib": mem.activations / GiB, "memory_total_gib": mem.total / GiB, "fits": mem.fits,
                      "step_s": st.time_s, "days": tb.days, "gpu_hours": tb.gpu_hours})
     return rows
 
@@ -108,7 +108,7 @@ def estimate(spec: Spec, compare: bool = True) -> Estimate:
         flops=FlopsPerSample(forward_per_sample=fl.forward, train_per_sample=fl.train, hardware_per_sample=fl.hardware,
                              recompute_per_sample=fl.recompute, forward_by_part=fl.by_part),
         memory_gib=MemoryGiB(**gib),  # type: ignore[arg-type]
-        activations={k: (v / 1024**3 if k in ("per_layer", "per_microbatch", "recompute_working", "total") else v)
+        activations={k: (v / GiB if k in ("per_layer", "per_microbatch", "recompute_working", "total") else v)
                      for k, v in acts.items()},
         step=EstimateStep(time_s=st.time_s, mfu=st.mfu, samples_per_s=st.samples_per_s, terms=st.as_dict()),
         train=EstimateTrain(samples=tb.samples, steps=tb.steps, gpus=tb.gpus, gpu_hours=tb.gpu_hours, days=tb.days,

@@ -44,7 +44,7 @@ from typing import Any
 
 from .errors import UserError
 from .flops import attention_keys, flops, layer_macs
-from .memory import master_bytes
+from .memory import memory_constants
 from .params import params_per_gpu
 from .scalar_ops import ScalarOps
 from .spec import DTYPE_BYTES, Spec
@@ -263,9 +263,8 @@ class HwConstants:
 def hw_constants(spec: Spec) -> HwConstants:
     k, gpu = spec.kernels, spec.hardware.spec
     g, pb = DTYPE_BYTES[k.grad_dtype], DTYPE_BYTES[k.param_dtype]
-    master = master_bytes(k)
     # Adam: read grad twice (global norm + update), read + write master and moments, write the param
-    opt = 2 * g + 2 * (master + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]) + pb
+    opt = 2 * g + 2 * memory_constants(spec).optimizer_bytes_per_param + pb
     return HwConstants(gpu.peak_tflops * 1e12, gpu.hbm_tbs * 1e12, gpu.intra_node_gbs * 1e9, gpu.inter_node_gbs * 1e9,
                        gpu.gpus_per_node, op_efficiency(spec), spec.model.hidden, spec.seq_len, spec.model.layers,
                        3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt))
