@@ -18,7 +18,9 @@ class LazyProgress:
     """A rich progress bar on stderr that appears only when the work has taken more than a second."""
 
     def __init__(self, after_s: float = 1.0, force_terminal: bool | None = None) -> None:
-        self.t0, self.after_s, self.bar, self.task = time.monotonic(), after_s, None, None
+        self.t0, self.after_s = time.monotonic(), after_s
+        self.bar: Any = None            # rich.progress.Progress once shown (rich is imported only then)
+        self.task: Any = None
         self.force_terminal = force_terminal
 
     def __call__(self, what: str, done: int, total: int) -> None:

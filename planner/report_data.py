@@ -16,7 +16,7 @@ this module returns; it never computes a planning number itself. Sources:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from .estimate import attention_comparison, estimate
 from .errors import UserError
@@ -62,9 +62,9 @@ def rank_grid(tp: int, pp: int, cp: int, dp: int, gpus_per_node: int, max_nodes:
     world = tp * pp * cp * dp
     nodes = math.ceil(world / gpus_per_node)
     shown = min(nodes, max_nodes)
-    cells = []
+    cells: list[list[dict[str, int] | None]] = []
     for node in range(shown):
-        row = []
+        row: list[dict[str, int] | None] = []
         for slot in range(gpus_per_node):
             r = node * gpus_per_node + slot
             if r >= world:
@@ -95,8 +95,8 @@ def normalize_validation(raw: Any) -> dict[str, Any] | None:
     if raw is None:
         return None
     meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    machine = meta.get("machine") if isinstance(meta.get("machine"), dict) else {}
-    calib = meta.get("calibration") if isinstance(meta.get("calibration"), dict) else {}
+    machine: dict[str, Any] = meta["machine"] if isinstance(meta.get("machine"), dict) else {}
+    calib: dict[str, Any] = meta["calibration"] if isinstance(meta.get("calibration"), dict) else {}
     rows_raw = raw if isinstance(raw, list) else _first(meta, "rows", "results", "comparisons", "checks", default=[])
     if isinstance(rows_raw, dict):  # {quantity: {...}}
         rows_raw = [dict(v, quantity=k) for k, v in rows_raw.items() if isinstance(v, dict)]
@@ -277,7 +277,7 @@ def step_breakdown(tops: list[dict[str, Any]]) -> dict[str, Any]:
             "layouts": [{k: e["step"].get(k, 0.0) for k in terms} | {"time_s": e["step"]["time_s"]} for e in tops]}
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
