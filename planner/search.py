@@ -4,7 +4,7 @@ optimizer, attention) candidate for a GPU count, evaluated as numpy arrays, not 
 `Space(spec, options)` precomputes everything that does not depend on the layout (FLOPs and elementwise
 bytes per op class for each attention/recompute choice via `step.op_work`, the activation terms of every
 layer via `activations.layer_terms`, parameters per GPU for each (tp, pp) via `params.params_per_gpu`), so
-one layout costs a few dozen array operations: `Space.evaluate(arrays)` gives, for every layout, the
+one layout costs a few dozen array operations: `Space.evaluate(gpus, LayoutArrays)` gives, for every layout, the
 reason it is rejected (or 0), its memory per GPU (memory.memory_terms) and every step-time term
 (step.step_terms): the same formula cores `soraplan estimate` runs on scalars.
 

@@ -71,7 +71,6 @@ def test_any_train_args_reach_torchrun_literally(args, tmp_path):
     from soraplan.launch.k8s_render import command_script, make_context
 
     spec = build_spec(flags={"gpus": 16, "tp": 2})
-    plan = estimate(spec, compare=False)
     opts = LaunchOptions(cluster="k8s", name="prop", image="img:1", train_args=tuple(args))
     script = command_script(make_context(spec, opts, Profile()))
     stub = tmp_path / "torchrun"

@@ -25,7 +25,6 @@ from soraplan.launch.k8s_render import command_script, render_objects, to_yaml_d
 from soraplan.launch.options import LaunchOptions
 from soraplan.planner.config import build_spec
 from soraplan.planner.errors import UserError
-from soraplan.planner.estimate import estimate
 
 pytestmark = pytest.mark.k8s
 
