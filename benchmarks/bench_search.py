@@ -24,7 +24,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from soraplan.planner import build_spec  # noqa: E402
-from soraplan.planner.plan import search_count  # noqa: E402
+from soraplan.planner.rank import search_count  # noqa: E402
 from soraplan.planner.search import SearchOptions, Space, reference_evaluate  # noqa: E402
 
 
@@ -46,17 +46,17 @@ def main() -> None:
     spec = build_spec(flags={"frames": 960, "res": 256, "gpu": "a100-80g"})
     space = Space(spec, SearchOptions(allow_window=True))
     x, _ = space.candidates(a.gpus)
-    n = len(x["tp"])
+    n = len(x)
     print(f"space: {n:,} layouts for {a.gpus} GPUs ({', '.join(space.attentions)})")
     t_full = median_time(lambda: space.evaluate(a.gpus, x, compact=False), a.runs)
     t_compact = median_time(lambda: space.evaluate(a.gpus, x), a.runs)
     t_plan = median_time(lambda: search_count(space, a.gpus, 1e7), a.runs)
     rng = np.random.default_rng(0)
     idx = rng.choice(n, size=min(a.sample, n), replace=False)
-    sub = {f: v[idx] for f, v in x.items()}
+    sub = x.take(idx)
     t_ref = median_time(lambda: reference_evaluate(space, a.gpus, sub), max(1, min(3, a.runs)))
     ok = np.nonzero(space.evaluate(a.gpus, x)["reason"] == 0)[0]
-    sub_ok = {f: v[ok[: a.sample // 4]] for f, v in x.items()}
+    sub_ok = x.take(ok[: a.sample // 4])
     t_ref_ok = median_time(lambda: reference_evaluate(space, a.gpus, sub_ok), 1)
     full_rate, compact_rate, plan_rate = n / t_full, n / t_compact, n / t_plan
     ref_rate, ref_ok_rate = len(idx) / t_ref, len(ok[: a.sample // 4]) / t_ref_ok

@@ -168,3 +168,51 @@ def _default(o: Any) -> Any:
     if hasattr(o, "model_dump"):
         return o.model_dump(mode="json")
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def parse_ints(text: str, flag: str, what: str = "integers", example: str = "") -> tuple[int, ...]:
+    """Positive integers from a comma list ('200,300,400'); a UserError naming `flag` otherwise.
+
+    Args:
+        text: the flag's value.
+        flag: the flag, for the message.
+        what: what the numbers are, for the message.
+        example: appended to the first message, e.g. ' (e.g. 200,300,400)'.
+
+    Returns:
+        The integers, in the order given.
+    """
+    from soraplan.planner.errors import UserError
+
+    try:
+        vals = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise UserError(f"{flag}: comma-separated {what} expected{example}, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise UserError(f"{flag}: positive {what} expected, got {text!r}")
+    return vals
+
+
+def parse_gpu_counts(text: str) -> tuple[int, ...]:
+    """`--gpus 200,300,400` of `soraplan plan` and `soraplan report`."""
+    return parse_ints(text, "--gpus", "GPU counts", " (e.g. 200,300,400)")
+
+
+# Spec flags that, when given, pin that dimension of the layout search (spec flag -> SearchOptions field).
+SEARCH_PINS = ("tp", "pp", "vpp", "cp", "micro_batch", "recompute", "sequence_parallel", "distributed_optimizer")
+
+
+def search_options(spec_flags: dict[str, Any], **settings: Any) -> Any:
+    """The layout search's options: `settings` (headroom, allow_window, ...) plus one pinned value for each
+    parallel flag given on the command line or in the YAML.
+
+    Returns:
+        A `soraplan.planner.search.SearchOptions`.
+    """
+    from soraplan.planner.search import SearchOptions
+
+    pins: dict[str, Any] = {k: (spec_flags[k],) for k in SEARCH_PINS if spec_flags.get(k) is not None}
+    for k in ("sequence_parallel", "distributed_optimizer"):
+        if k in pins:
+            pins[k] = (bool(pins[k][0]),)
+    return SearchOptions(**settings, **pins)

@@ -17,7 +17,7 @@ def estimate(ctx: typer.Context,
              spec_flags: Any = None) -> None:
     """Sequence length, parameters, FLOPs, per-GPU memory, step time and time to train for one spec.
 
-    Example (the seed article): soraplan estimate --frames 960 --res 256 --tp 8
+    Example (a 40 s 256x256 clip): soraplan estimate --frames 960 --res 256 --tp 8
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -26,14 +26,14 @@ def estimate(ctx: typer.Context,
     spec, _ = spec_from_flags(spec_flags)
     result = run(spec)
     if json_out:
-        print_json(result)
+        print_json(result.to_json())
     else:
         from .estimate_view import render
 
         render(result)
 
 
-# --- issue H: the other systems the seed names (captioning pass, datasets, the preset list) -------------------
+# --- the captioning pass, the dataset budget and the preset list ---------------------------------------------
 @app.command("caption")
 @user_errors
 def caption(

@@ -1,6 +1,6 @@
 """`soraplan plan`: search every parallel layout for each GPU count, rank them, and budget the training.
 
-Example (the seed): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
+Example (40 s 256x256 clips): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
 Spec flags as in `soraplan estimate`; the parallel flags given (--tp, --pp, --vpp, --cp, --micro-batch,
 --recompute, --sequence-parallel, --distributed-optimizer, --global-batch) pin that dimension of the search.
 """
@@ -11,29 +11,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import print_json, spec_from_flags, with_spec_options
-
-PIN = {"tp": "tp", "pp": "pp", "vpp": "vpp", "cp": "cp", "micro_batch": "micro_batch", "recompute": "recompute",
-       "sequence_parallel": "sequence_parallel", "distributed_optimizer": "distributed_optimizer"}
-
-
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    from soraplan.planner.errors import UserError
-
-    try:
-        vals = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
-    except ValueError:
-        raise UserError(f"{flag}: comma-separated integers expected, got {text!r}") from None
-    if not vals or min(vals) < 1:
-        raise UserError(f"{flag}: positive integers expected, got {text!r}")
-    return vals
+from .common import parse_gpu_counts, parse_ints, print_json, search_options, spec_from_flags, with_spec_options
 
 
 class LazyProgress:
     """A rich progress bar on stderr that appears only when the work has taken more than a second."""
 
     def __init__(self, after_s: float = 1.0, force_terminal: bool | None = None) -> None:
-        self.t0, self.after_s, self.bar, self.task = time.monotonic(), after_s, None, None
+        self.t0, self.after_s = time.monotonic(), after_s
+        self.bar: Any = None            # rich.progress.Progress once shown (rich is imported only then)
+        self.task: Any = None
         self.force_terminal = force_terminal
 
     def __call__(self, what: str, done: int, total: int) -> None:
@@ -76,41 +63,29 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
          spec_flags: Any = None) -> None:
     """The fastest layouts that fit for each GPU count, why the winner wins, and the training budget.
 
-    Example (the seed article): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
+    Example (40 s 256x256 clips): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
     """
     from soraplan.planner.errors import UserError
     from soraplan.planner.plan import plan as run
-    from soraplan.planner.search import SearchOptions
-    from soraplan.planner.spec import Spec
+    from soraplan.planner.spec import spec_with
 
     spec, _ = spec_from_flags(spec_flags)
     over = {k: v for k, v in (("gemm_efficiency", gemm_efficiency), ("attention_efficiency", attention_efficiency),
                               ("hbm_efficiency", hbm_efficiency)) if v is not None}
     if over:
-        d = spec.model_dump()
-        d["hardware"].update(over)
         try:
-            spec = Spec.model_validate(d)
+            spec = spec_with(spec, hardware=over)
         except ValueError as e:
             raise UserError(f"efficiency override: {str(e).splitlines()[-1].strip()}") from None
-    pins: dict[str, Any] = {}
-    for flag, opt in PIN.items():
-        v = spec_flags.get(flag)
-        if v is not None:
-            pins[opt] = (v,)
-    if "sequence_parallel" in pins:
-        pins["sequence_parallel"] = (bool(pins["sequence_parallel"][0]),)
-    if "distributed_optimizer" in pins:
-        pins["distributed_optimizer"] = (bool(pins["distributed_optimizer"][0]),)
     gbr = None
     if global_batch_range:
-        lo_hi = _ints(global_batch_range, "--global-batch-range")
+        lo_hi = parse_ints(global_batch_range, "--global-batch-range")
         if len(lo_hi) != 2:
             raise UserError(f"--global-batch-range: LOW,HIGH expected, got {global_batch_range!r}")
         gbr = (lo_hi[0], lo_hi[1])
-    options = SearchOptions(headroom=headroom, max_tp_in_node=max_tp_in_node, global_batch_range=gbr,
-                            allow_window=allow_window, **pins)
-    counts = _ints(gpus, "--gpus") if gpus else None
+    options = search_options(spec_flags, headroom=headroom, max_tp_in_node=max_tp_in_node, global_batch_range=gbr,
+                             allow_window=allow_window)
+    counts = parse_gpu_counts(gpus) if gpus else None
     bar = LazyProgress()
     try:
         result = run(spec, counts, objective=objective, deadline_days=deadline_days, options=options, top=top,
@@ -118,7 +93,7 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
     finally:
         bar.close()
     if json_out:
-        print_json(result)
+        print_json(result.to_json())
     else:
         from .plan_view import render
 

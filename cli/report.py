@@ -19,19 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import fail, spec_from_flags, with_spec_options
-
-
-def parse_counts(text: Optional[str]) -> Optional[list[int]]:
-    if text is None:
-        return None
-    try:
-        counts = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        fail(f"--gpus: comma-separated GPU counts expected (e.g. 200,300,400), got {text!r}")
-    if not counts or min(counts) < 1:
-        fail(f"--gpus: positive GPU counts expected, got {text!r}")
-    return counts
+from .common import fail, parse_gpu_counts, search_options, spec_from_flags, with_spec_options
 
 
 def read_validation(path: Optional[Path]) -> Any:
@@ -63,19 +51,6 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def search_options(spec_flags: dict[str, Any], headroom: float, allow_window: bool, max_tp_in_node: Optional[int]):
-    """The layout search's options, as `soraplan plan` builds them: the parallel flags given pin the search."""
-    from soraplan.planner.search import SearchOptions
-
-    from .plan import PIN  # the same pinned flags as `soraplan plan`
-
-    pins: dict[str, Any] = {opt: (spec_flags[flag],) for flag, opt in PIN.items() if spec_flags.get(flag) is not None}
-    for k in ("sequence_parallel", "distributed_optimizer"):
-        if k in pins:
-            pins[k] = (bool(pins[k][0]),)
-    return SearchOptions(headroom=headroom, max_tp_in_node=max_tp_in_node, allow_window=allow_window, **pins)
 
 
 PANEL = "Report"
@@ -115,9 +90,9 @@ def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML fil
     section = extras.get("report") or {}
     if not isinstance(section, dict):
         fail("report: the YAML's report section must be a mapping")
-    counts = parse_counts(gpus) if gpus is not None else section.get("gpus")
+    counts = parse_gpu_counts(gpus) if gpus is not None else section.get("gpus")
     if isinstance(counts, (str, int)):
-        counts = parse_counts(str(counts))
+        counts = parse_gpu_counts(str(counts))
     if deadline_days is None:
         deadline_days = section.get("deadline_days")
     objective = objective or section.get("objective")
@@ -127,7 +102,7 @@ def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML fil
         val_path = Path(str(section["validation"]))
         if not val_path.is_absolute() and spec_flags.get("config") is not None:
             val_path = Path(spec_flags["config"]).parent / val_path  # relative to the YAML file
-    options = search_options(spec_flags, headroom, allow_window, max_tp_in_node)
+    options = search_options(spec_flags, headroom=headroom, allow_window=allow_window, max_tp_in_node=max_tp_in_node)
     bar = LazyProgress()
     try:
         data = gather(spec, gpu_counts=counts, deadline_days=deadline_days, validation=read_validation(val_path),

@@ -66,9 +66,11 @@ def f_num(x: Any) -> str:
 
 
 def short_layout(e: dict[str, Any]) -> str:
-    vpp = f"v{e['vpp']}" if e.get("vpp", 1) > 1 else ""
-    rc = {"none": "", "selective": " sel-rc", "full": " full-rc"}.get(e.get("recompute", "none"), "")
-    return f"TP{e['tp']}·PP{e['pp']}{vpp}·CP{e['cp']}·DP{e['dp']} mb{e.get('micro_batch', 1)}{rc}"
+    """A chart label for a ranked layout's JSON: `format_layout(..., "short")`."""
+    from soraplan.planner.rank import format_layout
+    from soraplan.planner.results import Layout
+
+    return format_layout(Layout.from_json(e), "short")
 
 
 # -------------------------------------------------------------------------------------------- figures

@@ -1,4 +1,4 @@
-"""Rich tables for the issue-H subcommands: `estimate caption`, `estimate dataset`, `estimate presets`."""
+"""Rich tables for the estimate subcommands: `estimate caption`, `estimate dataset`, `estimate presets`."""
 
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""Plan layout -> Slurm allocation (pure): nodes, tasks per node, GPUs, CPUs, memory, time, rendezvous port.
+"""The Spec's layout -> Slurm allocation (pure): nodes, tasks per node, GPUs, CPUs, memory, time, rendezvous port.
 
 One task per GPU: `srun` starts world-size processes, each reads SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID
 as its rank / world size / local rank. Why not one `torchrun` per node: Slurm then knows every rank (signals,
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from soraplan.planner.errors import UserError
+from soraplan.planner.spec import Spec
 
 PORT_BASE = 15000
 PORT_SPAN = 20000
@@ -67,10 +68,19 @@ def split_nodes(world: int, gpus_per_node: int) -> tuple[int, int]:
     return world // gpus_per_node, gpus_per_node
 
 
-def allocate(plan: dict[str, Any], opts: Any) -> Allocation:
-    """nodes = world / gpus_per_node (ceil not allowed: a partial node would idle GPUs), tasks = GPUs."""
-    world = int(plan["spec"]["parallel"]["gpus"])
-    gpn = opts.gpus_per_node if opts.gpus_per_node is not None else int(plan["hardware"]["gpus_per_node"])
+def allocate(spec: Spec, opts: Any) -> Allocation:
+    """The allocation for the spec's layout: nodes = world / gpus_per_node (ceil not allowed: a partial node
+    would idle GPUs), one task per GPU.
+
+    Args:
+        spec: the run's Spec (its parallel section is the layout; its GPU gives the default GPUs per node).
+        opts: LaunchOptions (gpus_per_node, cpus_per_task, mem_gib, time_min, grace_s).
+
+    Returns:
+        The Allocation.
+    """
+    world = spec.parallel.world
+    gpn = opts.gpus_per_node if opts.gpus_per_node is not None else spec.hardware.spec.gpus_per_node
     nodes, per_node = split_nodes(world, gpn)
     if opts.grace_s >= opts.time_min * 60:
         raise UserError(f"launch.grace_s: the checkpoint signal ({opts.grace_s} s before the limit) must come after "

@@ -47,7 +47,7 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # pure
 
 def objects(spec: Any, plan: dict[str, Any], opts: Any) -> list[dict[str, Any]]:
-    return render_objects(spec, plan, opts, load_profile(opts.profile))
+    return render_objects(spec, opts, load_profile(opts.profile))
 
 
 def render(spec: Any, plan: dict[str, Any], opts: Any) -> str:

@@ -1,4 +1,4 @@
-"""Pure renderers for `soraplan launch --cluster k8s`: Spec + Plan + LaunchOptions + profile -> plain dicts.
+"""Pure renderers for `soraplan launch --cluster k8s`: Spec + LaunchOptions + profile -> plain dicts.
 
 Nothing here touches a cluster or a file. `render_objects` returns the manifests in creation order:
 the spec ConfigMap, (the headless Service for an Indexed Job), then the workload:
@@ -12,7 +12,7 @@ the spec ConfigMap, (the headless Service for an Indexed Job), then the workload
                placement, volumes and RDMA go through runtimePatches.
   indexed-job  batch/v1 Indexed Job + headless Service (pod hostname <name>-<index>.<name>), no CRD.
 
-The layout comes from the Plan (the planner's estimate dict): world = plan.spec.parallel.gpus,
+The layout comes from the Spec: world = spec.parallel.world,
 GPUs per node = the GPU table's gpus_per_node (or --gpus-per-node), nodes = world / GPUs per node.
 Every pod runs the same command line: a POSIX-sh prelude that fills PET_* from MASTER_*/NODE_RANK (or the
 other way round), then `torchrun ... --rdzv-backend=c10d -m soraplan train --config <spec> <layout flags>`.
@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from soraplan.planner.errors import UserError
+from soraplan.planner.spec import Spec
 
 from .allocation import split_nodes
 
@@ -52,7 +53,7 @@ API = {  # kind option -> (apiVersion, kind)
 
 @dataclass(frozen=True)
 class Layout:
-    """The Plan's layout as the cluster sees it."""
+    """The Spec's layout as the cluster sees it."""
 
     world: int
     gpus_per_node: int
@@ -66,15 +67,15 @@ class Layout:
     global_batch: int | None
 
 
-def layout_from_plan(plan: dict[str, Any], gpus_per_node: int | None = None) -> Layout:
-    """nodes = world / GPUs per node (a world smaller than one node runs on one node with `world` GPUs)."""
-    par = plan["spec"]["parallel"]
-    world = int(par["gpus"])
-    nodes, per_node = split_nodes(world, int(gpus_per_node if gpus_per_node is not None
-                                             else plan["hardware"]["gpus_per_node"]))
-    return Layout(world=world, gpus_per_node=per_node, nodes=nodes, tp=int(par["tp"]), pp=int(par["pp"]),
-                  vpp=int(par.get("vpp", 1)), cp=int(par["cp"]), dp=int(par["dp"]),
-                  micro_batch=int(par["micro_batch"]), global_batch=par.get("global_batch"))
+def layout_from_spec(spec: Spec, gpus_per_node: int | None = None) -> Layout:
+    """The spec's layout on nodes: nodes = world / GPUs per node (a world smaller than one node runs on one
+    node with `world` GPUs); `gpus_per_node` defaults to the spec's GPU's."""
+    par = spec.parallel
+    world = par.world
+    nodes, per_node = split_nodes(world, gpus_per_node if gpus_per_node is not None
+                                  else spec.hardware.spec.gpus_per_node)
+    return Layout(world=world, gpus_per_node=per_node, nodes=nodes, tp=par.tp, pp=par.pp, vpp=par.vpp, cp=par.cp,
+                  dp=par.dp_size, micro_batch=par.micro_batch, global_batch=par.global_batch)
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,9 @@ class Context:
         return f"{self.profile.mount_path}/{self.name}" if self.pvc else None
 
 
-def make_context(spec: Any, plan: dict[str, Any], opts: Any, profile: Profile) -> Context:
-    layout = layout_from_plan(plan, opts.gpus_per_node)
+def make_context(spec: Spec, opts: Any, profile: Profile) -> Context:
+    """Validate the options against the spec's layout and the cluster profile, once."""
+    layout = layout_from_spec(spec, opts.gpus_per_node)
     rdma = opts.rdma if opts.rdma != "none" else profile.rdma.mode
     if opts.kind == "trainjob" and rdma == "host-network":
         raise UserError("--rdma host-network: a TrainJob cannot set hostNetwork (the runtime owns the pod spec); "
@@ -237,7 +239,8 @@ def resources(ctx: Context) -> dict[str, Any]:
 
 
 def volume_mounts(ctx: Context) -> list[dict[str, Any]]:
-    out = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}]
+    out: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"},
+                                 {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}]
     if ctx.pvc:
         out.append({"name": "checkpoints", "mountPath": ctx.profile.mount_path})
     return out
@@ -281,7 +284,7 @@ def pod_annotations(ctx: Context) -> dict[str, str]:
 
 def placement(ctx: Context) -> dict[str, Any]:
     """nodeSelector, tolerations, service account, pull secrets, priority from the profile."""
-    p, out = ctx.profile, {}
+    p, out = ctx.profile, dict[str, Any]()
     if p.node_selector:
         out["nodeSelector"] = dict(p.node_selector)
     if p.tolerations:
@@ -405,9 +408,9 @@ def indexed_job(ctx: Context) -> dict[str, Any]:
     return {"apiVersion": api, "kind": kind, "metadata": metadata(ctx, ctx.name, queue=True), "spec": spec}
 
 
-def render_objects(spec: Any, plan: dict[str, Any], opts: Any, profile: Profile) -> list[dict[str, Any]]:
+def render_objects(spec: Spec, opts: Any, profile: Profile) -> list[dict[str, Any]]:
     """The manifests, in creation order."""
-    ctx = make_context(spec, plan, opts, profile)
+    ctx = make_context(spec, opts, profile)
     objs = [spec_configmap(ctx)]
     if ctx.kind == "indexed-job":
         objs.append(headless_service(ctx))

@@ -101,7 +101,7 @@ def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None =
         else:
             if decision.cancel_old_jobs:  # --force: the old run's jobs must not keep writing into the run dir
                 backend.cancel(book.get(opts.name))
-            record = book.create(opts.name, opts.cluster, opts.run_dir, spec.model_dump(mode="json"), plan,
+            record = book.create(opts.name, opts.cluster, opts.run_dir, spec.model_dump(mode="json"), plan.to_json(),
                                  opts.model_dump(mode="json"), replace=decision.action == "replace")
         backend.submit(spec, plan, opts, book, record)
         return LaunchResult("submitted", record=book.get(opts.name))

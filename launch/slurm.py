@@ -49,7 +49,7 @@ def log_path(run_dir: Path, name: str, job_id: str) -> Path:
 
 def executor_parameters(spec: Any, plan: dict[str, Any], opts: Any) -> dict[str, Any]:
     """submitit `update_parameters(**...)` from the same directives as the script (pure)."""
-    alloc = allocate(plan, opts)
+    alloc = allocate(spec, opts)
     d = directives(alloc, opts)
     out_file = str(opts.run_dir / "%x_%j.out")
     params: dict[str, Any] = {

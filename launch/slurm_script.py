@@ -85,7 +85,7 @@ srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per
 
 
 def render_sbatch(spec: Any, plan: dict[str, Any], opts: Any) -> str:
-    alloc = allocate(plan, opts)
+    alloc = allocate(spec, opts)
     run_dir = opts.run_dir
     check_directive("launch.run_root (run directory)", str(run_dir))
     d = directives(alloc, opts)

@@ -1,7 +1,7 @@
 """Activation memory: the bytes of tensors saved for backward, op by op, per GPU.
 
 Every term is one tensor that autograd keeps between forward and backward in the model that
-`soraplan.models` builds (issue C measures them with saved_tensors_hooks, de-duplicated by storage).
+`soraplan.models` builds (`soraplan validate` measures them with saved_tensors_hooks, de-duplicated by storage).
 
 Each term is a `Term(per_token, per_sample, divisor)`: for one micro-batch of b samples on one GPU it
 costs  b * (s * per_token + per_sample) / div  bytes, where s = tokens per CP rank and div is

@@ -1,6 +1,6 @@
 """The re-captioning pass: a VLM describes every training clip (and an LLM may condense the frame captions).
 
-The seed article: OpenAI re-captioned all training videos with a captioner. This module prices that pass for
+OpenAI's Sora technical report ("Video generation models as world simulators", 2024): OpenAI re-captioned all training videos with a captioner. This module prices that pass for
 the open VLMs in `vlm_presets.py`: FLOPs and memory per clip, then GPUs and days for a dataset.
 
 Per clip of F frames (formulas in MACs; FLOPs = 2 x MACs; attention is bidirectional in the ViT, causal in the LLM):

@@ -1,4 +1,4 @@
-"""Dataset presets from the seed article: sample counts, clip statistics, storage, languages.
+"""Dataset presets for Sora-class training (the public datasets Sora compute estimates cite): sample counts, clip statistics, storage, languages.
 
 `get_dataset(name).samples` feeds `training.samples` (config.py); `dataset_budget.py` turns a preset plus the
 Spec's geometry into storage, read bandwidth and VAE-encoding compute. Every number says whether it is

@@ -1,7 +1,7 @@
-"""`estimate(spec)`: every number `soraplan estimate` prints, as one JSON-ready dict.
+"""`estimate(spec)`: every number `soraplan estimate` prints, as one typed `Estimate`.
 
-The keys named in the CLI contract (sequence_length, params, flops, memory_gib, step, train, spec) are
-stable; other tools and the report read them.
+Its `.to_json()` keys named in the CLI contract (sequence_length, params, flops, memory_gib, step, train, spec)
+are stable; other tools read them.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from typing import Any
 
 from .activations import stage_activations
 from .flops import flops
-from .memory import memory
+from .memory import GiB, memory
 from .params import param_groups, params_per_gpu, total_params
-from .spec import Spec
+from .results import (ClaimCheck, Estimate, EstimateStep, EstimateTrain, FlopsPerSample, MemoryGiB,
+                      ParamCounts)
+from .spec import Spec, spec_with
 from .step import step_time
 from .train import compare_gpu_counts, train_budget
 
@@ -51,25 +53,23 @@ def attention_comparison(spec: Spec) -> list[dict[str, Any]]:
         patterns.append("spatial-temporal")
     rows = []
     for pat in patterns:
-        data = spec.model_dump()
-        data["model"]["attention"] = pat
         try:
-            s2 = Spec.model_validate(data)
+            s2 = spec_with(spec, model={"attention": pat})
         except ValueError:
             continue
         fl, mem, st, tb = flops(s2), memory(s2), step_time(s2), train_budget(s2)
         rows.append({"attention": pat, "forward_flops": fl.forward, "self_attn_core_flops": fl.by_part["self_attn_core"],
-                     "activations_gib": mem.activations / 1024**3, "memory_total_gib": mem.total / 1024**3, "fits": mem.fits,
+                     "activations_gib": mem.activations / GiB, "memory_total_gib": mem.total / GiB, "fits": mem.fits,
                      "step_s": st.time_s, "days": tb.days, "gpu_hours": tb.gpu_hours})
     return rows
 
 
-SEED_GPUS = (200, 400)      # the seed article: "200-400 A100 for 2-3 months"
+SEED_GPUS = (200, 400)      # the reference claim checked: "200-400 A100 for 2-3 months"
 SEED_DAYS = (60, 90)
 
 
-def seed_claim(spec: Spec, gpu_hours_per_sample: float) -> dict[str, Any]:
-    """What the seed's "200-400 GPUs for 2-3 months" buys at this spec's cost per sample."""
+def seed_claim(spec: Spec, gpu_hours_per_sample: float) -> ClaimCheck:
+    """What the reference claim "200-400 GPUs for 2-3 months" buys at this spec's cost per sample."""
     lo_h = SEED_GPUS[0] * SEED_DAYS[0] * 24
     hi_h = SEED_GPUS[1] * SEED_DAYS[1] * 24
     lo_s, hi_s = lo_h / gpu_hours_per_sample, hi_h / gpu_hours_per_sample
@@ -79,39 +79,46 @@ def seed_claim(spec: Spec, gpu_hours_per_sample: float) -> dict[str, Any]:
             f"{lo_s / 1e6:,.1f}-{hi_s / 1e6:,.1f} M samples of this geometry = {lo_s / n:.1f}-{hi_s / n:.1f} passes over "
             f"{n / 1e6:,.1f} M samples, at {eff:.0%} of peak (compute efficiency), "
             f"{spec.parallel.recompute} recompute and {spec.model.attention} attention")
-    return {"gpus": list(SEED_GPUS), "days": list(SEED_DAYS), "gpu_hours": [lo_h, hi_h], "samples": [lo_s, hi_s],
-            "passes": [lo_s / n, hi_s / n], "gpu_hours_per_sample": gpu_hours_per_sample, "text": text}
+    return ClaimCheck(gpus=SEED_GPUS, days=SEED_DAYS, gpu_hours=(lo_h, hi_h), samples=(lo_s, hi_s),
+                      passes=(lo_s / n, hi_s / n), gpu_hours_per_sample=gpu_hours_per_sample, text=text)
 
 
-def estimate(spec: Spec, compare: bool = True) -> dict[str, Any]:
+def estimate(spec: Spec, compare: bool = True) -> Estimate:
+    """Every number `soraplan estimate` prints.
+
+    Args:
+        spec: the model, video, layout, hardware and training.
+        compare: add the GPU-count table, the "200-400 GPUs for 2-3 months" check and the attention comparison.
+
+    Returns:
+        The Estimate.
+    """
     fl = flops(spec)
     mem = memory(spec)
     st = step_time(spec)
     tb = train_budget(spec)
     acts = stage_activations(spec)
-    gpu = spec.hardware.spec
-    out: dict[str, Any] = {
-        "name": spec.name,
-        "sequence_length": spec.seq_len,
-        "sequence": sequence_arithmetic(spec),
-        "params": {"total": total_params(spec), "per_gpu": params_per_gpu(spec),
-                   "groups": {g.name: g.total for g in param_groups(spec)}},
-        "flops": {"forward_per_sample": fl.forward, "train_per_sample": fl.train, "hardware_per_sample": fl.hardware,
-                  "recompute_per_sample": fl.recompute, "forward_by_part": fl.by_part},
-        "memory_gib": mem.gib(),
-        "activations": {k: (v / 1024**3 if k in ("per_layer", "per_microbatch", "recompute_working", "total") else v)
-                        for k, v in acts.items()},
-        "step": {"time_s": st.time_s, "mfu": st.mfu, "samples_per_s": st.samples_per_s, "terms": st.as_dict()},
-        "train": {"samples": tb.samples, "steps": tb.steps, "gpus": tb.gpus, "gpu_hours": tb.gpu_hours, "days": tb.days,
-                  "cost_usd": tb.cost_usd, "usd_per_gpu_hour": spec.hardware.price},
-        "hardware": gpu.model_dump(),
-        "spec": spec.model_dump(mode="json"),
-    }
-    if compare:
-        out["seed_claim"] = seed_claim(spec, tb.gpu_hours / tb.samples)
-        out["gpu_counts"] = compare_gpu_counts(spec)
-        out["attention_comparison"] = attention_comparison(spec)
-    return out
+    gib = mem.gib()
+    return Estimate(
+        name=spec.name,
+        sequence_length=spec.seq_len,
+        sequence=sequence_arithmetic(spec),
+        params=ParamCounts(total=total_params(spec), per_gpu=params_per_gpu(spec),
+                           groups={g.name: g.total for g in param_groups(spec)}),
+        flops=FlopsPerSample(forward_per_sample=fl.forward, train_per_sample=fl.train, hardware_per_sample=fl.hardware,
+                             recompute_per_sample=fl.recompute, forward_by_part=fl.by_part),
+        memory_gib=MemoryGiB(**gib),  # type: ignore[arg-type]
+        activations={k: (v / GiB if k in ("per_layer", "per_microbatch", "recompute_working", "total") else v)
+                     for k, v in acts.items()},
+        step=EstimateStep(time_s=st.time_s, mfu=st.mfu, samples_per_s=st.samples_per_s, terms=st.as_dict()),
+        train=EstimateTrain(samples=tb.samples, steps=tb.steps, gpus=tb.gpus, gpu_hours=tb.gpu_hours, days=tb.days,
+                            cost_usd=tb.cost_usd, usd_per_gpu_hour=spec.hardware.price),
+        hardware=spec.hardware.spec,
+        spec=spec,
+        seed_claim=seed_claim(spec, tb.gpu_hours / tb.samples) if compare else None,
+        gpu_counts=tuple(compare_gpu_counts(spec)) if compare else None,
+        attention_comparison=tuple(attention_comparison(spec)) if compare else None,
+    )
 
 
 def human(n: float, unit: str = "") -> str:

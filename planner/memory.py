@@ -3,17 +3,69 @@
 bytes/parameter (Megatron mixed precision, Adam): param (bf16: 2) + main grad (fp32: 4) +
 master copy (fp32: 4) + 2 Adam moments (fp32: 8) = 18; the distributed optimizer shards the master copy
 and the moments over the data-parallel ranks including CP: 6 + 12/(dp*cp).
+
+`memory_terms` is the formula core, written once for Python scalars (`memory(spec)`, what `soraplan
+estimate` prints) and numpy arrays of layouts (`search.Space.evaluate`, what `soraplan plan` ranks).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .activations import stage_activations
 from .params import params_per_gpu
-from .spec import DTYPE_BYTES, Spec
+from .scalar_ops import ScalarOps
+from .spec import DTYPE_BYTES, Kernels, Spec
 
 GiB = 1024**3
+
+
+def master_bytes(k: Kernels) -> int:
+    """Bytes per parameter of the fp32 master copy (none when the parameters are fp32 themselves)."""
+    return 0 if k.master_dtype == k.param_dtype == "fp32" else DTYPE_BYTES[k.master_dtype]
+
+
+@dataclass(frozen=True)
+class MemoryConstants:
+    """The layout-independent part of the memory formula."""
+
+    param_bytes: int                  # per parameter
+    grad_bytes: int                   # per parameter
+    optimizer_bytes_per_param: int    # master copy + optimizer states, before sharding
+    buffers_bytes: float              # CUDA context, NCCL buffers, fragmentation
+    capacity_bytes: float             # HBM per GPU
+
+
+def memory_constants(spec: Spec) -> MemoryConstants:
+    k, hw = spec.kernels, spec.hardware
+    return MemoryConstants(param_bytes=DTYPE_BYTES[k.param_dtype], grad_bytes=DTYPE_BYTES[k.grad_dtype],
+                           optimizer_bytes_per_param=master_bytes(k) + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype],
+                           buffers_bytes=hw.buffer_gib * GiB, capacity_bytes=hw.spec.hbm_gib * GiB)
+
+
+def memory_terms(xp: Any, c: MemoryConstants, n_params: Any, dp: Any, cp: Any, distributed_optimizer: Any,
+                 activations: Any) -> dict[str, Any]:
+    """Bytes per GPU for one layout (scalars, xp=ScalarOps) or many (arrays, xp=numpy).
+
+    Args:
+        xp: numpy or ScalarOps.
+        c: memory_constants(spec).
+        n_params: parameters per GPU.
+        dp, cp: data- and context-parallel sizes.
+        distributed_optimizer: Megatron's distributed optimizer shards the master copy and the optimizer
+            states over the dp*cp ranks that hold the same parameters (CP ranks hold the same parameters).
+        activations: saved activation bytes per GPU.
+
+    Returns:
+        weights, grads, optimizer, activations, buffers and total, in bytes.
+    """
+    weights = n_params * c.param_bytes
+    grads = n_params * c.grad_bytes
+    optimizer = n_params * c.optimizer_bytes_per_param / xp.where(distributed_optimizer, dp * cp, 1)
+    total = weights + grads + optimizer + activations + c.buffers_bytes
+    return {"weights": weights, "grads": grads, "optimizer": optimizer, "activations": activations,
+            "buffers": c.buffers_bytes, "total": total}
 
 
 @dataclass(frozen=True)
@@ -40,15 +92,9 @@ class Memory:
 
 
 def memory(spec: Spec) -> Memory:
-    k, p, hw = spec.kernels, spec.parallel, spec.hardware
-    n = params_per_gpu(spec)
-    weights = n * DTYPE_BYTES[k.param_dtype]
-    grads = n * DTYPE_BYTES[k.grad_dtype]
-    opt_per_param = DTYPE_BYTES[k.master_dtype] + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]
-    if k.master_dtype == k.param_dtype and k.param_dtype == "fp32":
-        opt_per_param = k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]  # no separate master copy
-    # Megatron shards the distributed optimizer over the data-parallel group with context parallel (dp*cp):
-    # CP ranks hold the same parameters.
-    optimizer = n * opt_per_param / (p.dp_size * p.cp if p.distributed_optimizer else 1)
-    acts = stage_activations(spec)["total"]
-    return Memory(weights, grads, optimizer, acts, hw.buffer_gib * GiB, hw.spec.hbm_gib * GiB)
+    """Memory per GPU of the spec's layout."""
+    p = spec.parallel
+    c = memory_constants(spec)
+    t = memory_terms(ScalarOps, c, params_per_gpu(spec), p.dp_size, p.cp, p.distributed_optimizer,
+                     stage_activations(spec)["total"])
+    return Memory(t["weights"], t["grads"], t["optimizer"], t["activations"], t["buffers"], c.capacity_bytes)

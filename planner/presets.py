@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# soraplan-6B: the seed's "6B video transformer". 40 x 3072, 24 heads (head dim 128), FFN 4x,
+# soraplan-6B: a "6B video transformer", the size the reference estimate assumes. 40 x 3072, 24 heads (head dim 128), FFN 4x,
 # cross-attention to 512 T5-XXL-style text states (4096-d), PixArt-alpha adaLN-single,
 # VAE 4x8x8 with 16 latent channels, patch 2x2x2 -> 960 frames at 256^2 = 120*16*16 = 30,720 tokens.
 SORAPLAN_6B: dict[str, Any] = {

@@ -1,69 +1,57 @@
 """Every number the HTML capacity report shows, gathered from the planner as one JSON-ready dict.
 
+The report reads the plan through its JSON contract (`Plan.to_json()`), so a saved `soraplan plan --json`
+renders the same page as a fresh search; keys a partial plan lacks are left out of the page.
+
 Pure: no plotly, no file or network access. The renderer (`cli/report_view.py`) only formats what
 this module returns; it never computes a planning number itself. Sources:
-  - `soraplan.planner.plan.plan(spec, gpu_counts, ...)` (issue D, what `soraplan plan --json` prints): ranked
-    layouts per GPU count, the recommendation, the curriculum budget and the sensitivity list;
+  - `soraplan.planner.plan.plan(spec, gpu_counts, ...)` as its JSON contract (what `soraplan plan --json`
+    prints, so a saved plan can be given instead): ranked layouts per GPU count, the recommendation, the
+    curriculum budget and the sensitivity list;
   - `soraplan.planner.estimate` for sequence arithmetic, parameters, FLOPs and the attention comparison
     (evaluated at the recommended layout);
-  - a `soraplan validate --json` result (issue C), passed in as a dict, for the evidence section.
+  - a `soraplan validate --json` result, passed in as a dict, for the evidence section.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from .estimate import attention_comparison, estimate
 from .errors import UserError
-from .spec import Spec
+from .plan import plan as run_planner
+from .rank import TERM_WORDS, format_layout
+from .results import Layout, Plan
+from .spec import Spec, spec_with
 
 LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
                "distributed_optimizer", "attention")
 TOP_LAYOUTS = 5
-HEADROOM_WARN = 0.10  # the plan's default memory headroom constraint (issue D): less than this is flagged
+HEADROOM_WARN = 0.10  # the plan's default memory headroom (SearchOptions.headroom): less than this is flagged
 
 
 # ----------------------------------------------------------------------------------------------- plan seam
 def run_plan(spec: Spec, gpu_counts: list[int], deadline_days: float | None = None, objective: str | None = None,
              options: Any = None, curriculum: Any = None, progress: Any = None) -> dict[str, Any]:
-    """Issue D's layout search, budget and sensitivity: `soraplan.planner.plan.plan` (what `plan --json` prints)."""
-    from .plan import plan
-
-    return plan(spec, gpu_counts, objective=objective or "time", deadline_days=deadline_days, options=options,
-                curriculum=curriculum, progress=progress)
+    """The layout search, budget and sensitivity (`soraplan.planner.plan.plan`) as its JSON contract."""
+    return run_planner(spec, gpu_counts, objective=objective or "time", deadline_days=deadline_days, options=options,
+                       curriculum=curriculum, progress=progress).to_json()
 
 
 def spec_for_layout(spec: Spec, entry: dict[str, Any]) -> Spec:
     """The spec with a plan entry's layout on the GPUs it uses (to ask the planner about that layout)."""
-    data = spec.model_dump()
-    par = data["parallel"]
-    for key in ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
-                "distributed_optimizer"):
-        par[key] = entry[key]
+    par = {key: entry[key] for key in ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch",
+                                       "sequence_parallel", "recompute", "distributed_optimizer")}
     par["gpus"] = entry["tp"] * entry["pp"] * entry["cp"] * entry["dp"]
     par["recompute_layers"] = entry.get("recompute_layers")
-    data["model"]["attention"] = entry.get("attention") or data["model"]["attention"]
-    return Spec.model_validate(data)
+    return spec_with(spec, parallel=par, model={"attention": entry.get("attention") or spec.model.attention})
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 def layout_text(e: dict[str, Any]) -> str:
-    """'TP 8 x PP 2 (vpp 2) x CP 1 x DP 16' plus the options, in plain words."""
-    pp = f"PP {e.get('pp', 1)}" + (f" (virtual {e['vpp']})" if e.get("vpp", 1) > 1 else "")
-    head = f"TP {e.get('tp', 1)} × {pp} × CP {e.get('cp', 1)} × DP {e.get('dp', 1)}"
-    opts = [f"micro-batch {e.get('micro_batch', 1)}"]
-    if e.get("global_batch") is not None:
-        opts.append(f"global batch {e['global_batch']}")
-    if e.get("sequence_parallel"):
-        opts.append("sequence parallel")
-    rc = e.get("recompute", "none")
-    opts.append("no recompute" if rc == "none" else f"{rc} recompute")
-    if e.get("distributed_optimizer"):
-        opts.append("distributed optimizer")
-    if e.get("attention") and e["attention"] != "full":
-        opts.append(f"{e['attention']} attention")
-    return f"{head} ({', '.join(opts)})"
+    """A ranked layout's JSON in plain words: `format_layout(..., "words")`."""
+    return format_layout(Layout.from_json(e), "words")
 
 
 def rank_grid(tp: int, pp: int, cp: int, dp: int, gpus_per_node: int, max_nodes: int = 256) -> dict[str, Any]:
@@ -74,9 +62,9 @@ def rank_grid(tp: int, pp: int, cp: int, dp: int, gpus_per_node: int, max_nodes:
     world = tp * pp * cp * dp
     nodes = math.ceil(world / gpus_per_node)
     shown = min(nodes, max_nodes)
-    cells = []
+    cells: list[list[dict[str, int] | None]] = []
     for node in range(shown):
-        row = []
+        row: list[dict[str, int] | None] = []
         for slot in range(gpus_per_node):
             r = node * gpus_per_node + slot
             if r >= world:
@@ -97,9 +85,9 @@ def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
 
 
 def normalize_validation(raw: Any) -> dict[str, Any] | None:
-    """The rows of a `soraplan validate --json` result (issue C) + date and device, in one shape.
+    """The rows of a `soraplan validate --json` result + date and device, in one shape.
 
-    C prints {"machine": {"date", "host", "cpus", ...}, "device": "cpu" | "cuda", "rows": [{"config", "quantity",
+    `soraplan validate --json` prints {"machine": {"date", "host", "cpus", ...}, "device": "cpu" | "cuda", "rows": [{"config", "quantity",
     "measured", "predicted", "tolerance" (relative; 0 exact; None: reported only), "unit", "error" (relative),
     "ok"}], "errors": [{"config", "error"}], "failed", "ok"} and, on a GPU, "calibration": {"device" (the card),
     "efficiency", "gemm_efficiency", "attention_efficiency", ...}. A few other spellings are accepted too.
@@ -107,8 +95,8 @@ def normalize_validation(raw: Any) -> dict[str, Any] | None:
     if raw is None:
         return None
     meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    machine = meta.get("machine") if isinstance(meta.get("machine"), dict) else {}
-    calib = meta.get("calibration") if isinstance(meta.get("calibration"), dict) else {}
+    machine: dict[str, Any] = meta["machine"] if isinstance(meta.get("machine"), dict) else {}
+    calib: dict[str, Any] = meta["calibration"] if isinstance(meta.get("calibration"), dict) else {}
     rows_raw = raw if isinstance(raw, list) else _first(meta, "rows", "results", "comparisons", "checks", default=[])
     if isinstance(rows_raw, dict):  # {quantity: {...}}
         rows_raw = [dict(v, quantity=k) for k, v in rows_raw.items() if isinstance(v, dict)]
@@ -126,13 +114,13 @@ def normalize_validation(raw: Any) -> dict[str, Any] | None:
         if tol is None and _is_num(r.get("tolerance")):
             tol = 100 * float(r["tolerance"])
         ok = _first(r, "pass", "passed", "ok")
-        info = "tolerance" in r and r["tolerance"] is None  # C: reported, not compared
+        info = "tolerance" in r and r["tolerance"] is None  # reported, not compared
         rows.append({"config": str(_first(r, "config", "case", "configuration", default="")),
                      "quantity": str(_first(r, "quantity", "name", "what", "metric", default="?")),
                      "unit": str(_first(r, "unit", "units", default="")),
                      "measured": measured, "predicted": predicted, "error_pct": err, "tolerance_pct": tol,
                      "pass": None if ok is None or info else bool(ok), "device": _first(r, "device", default=None)})
-    for e in meta.get("errors") or []:  # configurations C could not measure count as failures
+    for e in meta.get("errors") or []:  # configurations validate could not measure count as failures
         if isinstance(e, dict):
             rows.append({"config": str(e.get("config", "")), "quantity": f"error: {e.get('error', '')}", "unit": "",
                          "measured": None, "predicted": None, "error_pct": None, "tolerance_pct": None, "pass": False,
@@ -284,14 +272,12 @@ def top_layouts(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 def step_breakdown(tops: list[dict[str, Any]]) -> dict[str, Any]:
     """Seconds per step by term (the plan's step terms, named in plain words by the plan) for the top layouts."""
-    from .plan import TERM_WORDS
-
     terms = [k for k in TERM_WORDS if any(_is_num(e["step"].get(k)) and e["step"][k] > 0 for e in tops)]
     return {"terms": [{"key": k, "label": TERM_WORDS[k]} for k in terms],
             "layouts": [{k: e["step"].get(k, 0.0) for k in terms} | {"time_s": e["step"]["time_s"]} for e in tops]}
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -403,9 +389,23 @@ def risks(best: dict[str, Any] | None, plan: dict[str, Any], validation: dict[st
 
 # ------------------------------------------------------------------------------------------------ gather
 def gather(spec: Spec, gpu_counts: list[int] | None = None, deadline_days: float | None = None,
-           validation: Any = None, objective: str | None = None, plan: dict[str, Any] | None = None,
+           validation: Any = None, objective: str | None = None, plan: Plan | dict[str, Any] | None = None,
            options: Any = None, curriculum: Any = None, progress: Any = None) -> dict[str, Any]:
-    """Everything the report shows. `plan` may be given (a `soraplan plan --json` result); else it is run."""
+    """Everything the report shows.
+
+    Args:
+        spec: the spec planned.
+        gpu_counts: GPU counts to compare (default: the spec's compare_gpus).
+        deadline_days: draw this deadline and flag counts that miss it.
+        validation: a `soraplan validate --json` result, or None.
+        objective: the plan's objective (default `time`).
+        plan: a Plan, or its JSON (a saved `soraplan plan --json`, read tolerantly: missing keys are
+            left out of the page); None runs the planner.
+        options, curriculum, progress: passed to the planner when it runs.
+
+    Returns:
+        The report data: plain JSON-ready dicts and lists that `cli/report_view.py` renders.
+    """
     counts = list(gpu_counts or spec.training.compare_gpus)
     if not counts or any(n < 1 for n in counts):
         raise UserError("--gpus: give positive GPU counts, e.g. 200,300,400")
@@ -415,6 +415,8 @@ def gather(spec: Spec, gpu_counts: list[int] | None = None, deadline_days: float
     if plan is None:
         plan = run_plan(spec, counts, deadline_days, objective, options=options, curriculum=curriculum,
                         progress=progress)
+    elif isinstance(plan, Plan):
+        plan = plan.to_json()
     est = estimate(spec, compare=False)
     best = plan.get("best")
     best_spec = spec_for_layout(spec, best) if best else None
@@ -437,8 +439,8 @@ def gather(spec: Spec, gpu_counts: list[int] | None = None, deadline_days: float
         "deadline_days": deadline_days,
         "gpu": {"name": gpu.name, "hbm_gib": gpu.hbm_gib, "peak_tflops": gpu.peak_tflops,
                 "gpus_per_node": gpu.gpus_per_node, "usd_per_hour": spec.hardware.price},
-        "sequence": {"tokens": est["sequence_length"], "text": est["sequence"]["text"]},
-        "params_total": est["params"]["total"],
+        "sequence": {"tokens": est.sequence_length, "text": est.sequence["text"]},
+        "params_total": est.params.total,
         "samples": spec.training.samples, "epochs": spec.training.epochs,
         "summary": summary,
         "risks": risks(best, plan, val, deadline_days),

@@ -4,9 +4,9 @@ optimizer, attention) candidate for a GPU count, evaluated as numpy arrays, not 
 `Space(spec, options)` precomputes everything that does not depend on the layout (FLOPs and elementwise
 bytes per op class for each attention/recompute choice via `step.op_work`, the activation terms of every
 layer via `activations.layer_terms`, parameters per GPU for each (tp, pp) via `params.params_per_gpu`), so
-one layout costs a few dozen array operations: `Space.evaluate(arrays)` gives, for every layout, the
-reason it is rejected (or 0), its memory per GPU (memory.py's formulas, vectorised) and every step-time term
-(step.step_terms, the same formula core `soraplan estimate` runs on scalars).
+one layout costs a few dozen array operations: `Space.evaluate(gpus, LayoutArrays)` gives, for every layout, the
+reason it is rejected (or 0), its memory per GPU (memory.memory_terms) and every step-time term
+(step.step_terms): the same formula cores `soraplan estimate` runs on scalars.
 
 `reference_evaluate` is the straightforward per-layout loop over the scalar planner (Spec validation +
 memory(spec) + step_time(spec)); tests check the two agree on random samples, and
@@ -25,23 +25,89 @@ dp = GPUs // (tp*pp*cp): a layout may leave up to tp*pp*cp - 1 GPUs idle (report
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from .activations import SELECTIVE, layer_input_term, layer_terms, shared_terms
+from .activations import SELECTIVE, Term, layer_input_term, layer_terms, shared_terms
 from .errors import UserError
-from .memory import GiB, memory
+from .memory import MemoryConstants, memory, memory_constants, memory_terms
 from .params import params_per_gpu
-from .spec import DTYPE_BYTES, Spec, parse_attention
-from .step import STEP_FIELDS, WORK_KEYS, hw_constants, op_work, step_terms, step_time
+from .spec import Spec, parse_attention, spec_with
+from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
+                   step_time)
 
 RECOMPUTE = ("none", "selective", "full")
 REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory")
 OK, TP_OVER_NODE, DIVISIBILITY, BATCH, MEMORY = range(5)
-FIELDS = ("att", "tp", "pp", "vpp", "cp", "mb", "m", "sp", "rc", "dist")
-_DIV = {"1": 0, "t": 1, "d": 2}
+DIVISORS = ("1", "t", "d")        # activations.Term.divisor: whole, / tp, / tp under sequence parallel
+
+
+@dataclass(frozen=True)
+class LayoutArrays:
+    """Layouts as parallel integer arrays, one entry per layout."""
+
+    attention: np.ndarray              # index into Space.attentions
+    tp: np.ndarray
+    pp: np.ndarray
+    vpp: np.ndarray
+    cp: np.ndarray
+    micro_batch: np.ndarray
+    microbatches: np.ndarray           # micro-batches per optimizer step
+    sequence_parallel: np.ndarray      # 0 | 1
+    recompute: np.ndarray              # index into RECOMPUTE
+    distributed_optimizer: np.ndarray  # 0 | 1
+
+    def __len__(self) -> int:
+        return len(self.tp)
+
+    def take(self, idx: Any) -> LayoutArrays:
+        """The layouts at `idx` (an index array, a boolean mask or a slice)."""
+        return LayoutArrays(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def row(self, i: int) -> dict[str, int]:
+        """Layout i as plain ints (for messages)."""
+        return {f.name: int(getattr(self, f.name)[i]) for f in fields(self)}
+
+
+LAYOUT_FIELDS = tuple(f.name for f in fields(LayoutArrays))
+
+
+@dataclass(frozen=True)
+class ActivationTable:
+    """Activation bytes of one micro-batch, b * (s * per_token + per_sample) / divisor summed over the three
+    divisors, as coefficients per row of the (attention, layers in the first stage, recompute) table."""
+
+    per_token_whole: np.ndarray
+    per_sample_whole: np.ndarray
+    per_token_tp: np.ndarray           # divided by tp
+    per_sample_tp: np.ndarray
+    per_token_sp: np.ndarray           # divided by tp under sequence parallel
+    per_sample_sp: np.ndarray
+
+    @staticmethod
+    def from_columns(cols: np.ndarray) -> ActivationTable:
+        """From an array whose last axis is (per_token, per_sample) for each of DIVISORS, flattened over the rest."""
+        flat = [np.ascontiguousarray(cols[..., j].ravel()) for j in range(6)]
+        return ActivationTable(*flat)
+
+    def bytes(self, row: np.ndarray, s: np.ndarray, b: np.ndarray, inv_tp: np.ndarray, inv_sp: np.ndarray) -> np.ndarray:
+        """Bytes at table rows `row` for s tokens per CP rank and b samples per micro-batch."""
+        t = np.take
+        return b * ((s * t(self.per_token_whole, row) + t(self.per_sample_whole, row))
+                    + (s * t(self.per_token_tp, row) + t(self.per_sample_tp, row)) * inv_tp
+                    + (s * t(self.per_token_sp, row) + t(self.per_sample_sp, row)) * inv_sp)
+
+
+def _coefs(terms: list[Term]) -> np.ndarray:
+    """(per_token, per_sample) for each of DIVISORS, summed over terms."""
+    out = np.zeros(6)
+    for t in terms:
+        j = 2 * DIVISORS.index(t.divisor)
+        out[j] += t.per_token
+        out[j + 1] += t.per_sample
+    return out
 
 
 def _divisors(n: int, cap: int) -> list[int]:
@@ -91,212 +157,252 @@ class Space:
 
     spec: Spec
     options: SearchOptions = field(default_factory=SearchOptions)
+    # search settings, resolved from the options and the spec
+    max_tp_in_node: int = field(init=False)
+    global_batch_range: tuple[int, int] = field(init=False)
+    attentions: tuple[str, ...] = field(init=False)
+    tp_sizes: tuple[int, ...] = field(init=False)
+    pp_sizes: tuple[int, ...] = field(init=False)
+    vpp_sizes: tuple[int, ...] = field(init=False)
+    microbatch_counts: tuple[int, ...] = field(init=False)
+    # constants of the two formula cores
+    step_constants: HwConstants = field(init=False)
+    memory: MemoryConstants = field(init=False)
+    usable_bytes: float = field(init=False)            # capacity less the headroom
+    # per (attention, recompute) choice, row attention * 3 + recompute: OpWork numbers (step.WORK_KEYS)
+    work: dict[str, np.ndarray] = field(init=False)
+    # per attention and number of first-stage layers (prefix sums over layers): layers whose K/V exchange
+    # always spans CP ranks, and spatial layers that need it unless the latent frames split evenly over cp
+    ring_layers_prefix: np.ndarray = field(init=False)
+    frame_layers_prefix: np.ndarray = field(init=False)
+    grid_t: int = field(init=False)
+    window_counts: np.ndarray = field(init=False)      # per attention: windows (0: no window constraint)
+    # activations, per (attention, layers in the first stage, recompute): the saved bytes of one micro-batch
+    # (layers + shared text states) and, for each distinct layer kind, what it rebuilds while recomputed
+    saved: ActivationTable = field(init=False)
+    rebuilt_by_kind: tuple[ActivationTable, ...] = field(init=False)
+    # parameters per GPU for each (tp, pp) the Spec accepts (0 elsewhere: rejected anyway)
+    params_by_tp_pp: np.ndarray = field(init=False)
+    tp_index: np.ndarray = field(init=False)           # tp size -> row of params_by_tp_pp
+    pp_index: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         spec, o = self.spec, self.options
         m, gpu = spec.model, spec.hardware.spec
-        self.c = hw_constants(spec)
-        self.L, self.S = m.layers, spec.seq_len
-        self.max_tp = o.max_tp_in_node or gpu.gpus_per_node
+        self.step_constants = hw_constants(spec)
+        self.memory = memory_constants(spec)
+        self.max_tp_in_node = o.max_tp_in_node or gpu.gpus_per_node
         if o.global_batch_range is not None:
-            self.gb_range = o.global_batch_range
+            self.global_batch_range = o.global_batch_range
         elif spec.parallel.global_batch is not None:
-            self.gb_range = (spec.parallel.global_batch, spec.parallel.global_batch)
+            self.global_batch_range = (spec.parallel.global_batch, spec.parallel.global_batch)
         else:
-            self.gb_range = (64, 1024)
+            self.global_batch_range = (64, 1024)
         atts = list(o.attentions or [m.attention])
         if o.allow_window and o.attentions is None:
             atts += [w for w in window_options(spec) if w not in atts]
         self.attentions = tuple(atts)
-        self.tps = tuple(o.tp or _divisors(m.heads, max(16, 2 * gpu.gpus_per_node)))
-        self.pps = tuple(o.pp or _divisors(self.L, 32))
-        self.vpps = tuple(o.vpp or _divisors(self.L, 8))
-        mbs = set(o.microbatches or ())
-        if not mbs:
-            mbs = {2**i for i in range(9)} | {k * p for p in self.pps if p > 1 for k in (1, 2, 4, 8, 16, 32) if k * p <= 256}
-        self.ms = tuple(sorted(mbs))
-        self.capacity = gpu.hbm_gib * GiB
-        self.usable = self.capacity * (1 - o.headroom)
-        self.buffers = spec.hardware.buffer_gib * GiB
-        k = spec.kernels
-        opt = DTYPE_BYTES[k.master_dtype] + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]
-        if k.master_dtype == k.param_dtype and k.param_dtype == "fp32":
-            opt = k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]   # as memory.py: no separate master copy
-        self.opt_per_param = opt
-        self.pbytes, self.gbytes = DTYPE_BYTES[k.param_dtype], DTYPE_BYTES[k.grad_dtype]
-        self._tables()
+        self.tp_sizes = tuple(o.tp or _divisors(m.heads, max(16, 2 * gpu.gpus_per_node)))
+        self.pp_sizes = tuple(o.pp or _divisors(m.layers, 32))
+        self.vpp_sizes = tuple(o.vpp or _divisors(m.layers, 8))
+        counts = set(o.microbatches or ())
+        if not counts:
+            counts = ({2**i for i in range(9)}
+                      | {k * p for p in self.pp_sizes if p > 1 for k in (1, 2, 4, 8, 16, 32) if k * p <= 256})
+        self.microbatch_counts = tuple(sorted(counts))
+        self.usable_bytes = self.memory.capacity_bytes * (1 - o.headroom)
+        self._work_tables()
+        self._activation_tables()
+        self._param_table()
+
+    @property
+    def layers(self) -> int:
+        return self.spec.model.layers
+
+    @property
+    def seq_len(self) -> int:
+        return self.spec.seq_len
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.memory.capacity_bytes
+
+    @property
+    def buffers_bytes(self) -> float:
+        return self.memory.buffers_bytes
 
     # ------------------------------------------------------------------------------------------------
     def variant(self, attention: str, **parallel: Any) -> Spec:
         """The spec with another attention pattern and parallel section (validated)."""
-        d = self.spec.model_dump()
-        d["model"]["attention"] = attention
-        d["parallel"] = {"tp": 1, "pp": 1, "vpp": 1, "cp": 1, "dp": None, "gpus": None, "sequence_parallel": False,
-                         "micro_batch": 1, "global_batch": None, "recompute": "none", "recompute_layers": None,
-                         "distributed_optimizer": True, **parallel}
-        return Spec.model_validate(d)
+        every_field = {"tp": 1, "pp": 1, "vpp": 1, "cp": 1, "dp": None, "gpus": None, "sequence_parallel": False,
+                       "micro_batch": 1, "global_batch": None, "recompute": "none", "recompute_layers": None,
+                       "distributed_optimizer": True}
+        return spec_with(self.spec, model={"attention": attention}, parallel={**every_field, **parallel})
 
-    def _tables(self) -> None:
-        L, A = self.L, len(self.attentions)
-        # work per (attention, recompute): op_work of a 1-GPU variant (layout-independent)
-        self.work = {key: np.zeros(A * 3) for key in WORK_KEYS}
-        self.ring_prefix = np.zeros((A, L + 1))
-        self.frame_prefix = np.zeros((A, L + 1))
-        self.windows = np.zeros(A, dtype=np.int64)   # window count (0: no window constraint)
-        # activation coefficient prefix sums over layers: columns tok1, samp1, tokt, sampt, tokd, sampd
-        self.full_prefix = np.zeros((A, L + 1, 6))
-        self.free_prefix = np.zeros((A, L + 1, 6))
-        kinds: list[list[tuple[int, np.ndarray, np.ndarray]]] = []
+    def _base(self, attention: str) -> Spec:
+        try:
+            return self.variant(attention)
+        except ValueError as e:
+            raise UserError(f"model.attention: {attention}: {e}") from None
+
+    def _work_tables(self) -> None:
+        """op_work of a 1-GPU variant for each (attention, recompute): layout-independent."""
+        n_att, n_layers = len(self.attentions), self.layers
+        self.work = {key: np.zeros(n_att * len(RECOMPUTE)) for key in WORK_KEYS}
+        self.ring_layers_prefix = np.zeros((n_att, n_layers + 1))
+        self.frame_layers_prefix = np.zeros((n_att, n_layers + 1))
+        self.window_counts = np.zeros(n_att, dtype=np.int64)
+        self.grid_t = self.spec.video.grid[0]
         for a, att in enumerate(self.attentions):
-            try:
-                base = self.variant(att)
-            except ValueError as e:
-                raise UserError(f"model.attention: {att}: {e}") from None
+            self._base(att)
             for r, rc in enumerate(RECOMPUTE):
                 w = op_work(self.variant(att, recompute=rc))
                 for key in WORK_KEYS:
-                    self.work[key][a * 3 + r] = getattr(w, key)
+                    self.work[key][a * len(RECOMPUTE) + r] = getattr(w, key)
                 if r == 0:
-                    self.ring_prefix[a, 1:] = np.cumsum(w.ring_layers)
-                    self.frame_prefix[a, 1:] = np.cumsum(w.frame_layers)
-                    self.grid_t = w.grid_t
+                    self.ring_layers_prefix[a, 1:] = np.cumsum(w.ring_layers)
+                    self.frame_layers_prefix[a, 1:] = np.cumsum(w.frame_layers)
             kind, win = parse_attention(att)
             if kind == "window":
                 assert win is not None
-                self.windows[a] = self.spec.video.seq_len // math.prod(win)
-            seen: dict[tuple[float, ...], int] = {}
-            ak = []
-            for i in range(L):
-                full, free = np.zeros(6), np.zeros(6)
-                for name, t in layer_terms(base, i).items():
-                    j = 2 * _DIV[t.divisor]
-                    full[j] += t.per_token
-                    full[j + 1] += t.per_sample
-                    if name.endswith(SELECTIVE):
-                        free[j] += t.per_token
-                        free[j + 1] += t.per_sample
-                self.full_prefix[a, i + 1] = self.full_prefix[a, i] + full
-                self.free_prefix[a, i + 1] = self.free_prefix[a, i] + free
-                key = tuple(full) + tuple(free)
+                self.window_counts[a] = self.spec.video.seq_len // math.prod(win)
+
+    def _activation_tables(self) -> None:
+        """The activation coefficient tables (see `saved` and `rebuilt_by_kind`)."""
+        n_att, n_layers = len(self.attentions), self.layers
+        # prefix sums over layers of every saved term, and of the terms a selective recompute frees
+        saved_prefix = np.zeros((n_att, n_layers + 1, 6))
+        freed_prefix = np.zeros((n_att, n_layers + 1, 6))
+        kinds: list[list[tuple[int, np.ndarray, np.ndarray]]] = []   # per attention: (first layer, saved, freed)
+        for a, att in enumerate(self.attentions):
+            base = self._base(att)
+            seen: set[tuple[float, ...]] = set()
+            distinct = []
+            for i in range(n_layers):
+                terms = layer_terms(base, i)
+                saved = _coefs(list(terms.values()))
+                freed = _coefs([t for name, t in terms.items() if name.endswith(SELECTIVE)])
+                saved_prefix[a, i + 1] = saved_prefix[a, i] + saved
+                freed_prefix[a, i + 1] = freed_prefix[a, i] + freed
+                key = tuple(saved) + tuple(freed)
                 if key not in seen:
-                    seen[key] = i
-                    ak.append((i, full, free))
-            kinds.append(ak)
-        K = max(len(k) for k in kinds)
-        self.kind_first = np.full((A, K), L + 1)
-        self.kind_full = np.zeros((A, K, 6))
-        self.kind_free = np.zeros((A, K, 6))
-        for a, ak in enumerate(kinds):
-            for j, (i, full, free) in enumerate(ak):
-                self.kind_first[a, j], self.kind_full[a, j], self.kind_free[a, j] = i, full, free
+                    seen.add(key)
+                    distinct.append((i, saved, freed))
+            kinds.append(distinct)
         base = self.variant(self.attentions[0])
-        inp = layer_input_term(base)
-        self.input_coef = np.zeros(6)
-        self.input_coef[2 * _DIV[inp.divisor]] += inp.per_token
-        self.input_coef[2 * _DIV[inp.divisor] + 1] += inp.per_sample
-        self.shared_coef = np.zeros(6)
-        for t in shared_terms(base).values():
-            self.shared_coef[2 * _DIV[t.divisor]] += t.per_token
-            self.shared_coef[2 * _DIV[t.divisor] + 1] += t.per_sample
-        # combined per (attention, layers in the first stage, recompute): the saved bytes of one micro-batch
-        # (layers + shared text states) and, for each layer kind, what one layer rebuilds while it is recomputed
-        A, K = len(self.attentions), self.kind_first.shape[1]
-        ps = np.arange(L + 1)
-        layer = np.zeros((A, L + 1, 3, 6))
-        layer[:, :, 0] = self.full_prefix
-        layer[:, :, 1] = self.full_prefix - self.free_prefix
-        layer[:, :, 2] = ps[None, :, None] * self.input_coef[None, None, :]
-        layer += self.shared_coef
-        work = np.zeros((K, A, L + 1, 3, 6))
-        for k in range(K):
-            present = (self.kind_first[:, k][:, None] < ps[None, :])[..., None]          # (A, L+1, 1)
-            work[k, :, :, 1] = np.where(present, self.kind_free[:, k][:, None, :], 0.0)
-            work[k, :, :, 2] = np.where(present, self.kind_full[:, k][:, None, :], 0.0)
-        self.layer_cols = [np.ascontiguousarray(layer[..., j].ravel()) for j in range(6)]
-        self.work_cols = [[np.ascontiguousarray(work[k, ..., j].ravel()) for j in range(6)] for k in range(K)]
-        # parameters per GPU for each (tp, pp) that the Spec accepts (0 elsewhere: rejected anyway)
-        self.tp_lut = np.zeros(max(self.tps) + 1, dtype=np.int64)
-        self.pp_lut = np.zeros(max(self.pps) + 1, dtype=np.int64)
-        self.tp_lut[list(self.tps)] = np.arange(len(self.tps))
-        self.pp_lut[list(self.pps)] = np.arange(len(self.pps))
-        self.params = np.zeros((len(self.tps), len(self.pps)))
+        input_coef = _coefs([layer_input_term(base)])
+        shared_coef = _coefs(list(shared_terms(base).values()))
+        stage_layers = np.arange(n_layers + 1)
+        # saved per micro-batch by recompute: none keeps every term; selective drops the freed ones; full
+        # keeps each layer's input only
+        saved_cols = np.zeros((n_att, n_layers + 1, len(RECOMPUTE), 6))
+        saved_cols[:, :, 0] = saved_prefix
+        saved_cols[:, :, 1] = saved_prefix - freed_prefix
+        saved_cols[:, :, 2] = stage_layers[None, :, None] * input_coef[None, None, :]
+        saved_cols += shared_coef
+        self.saved = ActivationTable.from_columns(saved_cols)
+        # while one layer is recomputed it rebuilds its freed terms (selective) or all of them (full); each
+        # distinct layer kind present in the first stage is a candidate for the largest
+        tables = []
+        for k in range(max(len(d) for d in kinds)):
+            rebuilt = np.zeros((n_att, n_layers + 1, len(RECOMPUTE), 6))
+            for a, distinct in enumerate(kinds):
+                if k >= len(distinct):
+                    continue
+                first, saved, freed = distinct[k]
+                present = (first < stage_layers)[:, None]               # the kind is among the stage's layers
+                rebuilt[a, :, 1] = np.where(present, freed[None, :], 0.0)
+                rebuilt[a, :, 2] = np.where(present, saved[None, :], 0.0)
+            tables.append(ActivationTable.from_columns(rebuilt))
+        self.rebuilt_by_kind = tuple(tables)
+
+    def _param_table(self) -> None:
+        self.tp_index = np.zeros(max(self.tp_sizes) + 1, dtype=np.int64)
+        self.pp_index = np.zeros(max(self.pp_sizes) + 1, dtype=np.int64)
+        self.tp_index[list(self.tp_sizes)] = np.arange(len(self.tp_sizes))
+        self.pp_index[list(self.pp_sizes)] = np.arange(len(self.pp_sizes))
+        self.params_by_tp_pp = np.zeros((len(self.tp_sizes), len(self.pp_sizes)))
         m = self.spec.model
-        for i, tp in enumerate(self.tps):
-            for j, pp in enumerate(self.pps):
-                if m.heads % tp == 0 and m.ffn % tp == 0 and self.L % pp == 0:
-                    self.params[i, j] = params_per_gpu(self.variant(self.attentions[0], tp=tp, pp=pp))
+        for i, tp in enumerate(self.tp_sizes):
+            for j, pp in enumerate(self.pp_sizes):
+                if m.heads % tp == 0 and m.ffn % tp == 0 and self.layers % pp == 0:
+                    self.params_by_tp_pp[i, j] = params_per_gpu(self.variant(self.attentions[0], tp=tp, pp=pp))
 
     # ------------------------------------------------------------------------------------------------
-    def _struct(self) -> dict[str, np.ndarray]:
+    def _outer_grid(self) -> dict[str, np.ndarray]:
         """The (attention, tp, pp, vpp, cp) grid."""
-        rows = [(a, tp, pp, vpp, cp) for a in range(len(self.attentions)) for tp in self.tps for pp in self.pps
-                for vpp in (self.vpps if pp > 1 else (1,)) for cp in self.options.cp]
+        rows = [(a, tp, pp, vpp, cp) for a in range(len(self.attentions)) for tp in self.tp_sizes for pp in self.pp_sizes
+                for vpp in (self.vpp_sizes if pp > 1 else (1,)) for cp in self.options.cp]
         g = np.array(rows, dtype=np.int64).reshape(-1, 5)
-        return {name: g[:, col] for col, name in enumerate(("att", "tp", "pp", "vpp", "cp"))}
+        return {name: g[:, col] for col, name in enumerate(("attention", "tp", "pp", "vpp", "cp"))}
 
-    def _inner(self) -> dict[str, np.ndarray]:
+    def _inner_grid(self) -> dict[str, np.ndarray]:
         """The (micro-batch, micro-batches, SP, recompute, distributed optimizer) grid."""
-        rows = [(mb, m, sp, RECOMPUTE.index(r), dist) for mb in self.options.micro_batch for m in self.ms
+        rows = [(mb, m, sp, RECOMPUTE.index(r), dist) for mb in self.options.micro_batch for m in self.microbatch_counts
                 for sp in self.options.sequence_parallel for r in self.options.recompute
                 for dist in self.options.distributed_optimizer]
         g = np.array(rows, dtype=np.int64).reshape(-1, 5)
-        return {name: g[:, col] for col, name in enumerate(("mb", "m", "sp", "rc", "dist"))}
+        names = ("micro_batch", "microbatches", "sequence_parallel", "recompute", "distributed_optimizer")
+        return {name: g[:, col] for col, name in enumerate(names)}
 
-    def candidates(self, gpus: int, prefilter: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def candidates(self, gpus: int, prefilter: bool = False) -> tuple[LayoutArrays, np.ndarray]:
         """The candidate space for `gpus` GPUs as flat arrays (one entry per layout), and rejection counts
         (by REASONS index) of the layouts left out by `prefilter`: with it, (attention, tp, pp, vpp, cp)
         combinations that break a rule on their own are counted (times their inner combinations) and not
         expanded. SP at tp = 1 is not a separate layout and is never generated."""
-        st, inner = self._struct(), self._inner()
+        outer, inner = self._outer_grid(), self._inner_grid()
         pre = np.zeros(len(REASONS), dtype=np.int64)
-        n_inner_sp1 = int(np.count_nonzero(inner["sp"] == 1)) if 0 in self.options.sequence_parallel else 0
+        n_inner_sp1 = (int(np.count_nonzero(inner["sequence_parallel"] == 1))
+                       if 0 in self.options.sequence_parallel else 0)
         if prefilter:
-            r = self._struct_reason(gpus, st)
-            mult = len(inner["mb"]) - np.where(st["tp"] == 1, n_inner_sp1, 0)
+            r = self._outer_reason(gpus, outer["attention"], outer["tp"], outer["pp"], outer["vpp"], outer["cp"])
+            mult = len(inner["micro_batch"]) - np.where(outer["tp"] == 1, n_inner_sp1, 0)
             pre = np.bincount(r, weights=mult, minlength=len(REASONS)).astype(np.int64)
             pre[OK] = 0
-            st = {f: v[r == OK] for f, v in st.items()}
-        n_s, n_i = len(st["tp"]), len(inner["mb"])
-        x = {f: np.repeat(v, n_i) for f, v in st.items()}
-        x.update({f: np.tile(v, n_s) for f, v in inner.items()})
+            outer = {f: v[r == OK] for f, v in outer.items()}
+        n_outer, n_inner = len(outer["tp"]), len(inner["micro_batch"])
+        x = {f: np.repeat(v, n_inner) for f, v in outer.items()}
+        x.update({f: np.tile(v, n_outer) for f, v in inner.items()})
         if 0 not in self.options.sequence_parallel:      # SP pinned on: tp = 1 layouts run without it
-            x["sp"] = np.where(x["tp"] == 1, 0, x["sp"])
-            return {f: x[f] for f in FIELDS}, pre
-        keep = ~((x["tp"] == 1) & (x["sp"] == 1))
-        return {f: x[f][keep] for f in FIELDS}, pre
+            x["sequence_parallel"] = np.where(x["tp"] == 1, 0, x["sequence_parallel"])
+            return LayoutArrays(**x), pre
+        keep = ~((x["tp"] == 1) & (x["sequence_parallel"] == 1))
+        return LayoutArrays(**{f: v[keep] for f, v in x.items()}), pre
 
-    def _struct_reason(self, gpus: int, x: dict[str, np.ndarray]) -> np.ndarray:
+    def _outer_reason(self, gpus: int, att: np.ndarray, tp: np.ndarray, pp: np.ndarray, vpp: np.ndarray,
+                      cp: np.ndarray) -> np.ndarray:
         """Rules that depend on (attention, tp, pp, vpp, cp) only: tp over a node, then divisibility."""
         m = self.spec.model
-        tp, pp, vpp, cp = x["tp"], x["pp"], x["vpp"], x["cp"]
         dp = gpus // (tp * pp * cp)
-        win = self.windows[x["att"]]
-        bad_div = ((m.heads % tp != 0) | (m.ffn % tp != 0) | (self.L % (pp * vpp) != 0) | (self.S % cp != 0)
+        win = self.window_counts[att]
+        bad_div = ((m.heads % tp != 0) | (m.ffn % tp != 0) | (self.layers % (pp * vpp) != 0) | (self.seq_len % cp != 0)
                    | ((win > 0) & (win % cp != 0)) | (dp < 1) | ((vpp > 1) & (pp == 1)))
-        return np.where(tp > self.max_tp, TP_OVER_NODE, np.where(bad_div, DIVISIBILITY, OK))
+        return np.where(tp > self.max_tp_in_node, TP_OVER_NODE, np.where(bad_div, DIVISIBILITY, OK))
 
-    def reasons(self, gpus: int, x: dict[str, np.ndarray]) -> np.ndarray:
+    def reasons(self, gpus: int, x: LayoutArrays) -> np.ndarray:
         """Why each layout is rejected (REASONS index; 0 = passes the integer rules)."""
-        tp, pp, vpp, cp, mb, mm, sp = x["tp"], x["pp"], x["vpp"], x["cp"], x["mb"], x["m"], x["sp"]
+        tp, pp, vpp, cp = x.tp, x.pp, x.vpp, x.cp
         dp = gpus // (tp * pp * cp)
-        bad_div = ((sp == 1) & ((self.S // cp) % tp != 0)) | ((vpp > 1) & (mm % pp != 0))
-        gb = mm * mb * dp
-        bad_batch = (gb < self.gb_range[0]) | (gb > self.gb_range[1])
-        reason = self._struct_reason(gpus, x)
+        bad_div = (((x.sequence_parallel == 1) & ((self.seq_len // cp) % tp != 0))
+                   | ((vpp > 1) & (x.microbatches % pp != 0)))
+        gb = x.microbatches * x.micro_batch * dp
+        lo, hi = self.global_batch_range
+        bad_batch = (gb < lo) | (gb > hi)
+        reason = self._outer_reason(gpus, x.attention, tp, pp, vpp, cp)
         return np.where(reason != OK, reason, np.where(bad_div, DIVISIBILITY, np.where(bad_batch, BATCH, OK)))
 
-    def evaluate(self, gpus: int, x: dict[str, np.ndarray], compact: bool = True) -> dict[str, np.ndarray]:
-        """Reasons, memory and step terms for every layout in `x` (flat arrays of FIELDS).
+    def evaluate(self, gpus: int, x: LayoutArrays, compact: bool = True) -> dict[str, np.ndarray]:
+        """Reasons, memory and step terms for every layout in `x`.
 
         compact=True computes memory and step time only for the layouts that pass the integer rules (the
         others keep their reason and NaN); compact=False pushes every layout through the whole model.
         """
         reason = self.reasons(gpus, x)
         idx = np.nonzero(reason == OK)[0] if compact else np.arange(len(reason))
-        y = {f: v[idx] for f, v in x.items()} if compact else x
+        y = x.take(idx) if compact else x
         mem, st = self._chunked(gpus, y)
         if not compact:
-            fits = mem["total"] <= self.usable
+            fits = mem["total"] <= self.usable_bytes
             reason = np.where((reason == OK) & ~fits, MEMORY, reason)
             return {"reason": reason, **mem, **st}
         n = len(reason)
@@ -306,18 +412,18 @@ class Space:
             full[idx] = v
             out[key] = full
         reason = reason.copy()
-        reason[idx[mem["total"] > self.usable]] = MEMORY
+        reason[idx[mem["total"] > self.usable_bytes]] = MEMORY
         out["reason"] = reason
         return out
 
-    def _chunked(self, gpus: int, y: dict[str, np.ndarray], chunk: int = 1 << 14) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """_memory_step over cache-sized chunks (numpy's temporaries stay in L2: ~2x faster)."""
-        n = len(y["tp"])
+    def _chunked(self, gpus: int, y: LayoutArrays, chunk: int = 1 << 14) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """memory_and_step over cache-sized chunks (numpy's temporaries stay in L2: ~2x faster)."""
+        n = len(y)
         if n <= chunk:
-            return self._memory_step(gpus, y)
+            return self.memory_and_step(gpus, y)
         out: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
         for i in range(0, n, chunk):
-            part = self._memory_step(gpus, {f: v[i:i + chunk] for f, v in y.items()})
+            part = self.memory_and_step(gpus, y.take(slice(i, i + chunk)))
             if out is None:
                 out = ({k: np.empty(n) for k in part[0]}, {k: np.empty(n) for k in part[1]})
             for o, p in zip(out, part):
@@ -326,62 +432,56 @@ class Space:
         assert out is not None
         return out
 
-    def _memory_step(self, gpus: int, y: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        a, tp, pp, vpp, cp = y["att"], y["tp"], y["pp"], y["vpp"], y["cp"]
-        mb, mm, sp, rc, dist = y["mb"], y["m"], y["sp"].astype(bool), y["rc"], y["dist"].astype(bool)
-        mp = tp * pp * cp
-        dp = np.maximum(gpus // mp, 1)
-        s = (self.S // cp).astype(np.float64)
+    def memory_and_step(self, gpus: int, y: LayoutArrays) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Memory terms (memory.memory_terms) and step terms (step.step_terms) of every layout in `y`."""
+        tp, pp, vpp, cp, mb, mm = y.tp, y.pp, y.vpp, y.cp, y.micro_batch, y.microbatches
+        sp, dist = y.sequence_parallel.astype(bool), y.distributed_optimizer.astype(bool)
+        dp = np.maximum(gpus // (tp * pp * cp), 1)
+        stage_layers = np.minimum(self.layers // np.maximum(pp, 1), self.layers)
+        s = (self.seq_len // cp).astype(np.float64)
         b = mb.astype(np.float64)
-        tpf = tp.astype(np.float64)
-        ps = self.L // np.maximum(pp, 1)
-        ps = np.minimum(ps, self.L)
-
-        inv_t = 1.0 / tpf
-        inv_d = np.where(sp, inv_t, 1.0)
-        g = (a * (self.L + 1) + ps) * 3 + rc          # row of the (attention, layers, recompute) tables
-
-        def cost(cols: list[np.ndarray]) -> np.ndarray:   # b (s tok + samp) / div, summed over the divisors
-            c = [np.take(col, g) for col in cols]
-            return b * ((s * c[0] + c[1]) + (s * c[2] + c[3]) * inv_t + (s * c[4] + c[5]) * inv_d)
-
-        per_mb = cost(self.layer_cols)
-        working = cost(self.work_cols[0])
-        for cols in self.work_cols[1:]:
-            working = np.maximum(working, cost(cols))
+        inv_tp = 1.0 / tp.astype(np.float64)
+        inv_sp = np.where(sp, inv_tp, 1.0)
+        row = (y.attention * (self.layers + 1) + stage_layers) * len(RECOMPUTE) + y.recompute
+        per_mb = self.saved.bytes(row, s, b, inv_tp, inv_sp)
+        working = self.rebuilt_by_kind[0].bytes(row, s, b, inv_tp, inv_sp)
+        for table in self.rebuilt_by_kind[1:]:
+            working = np.maximum(working, table.bytes(row, s, b, inv_tp, inv_sp))
         in_flight = np.minimum(mm, pp)
         interleave = np.where(vpp > 1, 1 + (pp - 1) / (pp * vpp), 1.0)
         acts = per_mb * in_flight * interleave + working
-        n = self.params[self.tp_lut[np.minimum(tp, len(self.tp_lut) - 1)], self.pp_lut[np.minimum(pp, len(self.pp_lut) - 1)]]
-        weights, grads = n * self.pbytes, n * self.gbytes
-        opt = n * self.opt_per_param / np.where(dist, dp * cp, 1)   # as memory.py: sharded over dp*cp
-        total = weights + grads + opt + acts + self.buffers
-        mem = {"weights": weights, "grads": grads, "optimizer": opt, "activations": acts, "total": total}
-        wi = a * 3 + rc
-        w = {key: v[wi] for key, v in self.work.items()}
-        w["ring"] = self.ring_prefix[a, ps] + np.where(self.grid_t % cp == 0, 0.0, self.frame_prefix[a, ps])
-        st = step_terms(np, self.c, w, tp, pp, vpp, cp, dp, mb, mm, sp, dist, n)
-        return mem, st
+        n = self.params_by_tp_pp[self.tp_index[np.minimum(tp, len(self.tp_index) - 1)],
+                                 self.pp_index[np.minimum(pp, len(self.pp_index) - 1)]]
+        mem = memory_terms(np, self.memory, n, dp, cp, dist, acts)
+        del mem["buffers"]
+        choice = y.attention * len(RECOMPUTE) + y.recompute
+        ring = (self.ring_layers_prefix[y.attention, stage_layers]
+                + np.where(self.grid_t % cp == 0, 0.0, self.frame_layers_prefix[y.attention, stage_layers]))
+        work = StepWork(**{key: v[choice] for key, v in self.work.items()}, ring=ring)
+        layout = StepLayout(tp=tp, pp=pp, vpp=vpp, cp=cp, dp=dp, micro_batch=mb, microbatches=mm,
+                            sequence_parallel=sp, distributed_optimizer=dist, n_params=n)
+        return mem, step_terms(np, self.step_constants, work, layout)
 
     # ------------------------------------------------------------------------------------------------
-    def spec_for(self, gpus: int, x: dict[str, Any], i: int) -> Spec:
+    def spec_for(self, gpus: int, x: LayoutArrays, i: int) -> Spec:
         """The validated Spec of layout i (raises ValueError when the Spec rejects it)."""
-        tp, pp, cp = int(x["tp"][i]), int(x["pp"][i]), int(x["cp"][i])
+        tp, pp, cp = int(x.tp[i]), int(x.pp[i]), int(x.cp[i])
         dp = gpus // (tp * pp * cp)
-        mb, mm = int(x["mb"][i]), int(x["m"][i])
-        return self.variant(self.attentions[int(x["att"][i])], tp=tp, pp=pp, vpp=int(x["vpp"][i]), cp=cp, dp=dp,
-                            sequence_parallel=bool(x["sp"][i]), micro_batch=mb, global_batch=mm * mb * max(dp, 1),
-                            recompute=RECOMPUTE[int(x["rc"][i])], distributed_optimizer=bool(x["dist"][i]))
+        mb, mm = int(x.micro_batch[i]), int(x.microbatches[i])
+        return self.variant(self.attentions[int(x.attention[i])], tp=tp, pp=pp, vpp=int(x.vpp[i]), cp=cp, dp=dp,
+                            sequence_parallel=bool(x.sequence_parallel[i]), micro_batch=mb,
+                            global_batch=mm * mb * max(dp, 1), recompute=RECOMPUTE[int(x.recompute[i])],
+                            distributed_optimizer=bool(x.distributed_optimizer[i]))
 
 
-def reference_evaluate(space: Space, gpus: int, x: dict[str, np.ndarray], idx: Any = None) -> list[dict[str, Any]]:
+def reference_evaluate(space: Space, gpus: int, x: LayoutArrays, idx: Any = None) -> list[dict[str, Any]]:
     """The per-layout loop over the scalar planner: Spec validation + memory(spec) + step_time(spec)."""
     out = []
-    rows = range(len(x["tp"])) if idx is None else idx
+    rows = range(len(x)) if idx is None else idx
     for i in rows:
-        tp, pp, vpp, cp, mm = (int(x[f][i]) for f in ("tp", "pp", "vpp", "cp", "m"))
+        tp, pp, vpp, cp, mm = int(x.tp[i]), int(x.pp[i]), int(x.vpp[i]), int(x.cp[i]), int(x.microbatches[i])
         rec: dict[str, Any] = {"i": int(i)}
-        if tp > space.max_tp:
+        if tp > space.max_tp_in_node:
             out.append({**rec, "reason": TP_OVER_NODE})
             continue
         dp = gpus // (tp * pp * cp)
@@ -394,20 +494,14 @@ def reference_evaluate(space: Space, gpus: int, x: dict[str, np.ndarray], idx: A
             out.append({**rec, "reason": DIVISIBILITY})
             continue
         gb = spec.parallel.global_batch_size
-        if not space.gb_range[0] <= gb <= space.gb_range[1]:
+        lo, hi = space.global_batch_range
+        if not lo <= gb <= hi:
             out.append({**rec, "reason": BATCH})
             continue
         mem = memory(spec)
         st = step_time(spec)
-        rec.update({"reason": MEMORY if mem.total > space.usable else OK, "weights": mem.weights, "grads": mem.grads,
-                    "optimizer": mem.optimizer, "activations": mem.activations, "total": mem.total})
+        rec.update({"reason": MEMORY if mem.total > space.usable_bytes else OK, "weights": mem.weights,
+                    "grads": mem.grads, "optimizer": mem.optimizer, "activations": mem.activations, "total": mem.total})
         rec.update({f: getattr(st, f) for f in STEP_FIELDS})
         out.append(rec)
     return out
-
-
-def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """`soraplan.planner.plan.plan` (the whole plan dict), also reachable from here."""
-    from .plan import plan as _plan
-
-    return _plan(*args, **kwargs)

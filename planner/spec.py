@@ -10,7 +10,7 @@ Validation errors name the field and the rule (``parallel.tp: heads (24) % tp (5
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -123,7 +123,7 @@ class Model(_Frozen):
     timestep_freq_dim: int = Field(256, ge=2)
     long_skip: bool = Field(False, description="U-ViT long skip connections between shallow and deep blocks")
     tokens_in_sequence: int = Field(0, ge=0, description="extra conditioning tokens in the sequence (U-ViT: time + class)")
-    # U-ViT details (issue H; defaults keep every DiT-style preset unchanged):
+    # U-ViT details (defaults keep every DiT-style preset unchanged):
     qkv_bias: bool = Field(True, description="bias on the fused QKV projection (U-ViT: False)")
     time_mlp: bool = Field(True, description="timestep MLP after the sinusoid (U-ViT: False, the sinusoid of width h is the time token)")
     learned_pos_embed: bool = Field(False, description="learned position table of (tokens + in-sequence tokens) x h (U-ViT); else fixed sin-cos")
@@ -346,3 +346,19 @@ class Spec(_Frozen):
     def seq_len(self) -> int:
         """Tokens the transformer sees per sample (video patches + in-sequence conditioning tokens)."""
         return self.video.seq_len + self.model.tokens_in_sequence
+
+
+def spec_with(spec: Spec, **sections: dict[str, Any]) -> Spec:
+    """The spec with some fields of its sections changed, validated again.
+
+    Args:
+        spec: the spec.
+        **sections: section name -> {field: new value}, e.g. spec_with(s, hardware={"efficiency": 0.5}).
+
+    Returns:
+        The new Spec (ValueError / ValidationError when the change breaks a rule).
+    """
+    data = spec.model_dump()
+    for name, changes in sections.items():
+        data[name].update(changes)
+    return Spec.model_validate(data)

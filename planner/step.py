@@ -44,7 +44,9 @@ from typing import Any
 
 from .errors import UserError
 from .flops import attention_keys, flops, layer_macs
+from .memory import memory_constants
 from .params import params_per_gpu
+from .scalar_ops import ScalarOps
 from .spec import DTYPE_BYTES, Spec
 
 
@@ -261,9 +263,8 @@ class HwConstants:
 def hw_constants(spec: Spec) -> HwConstants:
     k, gpu = spec.kernels, spec.hardware.spec
     g, pb = DTYPE_BYTES[k.grad_dtype], DTYPE_BYTES[k.param_dtype]
-    master = 0 if (k.master_dtype == k.param_dtype == "fp32") else DTYPE_BYTES[k.master_dtype]   # as memory.py
     # Adam: read grad twice (global norm + update), read + write master and moments, write the param
-    opt = 2 * g + 2 * (master + k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype]) + pb
+    opt = 2 * g + 2 * memory_constants(spec).optimizer_bytes_per_param + pb
     return HwConstants(gpu.peak_tflops * 1e12, gpu.hbm_tbs * 1e12, gpu.intra_node_gbs * 1e9, gpu.inter_node_gbs * 1e9,
                        gpu.gpus_per_node, op_efficiency(spec), spec.model.hidden, spec.seq_len, spec.model.layers,
                        3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt))
@@ -273,20 +274,39 @@ def hw_constants(spec: Spec) -> HwConstants:
 # The formula core (scalars or numpy arrays)
 # ----------------------------------------------------------------------------------------------------------
 
-class _Py:
-    """The three array functions `step_terms` needs, on Python scalars."""
+@dataclass(frozen=True)
+class StepLayout:
+    """The layout `step_terms` prices: Python scalars for one layout, numpy arrays (one entry per layout) for many."""
 
-    @staticmethod
-    def where(c: Any, a: Any, b: Any) -> Any:
-        return a if c else b
+    tp: Any
+    pp: Any
+    vpp: Any
+    cp: Any
+    dp: Any
+    micro_batch: Any
+    microbatches: Any           # micro-batches per optimizer step (per pipeline)
+    sequence_parallel: Any
+    distributed_optimizer: Any
+    n_params: Any               # parameters per GPU
 
-    @staticmethod
-    def maximum(a: Any, b: Any) -> Any:
-        return a if a >= b else b
 
-    @staticmethod
-    def minimum(a: Any, b: Any) -> Any:
-        return a if a <= b else b
+@dataclass(frozen=True)
+class StepWork:
+    """The layout-independent work `step_terms` prices (OpWork's numbers, see there), scalars or arrays, and
+    `ring`: the layers of the first pipeline stage whose K/V exchange spans CP ranks."""
+
+    gemm_flops: Any
+    attn_flops: Any
+    gemm_rc_flops: Any
+    attn_rc_flops: Any
+    model_flops: Any
+    hw_flops: Any
+    ew_out_tok: Any
+    ew_in_tok: Any
+    ew_out_rc_tok: Any
+    ew_in_rc_tok: Any
+    rc_full: Any
+    ring: Any
 
 
 STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute_s", "tp_comm_s", "cp_comm_s",
@@ -294,15 +314,22 @@ STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute
                "efficiency", "mfu", "samples_per_step", "time_s", "samples_per_s")
 
 
-def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], tp: Any, pp: Any, vpp: Any, cp: Any, dp: Any, mb: Any,
-               m: Any, sp: Any, dist: Any, n_params: Any) -> dict[str, Any]:
-    """Every step-time term for one layout (scalars, xp=_Py) or many (arrays, xp=numpy).
+def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict[str, Any]:
+    """Every step-time term for one layout (scalars, xp=ScalarOps) or many (arrays, xp=numpy).
 
-    `w` holds the OpWork numbers for each layout (scalars or arrays): gemm_flops, attn_flops, gemm_rc_flops,
-    attn_rc_flops, model_flops, hw_flops, ew_out_tok, ew_in_tok, ew_out_rc_tok, ew_in_rc_tok, rc_full and
-    ring (the number of layers of the first stage whose K/V exchange spans CP ranks).
+    Args:
+        xp: numpy or ScalarOps.
+        c: hw_constants(spec).
+        w: the work per sample of the (attention, recompute) choice.
+        layout: the parallel layout.
+
+    Returns:
+        The STEP_FIELDS.
     """
     e = c.eff
+    tp, pp, vpp, cp, dp = layout.tp, layout.pp, layout.vpp, layout.cp, layout.dp
+    mb, m, sp, dist, n_params = (layout.micro_batch, layout.microbatches, layout.sequence_parallel,
+                                 layout.distributed_optimizer, layout.n_params)
     mp = tp * pp * cp
     world = mp * dp
     d = xp.where(sp, tp, 1)
@@ -311,23 +338,23 @@ def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], tp: Any, pp: Any, vpp
     rank_samples = m * mb
     share = rank_samples / mp                         # samples' worth of FLOPs this rank runs per step
     g_rate, a_rate, h_rate = c.peak * e.gemm, c.peak * e.attention, c.hbm * e.hbm
-    gemm = w["gemm_flops"] * share / g_rate
-    attn = w["attn_flops"] * share / a_rate
+    gemm = w.gemm_flops * share / g_rate
+    attn = w.attn_flops * share / a_rate
     tokens = rank_samples * s * ls                    # token-layers this rank runs per step
-    ew = tokens * (w["ew_out_tok"] / d + w["ew_in_tok"] / tp) / h_rate
+    ew = tokens * (w.ew_out_tok / d + w.ew_in_tok / tp) / h_rate
     compute = gemm + attn + ew
-    recompute = (w["gemm_rc_flops"] * share / g_rate + w["attn_rc_flops"] * share / a_rate
-                 + tokens * (w["ew_out_rc_tok"] / d + w["ew_in_rc_tok"] / tp) / h_rate)
+    recompute = (w.gemm_rc_flops * share / g_rate + w.attn_rc_flops * share / a_rate
+                 + tokens * (w.ew_out_rc_tok / d + w.ew_in_rc_tok / tp) / h_rate)
     # --- TP: 2 (t-1)/t * bytes per all-reduce (= AG + RS), sub_blocks per pass, 2 or 3 passes (fwd, bwd, refwd)
     bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * e.comm
     act = s * mb * c.hidden * c.act_bytes             # one micro-batch's activation on this CP rank, bytes
-    passes = 2 + w["rc_full"]
+    passes = 2 + w.rc_full
     tp_comm = passes * c.sub_blocks * 2 * (tp - 1) / tp * act / bw_tp * ls * m
     # --- CP: ring of K/V (2 s b h B / t) for (cp-1) hops; fwd 1x, bwd 2x (K/V + dK/dV), refwd 1x
     bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
     kv = 2 * act / tp
-    cp_total = (3 + w["rc_full"]) * (cp - 1) * kv / bw_cp * w["ring"] * m
-    hide_cp = attn * w["ring"] / ls                   # attention time of the ring layers
+    cp_total = (3 + w.rc_full) * (cp - 1) * kv / bw_cp * w.ring * m
+    hide_cp = attn * w.ring / ls                   # attention time of the ring layers
     cp_exposed = xp.maximum(0.0, cp_total - hide_cp)
     # --- DP: over the dp*cp ranks holding the same parameters
     g = dp * cp
@@ -353,8 +380,8 @@ def step_terms(xp: Any, c: HwConstants, w: dict[str, Any], tp: Any, pp: Any, vpp
         "compute_s": compute, "gemm_s": gemm, "attention_s": attn, "elementwise_s": ew, "recompute_s": recompute,
         "tp_comm_s": tp_comm, "cp_comm_s": cp_exposed, "cp_comm_total_s": cp_total, "dp_comm_s": dp_exposed,
         "dp_comm_total_s": dp_total, "pp_bubble_s": bubble, "pp_p2p_s": p2p, "optimizer_s": optimizer,
-        "efficiency": w["hw_flops"] * share / c.peak / compute,
-        "mfu": w["model_flops"] * samples / (total * world * c.peak),
+        "efficiency": w.hw_flops * share / c.peak / compute,
+        "mfu": w.model_flops * samples / (total * world * c.peak),
         "samples_per_step": samples, "time_s": total, "samples_per_s": samples / total,
     }
 
@@ -404,10 +431,11 @@ def step_time(spec: Spec) -> StepTime:
     p = spec.parallel
     c = hw_constants(spec)
     w = op_work(spec)
-    wd: dict[str, Any] = {key: getattr(w, key) for key in WORK_KEYS}
-    wd["ring"] = ring_layers(w, spec.model.layers // p.pp, p.cp)
-    t = step_terms(_Py, c, wd, p.tp, p.pp, p.vpp, p.cp, p.dp_size, p.micro_batch, p.microbatches,
-                   p.sequence_parallel, p.distributed_optimizer, params_per_gpu(spec))
+    work = StepWork(**{key: getattr(w, key) for key in WORK_KEYS}, ring=ring_layers(w, spec.model.layers // p.pp, p.cp))
+    layout = StepLayout(tp=p.tp, pp=p.pp, vpp=p.vpp, cp=p.cp, dp=p.dp_size, micro_batch=p.micro_batch,
+                        microbatches=p.microbatches, sequence_parallel=p.sequence_parallel,
+                        distributed_optimizer=p.distributed_optimizer, n_params=params_per_gpu(spec))
+    t = step_terms(ScalarOps, c, work, layout)
     t["samples_per_step"] = int(t["samples_per_step"])
     e = c.eff
     return StepTime(**t, gemm_efficiency=e.gemm, attention_efficiency=e.attention, hbm_efficiency=e.hbm,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .spec import Spec
+from .spec import Spec, spec_with
 from .step import step_time
 
 
@@ -22,9 +22,14 @@ class TrainBudget:
         return asdict(self)
 
 
+def training_samples(spec: Spec) -> float:
+    """Samples seen in training: the spec's samples times its epochs."""
+    return spec.training.samples * spec.training.epochs
+
+
 def train_budget(spec: Spec) -> TrainBudget:
     st = step_time(spec)
-    samples = spec.training.samples * spec.training.epochs
+    samples = training_samples(spec)
     steps = math.ceil(samples / st.samples_per_step)
     seconds = steps * st.time_s
     gpus = spec.parallel.world
@@ -39,13 +44,8 @@ def with_gpus(spec: Spec, gpus: int) -> Spec | None:
     n = gpus // mp * mp
     if n < mp:
         return None
-    data = spec.model_dump()
-    data["parallel"]["dp"] = None
-    data["parallel"]["gpus"] = n
-    data["parallel"]["global_batch"] = None
-    data["parallel"]["recompute_layers"] = p.recompute_layers
-    data["parallel"]["sequence_parallel"] = p.sequence_parallel
-    return Spec.model_validate(data)
+    return spec_with(spec, parallel={"dp": None, "gpus": n, "global_batch": None,
+                                     "recompute_layers": p.recompute_layers, "sequence_parallel": p.sequence_parallel})
 
 
 def compare_gpu_counts(spec: Spec) -> list[dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Published sizes of the open video/image captioners the seed article names (and the LLMs that summarise).
+"""Published sizes of the open video/image captioners Sora-style re-captioning would use (and the LLMs that summarise).
 
 Data only: `caption.py` turns these into FLOPs, memory and GPU-days. Each entry cites where its numbers come
 from (the model's Hugging Face config.json or paper). Conventions:

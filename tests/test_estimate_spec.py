@@ -130,7 +130,7 @@ def test_random_specs_plan_or_name_a_field(flags):
         assert str(e).startswith(FIELD_PREFIXES), str(e)
         assert "\n" not in str(e)
         return
-    out = estimate(spec, compare=False)
+    out = estimate(spec, compare=False).to_json()
     assert out["sequence_length"] > 0
     assert out["memory_gib"]["total"] > 0
     assert out["step"]["time_s"] > 0
@@ -156,7 +156,7 @@ def test_mostly_valid_layouts_estimate(flags):
     except SpecError as e:
         assert str(e).startswith(FIELD_PREFIXES), str(e)
         return
-    out = estimate(spec)
+    out = estimate(spec).to_json()
     m = out["memory_gib"]
     assert m["total"] == pytest.approx(m["weights"] + m["grads"] + m["optimizer"] + m["activations"] + m["buffers"])
     assert 0 < out["step"]["mfu"] <= 1

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import k8s_schemas
 from soraplan.launch.k8s_names import DNS_LABEL_MAX, pod_hostnames
 from soraplan.launch.k8s_profiles import Profile
-from soraplan.launch.k8s_render import layout_from_plan, render_objects
+from soraplan.launch.k8s_render import layout_from_spec, render_objects
 from soraplan.launch.options import LaunchOptions
 from soraplan.planner.config import build_spec
 from soraplan.planner.errors import UserError
@@ -37,21 +37,21 @@ launch = st.fixed_dictionaries({
 @given(layout=layouts, lo=launch, name=run_names)
 def test_random_valid_layouts_render_schema_valid(layout, lo, name):
     spec = build_spec(flags=dict(layout))
-    plan = estimate(spec, compare=False)
+    plan = estimate(spec, compare=False).to_json()
     opts = LaunchOptions(cluster="k8s", name=name, image="img:1", **lo)
     world = spec.parallel.world
     per_node = lo["gpus_per_node"] or plan["hardware"]["gpus_per_node"]
     if lo["kind"] == "trainjob" and lo["rdma"] == "host-network":
         with pytest.raises(UserError):
-            render_objects(spec, plan, opts, Profile())
+            render_objects(spec, opts, Profile())
         return
     if world > per_node and world % per_node:
         with pytest.raises(UserError, match="GPUs per node"):
-            render_objects(spec, plan, opts, Profile())
+            render_objects(spec, opts, Profile())
         return
-    objs = render_objects(spec, plan, opts, Profile())
+    objs = render_objects(spec, opts, Profile())
     k8s_schemas.assert_valid(objs)
-    lay = layout_from_plan(plan, lo["gpus_per_node"])
+    lay = layout_from_spec(spec, lo["gpus_per_node"])
     assert lay.nodes * lay.gpus_per_node == world
     name_k8s = objs[-1]["metadata"]["name"]
     assert max(len(h) for h in pod_hostnames(name_k8s, lo["kind"], lay.nodes)) <= DNS_LABEL_MAX
@@ -71,9 +71,8 @@ def test_any_train_args_reach_torchrun_literally(args, tmp_path):
     from soraplan.launch.k8s_render import command_script, make_context
 
     spec = build_spec(flags={"gpus": 16, "tp": 2})
-    plan = estimate(spec, compare=False)
     opts = LaunchOptions(cluster="k8s", name="prop", image="img:1", train_args=tuple(args))
-    script = command_script(make_context(spec, plan, opts, Profile()))
+    script = command_script(make_context(spec, opts, Profile()))
     stub = tmp_path / "torchrun"
     stub.write_text(f"#!{sys.executable}\nimport json, sys\nsys.stdout.buffer.write(json.dumps(sys.argv[1:]).encode())\n")
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)

@@ -25,7 +25,6 @@ from soraplan.launch.k8s_render import command_script, render_objects, to_yaml_d
 from soraplan.launch.options import LaunchOptions
 from soraplan.planner.config import build_spec
 from soraplan.planner.errors import UserError
-from soraplan.planner.estimate import estimate
 
 pytestmark = pytest.mark.k8s
 
@@ -47,7 +46,7 @@ def _opts(**kw):
 
 def _render(spec=None, profile=None, **kw):
     spec = spec or _spec()
-    return render_objects(spec, estimate(spec, compare=False), _opts(**kw), profile or Profile())
+    return render_objects(spec, _opts(**kw), profile or Profile())
 
 
 def _workload(objs):
@@ -306,11 +305,11 @@ def test_injection_ish_arguments_stay_literal(tmp_path):
     evil = ["$(touch pwned1)", "`touch pwned2`", "a'; touch pwned3 #", '"; touch pwned4; "', "x\ny"]
     spec = _spec()
     opts = _opts(train_args=tuple(evil), env={"EVIL": "$(touch pwned5)"})
-    objs = render_objects(spec, estimate(spec, compare=False), opts, Profile())
+    objs = render_objects(spec, opts, Profile())
     k8s_schemas.assert_valid(objs)
     from soraplan.launch.k8s_render import make_context
 
-    script = command_script(make_context(spec, estimate(spec, compare=False), opts, Profile()))
+    script = command_script(make_context(spec, opts, Profile()))
     argv = _run_script(script, {"EVIL": "$(touch pwned5)"}, tmp_path)
     assert argv[-len(evil):] == evil
     assert not list(tmp_path.glob("pwned*"))

@@ -21,7 +21,7 @@ def test_curriculum_yaml(tmp_path):
     assert s0.seq_len == 12 * 8 * 8 and n0 == 2_000_000 and gbr0 is None
     s1, n1, _ = stage_spec(spec, cur["stages"][1], 1)
     assert s1.seq_len == 30_720 and n1 == 10_000_000
-    b = training_budget(spec, (200,), curriculum=str(p))
+    b = training_budget(spec, (200,), curriculum=str(p)).to_json()
     assert [s["name"] for s in b["stages"]] == ["short", "full"]
     total = b["totals"][0]
     assert total["days"] == pytest.approx(sum(s["per_gpus"][0]["days"] for s in b["stages"]))
@@ -63,7 +63,7 @@ def test_storage_bytes_by_hand():
 def test_sensitivity_and_statement():
     from soraplan.planner.plan import plan
 
-    out = plan(build_spec(flags=SEED), (200, 400))
+    out = plan(build_spec(flags=SEED), (200, 400)).to_json()
     sens = out["sensitivity"]
     names = [r["assumption"] for r in sens]
     assert {"kernel efficiency (MFU)", "epochs", "recompute", "window attention", "inter-node bandwidth",

@@ -59,18 +59,18 @@ def test_golden_sbatch(case):
 
 def test_allocation_one_task_per_gpu():
     spec, plan = _plan(tp=4, gpus=32, gpu="h100-sxm")
-    a = allocate(plan, LaunchOptions())
+    a = allocate(spec, LaunchOptions())
     assert (a.world, a.nodes, a.tasks_per_node, a.gpus_per_node) == (32, 4, 8, 8)   # GPU table: 8 per node
     spec, plan = _plan(tp=2, dp=2)
-    a = allocate(plan, LaunchOptions())
+    a = allocate(spec, LaunchOptions())
     assert (a.nodes, a.tasks_per_node) == (1, 4)                                    # fewer GPUs than a node
-    assert allocate(plan, LaunchOptions(gpus_per_node=2)).nodes == 2
+    assert allocate(spec, LaunchOptions(gpus_per_node=2)).nodes == 2
     spec, plan = _plan(tp=4, gpus=12)
     with pytest.raises(UserError, match="whole nodes"):
-        allocate(plan, LaunchOptions())
-    assert allocate(plan, LaunchOptions(gpus_per_node=4, time_min=2941)).time_str == "2-01:01:00"
+        allocate(spec, LaunchOptions())
+    assert allocate(spec, LaunchOptions(gpus_per_node=4, time_min=2941)).time_str == "2-01:01:00"
     with pytest.raises(UserError, match="grace_s"):
-        allocate(plan, LaunchOptions(gpus_per_node=4, time_min=2, grace_s=120))
+        allocate(spec, LaunchOptions(gpus_per_node=4, time_min=2, grace_s=120))
     assert master_port(17) == master_port("17") == master_port("17_3") == 15017
     assert 15000 <= master_port(10**9 + 7) < 35000
 
