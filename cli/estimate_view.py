@@ -91,7 +91,7 @@ def render(r: Estimate, console: Console | None = None) -> None:
         for col in ("attention", "forward FLOPs", "self-attn core", "activations GiB", "total GiB", "fits", "step s", "days"):
             t.add_column(col, justify="right")
         for row in r.attention_comparison:
-            t.add_row(row["attention"], human(row["forward_flops"]), human(row["self_attn_core_flops"]),
+            t.add_row(str(row["attention"]), human(row["forward_flops"]), human(row["self_attn_core_flops"]),
                       f"{row['activations_gib']:.1f}", f"{row['memory_total_gib']:.1f}", "yes" if row["fits"] else "no",
                       f"{row['step_s']:.2f}", f"{row['days']:.1f}")
         c.print(t)

@@ -16,6 +16,7 @@ this module returns; it never computes a planning number itself. Sources:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 from .estimate import attention_comparison, estimate
@@ -388,7 +389,7 @@ def risks(best: dict[str, Any] | None, plan: dict[str, Any], validation: dict[st
 
 
 # ------------------------------------------------------------------------------------------------ gather
-def gather(spec: Spec, gpu_counts: list[int] | None = None, deadline_days: float | None = None,
+def gather(spec: Spec, gpu_counts: Sequence[int] | None = None, deadline_days: float | None = None,
            validation: Any = None, objective: str | None = None, plan: Plan | dict[str, Any] | None = None,
            options: Any = None, curriculum: Any = None, progress: Any = None) -> dict[str, Any]:
     """Everything the report shows.

@@ -102,7 +102,7 @@ def parse_attention(pattern: str) -> tuple[str, tuple[int, int, int] | None]:
             win = ()
         if len(win) != 3 or min(win) < 1:
             raise ValueError(f"model.attention: window must be 'window:T,H,W' with positive integers, got {pattern!r}")
-        return "window", win  # type: ignore[return-value]
+        return "window", win
     raise ValueError(f"model.attention: must be 'full', 'spatial-temporal' or 'window:T,H,W', got {pattern!r}")
 
 

@@ -131,7 +131,7 @@ class FakeBackend:
 
     def render(self, spec, plan, opts):
         self.calls.append(("render", opts.name))
-        return f"#!/bin/sh\n# {opts.name} on {plan['spec']['parallel']['gpus']} GPUs\n"
+        return f"#!/bin/sh\n# {opts.name} on {spec.parallel.gpus} GPUs\n"
 
     def submit(self, spec, plan, opts, ledger, record):
         self.calls.append(("submit", None if record is None else record.name))
