@@ -2,7 +2,7 @@
 
     python benchmarks/bench_estimate.py [--runs 15]
 
-Target (issue A): <= 0.35 s on the 2-core CI machine.
+Target: <= 0.35 s on the 2-core CI machine.
 """
 
 import argparse

@@ -161,7 +161,7 @@ def browsed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report-browser")
     out = tmp / "capacity.html"
     val = tmp / "validation.json"
-    val.write_text(json.dumps({  # `soraplan validate --json` (issue C) shape, with a hostile quantity name
+    val.write_text(json.dumps({  # `soraplan validate --json` shape, with a hostile quantity name
         "machine": {"date": "2026-11-26 07:30 UTC", "cpus": 2, "platform": "Linux"}, "device": "cpu",
         "rows": [{"config": "6B meta", "quantity": "parameters", "measured": 6131825792, "predicted": 6131825792,
                   "tolerance": 0, "unit": "params", "error": 0.0, "ok": True},

@@ -1,4 +1,4 @@
-"""planner/report_data.py: what the report shows, from a plan dict in issue D's contract (no plotly, no browser)."""
+"""planner/report_data.py: what the report shows, from a plan dict in the `soraplan plan --json` contract (no plotly, no browser)."""
 
 import copy
 import subprocess
@@ -32,7 +32,7 @@ def stage(name, per):
 
 @pytest.fixture
 def contract_plan():
-    """A plan dict in the shape `soraplan plan --json` prints (issue D)."""
+    """A plan dict in the shape `soraplan plan --json` prints."""
     ranked_256 = [entry(8, 1, 1, 32, 9.0), entry(4, 2, 1, 32, 9.5, total_gib=40.0), entry(8, 2, 1, 16, 10.0)]
     return {
         "spec": {}, "objective": "time", "deadline_days": None,
