@@ -280,24 +280,17 @@ def fig_budget(d: dict[str, Any]) -> dict[str, Any] | None:
 
 def fig_passes(d: dict[str, Any]) -> dict[str, Any] | None:
     """Passes over the data that 60 and 90 days buy at each GPU count."""
-    rows = [r for r in d["budget"].passes if r.feasible]
+    rows: list[PassRow] = [r for r in d["budget"].passes if r.feasible]
     if not rows:
         return None
     x = [str(r.gpus) for r in rows]
-    data = [{"type": "bar", "name": f"in {n} days", "x": x, "y": [passes(r) for r in rows],
-             "marker": {"color": c}, "text": [f"{passes(r):.1f}" for r in rows], "textposition": "auto",
+    data = [{"type": "bar", "name": f"in {n} days", "x": x, "y": ys, "marker": {"color": c},
+             "text": [f"{y:.1f}" for y in ys], "textposition": "auto",
              "hovertemplate": f"%{{x}} GPUs, {n} days: %{{y:.1f}} passes<extra></extra>"}
-            for n, c, passes in ((60, "#7fa7d6", _passes_60), (90, ACCENT, _passes_90))]
+            for n, c, ys in ((60, "#7fa7d6", [r.passes_in_60_days for r in rows]),
+                             (90, ACCENT, [r.passes_in_90_days for r in rows]))]
     return {"data": data, "layout": _layout(barmode="group", height=320, xaxis=_axis("GPUs", type="category"),
                                             yaxis=_axis("passes over the data", rangemode="tozero"))}
-
-
-def _passes_60(r: PassRow) -> float | None:
-    return r.passes_in_60_days
-
-
-def _passes_90(r: PassRow) -> float | None:
-    return r.passes_in_90_days
 
 
 # ------------------------------------------------------------------------------------------ HTML parts
