@@ -4,8 +4,8 @@
                     [--validation validation.json]
 
 Numbers: `soraplan.planner.report_data.gather` (the planner). Page: `report_view.render_html` (plotly is
-imported there, inside the function). This module only parses flags, reads the validation file and writes the
-page (temp file in the target directory, then rename).
+imported there, inside the function). This module only parses flags, reads the validation file (into a typed
+`Validation`, the one place its JSON is read) and writes the page (temp file in the target directory, then rename).
 """
 
 
@@ -15,26 +15,39 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from .common import fail, parse_gpu_counts, search_options, spec_from_flags, with_spec_options
 
+if TYPE_CHECKING:
+    from soraplan.planner.report_data import Validation
 
-def read_validation(path: Optional[Path]) -> Any:
-    """The parsed `soraplan validate --json` output, or None when no file is named."""
+
+def read_validation(path: Optional[Path]) -> "Optional[Validation]":
+    """The `soraplan validate --json` output in `path` as a Validation, or None when no file is named.
+
+    Args:
+        path: the file, or None.
+
+    Returns:
+        The Validation; a missing, unreadable or malformed file is a one-line error naming --validation.
+    """
+    from soraplan.planner.report_data import normalize_validation
+
     if path is None:
         return None
     p = Path(path)
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        raw = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         fail(f"--validation: no such file: {p}")
     except (OSError, UnicodeDecodeError) as e:
         fail(f"--validation: cannot read {p}: {e}")
     except ValueError:
         fail(f"--validation: {p} is not JSON (expected `soraplan validate --json` output)")
+    return normalize_validation(raw)
 
 
 def write_atomic(path: Path, text: str) -> None:

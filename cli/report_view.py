@@ -1,6 +1,7 @@
 """The HTML capacity report: formats `planner.report_data.gather(...)` into one self-contained page.
 
-Pure text building: no planning number is computed here (they all come from the dict), no file is written.
+Pure text building: no planning number is computed here (they all come from the report data: its own rows,
+and the plan's typed layouts, budget and sensitivity rows), no file is written.
 plotly is imported inside `render_html` only. Every user-provided string is escaped with `esc` for HTML and
 with `ptxt` before it goes into a chart (plotly reads a little HTML in its labels); chart JSON is embedded
 in `<script type="application/json">` with `<`, `>` and `&` written as \\u escapes, so no string can close
@@ -14,7 +15,11 @@ import json
 import string
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any
+from typing import Any, TypeGuard
+
+from soraplan.planner.rank import format_layout
+from soraplan.planner.report_data import BudgetView, StageAtBest, Validation
+from soraplan.planner.results import PassRow, RankedLayout, SensitivityRow
 
 MEM_COLORS = {"weights": "#3b6ea8", "grads": "#7fa7d6", "optimizer": "#e39b3b", "activations": "#cf5c5c",
               "buffers": "#a3a3a3"}
@@ -65,12 +70,9 @@ def f_num(x: Any) -> str:
     return esc(x)
 
 
-def short_layout(e: dict[str, Any]) -> str:
-    """A chart label for a ranked layout's JSON: `format_layout(..., "short")`."""
-    from soraplan.planner.rank import format_layout
-    from soraplan.planner.results import Layout
-
-    return format_layout(Layout.from_json(e), "short")
+def short_layout(e: RankedLayout) -> str:
+    """A chart label for a ranked layout: `format_layout(..., "short")`."""
+    return format_layout(e, "short")
 
 
 # -------------------------------------------------------------------------------------------- figures
@@ -125,28 +127,28 @@ def fig_counts(d: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def fig_memory(d: dict[str, Any]) -> dict[str, Any] | None:
-    tops = d["top_layouts"]
+    tops: tuple[RankedLayout, ...] = d["top_layouts"]
     if not tops:
         return None
     labels = [f"#{i + 1} {short_layout(e)}" for i, e in enumerate(tops)]
-    data = [{"type": "bar", "name": part, "x": labels, "y": [e["memory_gib"][part] for e in tops],
+    data = [{"type": "bar", "name": part, "x": labels, "y": [getattr(e.memory_gib, part) for e in tops],
              "marker": {"color": MEM_COLORS[part]}, "hovertemplate": f"{part}: %{{y:.1f}} GiB<extra></extra>"}
             for part in MEM_COLORS]
-    mem0 = tops[0]["memory_gib"]
-    cap = mem0["capacity"]
-    top = max(max(e["memory_gib"]["total"] for e in tops), cap) * 1.12
+    mem0 = tops[0].memory_gib
+    cap = mem0.capacity
+    top = max(max(e.memory_gib.total for e in tops), cap) * 1.12
     shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": cap, "y1": cap,
                "line": {"color": BAD, "width": 2, "dash": "dash"}}]
     notes = [{"xref": "paper", "x": 1, "xanchor": "right", "y": cap, "yanchor": "bottom", "showarrow": False,
               "text": f"HBM capacity {cap:g} GiB", "font": {"color": BAD}}]
-    usable = mem0.get("usable")
+    usable = mem0.usable
     if isinstance(usable, (int, float)) and usable < cap:
         shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": usable, "y1": usable,
                        "line": {"color": WARN, "width": 1.5, "dash": "dot"}})
         notes.append({"xref": "paper", "x": 0, "xanchor": "left", "y": usable, "yanchor": "bottom", "showarrow": False,
                       "text": f"usable {usable:.0f} GiB (headroom kept free)", "font": {"color": WARN}})
-    notes += [{"x": lab, "y": e["memory_gib"]["total"], "yanchor": "bottom", "showarrow": False,
-               "text": f"<b>{e['memory_gib']['total']:.1f} GiB</b>"} for lab, e in zip(labels, tops)]
+    notes += [{"x": lab, "y": e.memory_gib.total, "yanchor": "bottom", "showarrow": False,
+               "text": f"<b>{e.memory_gib.total:.1f} GiB</b>"} for lab, e in zip(labels, tops)]
     return {"data": data, "layout": _layout(barmode="stack", bargap=0.55 if len(tops) < 3 else 0.35, xaxis=_axis(""),
                                             yaxis=_axis("GiB per GPU", range=[0, top]), shapes=shapes, annotations=notes,
                                             height=440, margin={"l": 70, "r": 30, "t": 50, "b": 40})}
@@ -200,28 +202,28 @@ def fig_attention(d: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def fig_sensitivity(d: dict[str, Any]) -> dict[str, Any] | None:
-    rows = [r for r in d["sensitivity"] if _num(r.get("days_low")) and _num(r.get("days_high"))]
+    rows = [(r, r.days_low, r.days_high) for r in d["sensitivity"] if _num(r.days_low) and _num(r.days_high)]
     if not rows or not d["summary"]:
         return None
-    base = rows[0].get("days_base") if _num(rows[0].get("days_base")) else d["summary"]["days"]
-    names = [f"<b>{ptxt(_short(r['assumption'], 34))}</b><br>{ptxt(_short(_fmt_val(r['low']), 26))} → "
-             f"{ptxt(_short(_fmt_val(r['high']), 26))}" for r in rows]
-    lo = [r["days_low"] - base for r in rows]
-    hi = [r["days_high"] - base for r in rows]
+    base = rows[0][0].days_base if _num(rows[0][0].days_base) else d["summary"]["days"]
+    names = [f"<b>{ptxt(_short(r.assumption, 34))}</b><br>{ptxt(_short(_fmt_val(r.low), 26))} → "
+             f"{ptxt(_short(_fmt_val(r.high), 26))}" for r, _, _ in rows]
+    lo = [days_low - base for _, days_low, _ in rows]
+    hi = [days_high - base for _, _, days_high in rows]
     eps = 0.005 * max(base, 1e-9)
     texts_lo, texts_hi = [], []
-    for r, a, b in zip(rows, lo, hi):
-        tl = "" if abs(a) < eps else f"{r['days_low']:.1f} d"
-        th = "" if abs(b) < eps else f"{r['days_high']:.1f} d"
+    for (r, days_low, days_high), a, b in zip(rows, lo, hi):
+        tl = "" if abs(a) < eps else f"{days_low:.1f} d"
+        th = "" if abs(b) < eps else f"{days_high:.1f} d"
         if tl and th and (a > 0) == (b > 0):  # both on one side: one label on the longer bar
-            both = f"{r['days_low']:.1f} / {r['days_high']:.1f} d"
+            both = f"{days_low:.1f} / {days_high:.1f} d"
             tl, th = (both, "") if abs(a) > abs(b) else ("", both)
         if not tl and not th:
             th = "days unchanged" + _cost_range(r)
         texts_lo.append(tl)
         texts_hi.append(th)
-    hover = [f"{ptxt(r['assumption'])}: {ptxt(_fmt_val(r['low']))} → {r['days_low']:.1f} d, "
-             f"{ptxt(_fmt_val(r['high']))} → {r['days_high']:.1f} d" for r in rows]
+    hover = [f"{ptxt(r.assumption)}: {ptxt(_fmt_val(r.low))} → {days_low:.1f} d, "
+             f"{ptxt(_fmt_val(r.high))} → {days_high:.1f} d" for r, days_low, days_high in rows]
     data = [{"type": "bar", "orientation": "h", "name": "low setting", "y": names, "x": lo, "base": base,
              "marker": {"color": "#7fa7d6"}, "text": texts_lo, "textposition": "outside", "cliponaxis": False,
              "customdata": hover, "hovertemplate": "%{customdata}<extra></extra>"},
@@ -244,13 +246,13 @@ def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _num(v: Any) -> bool:
+def _num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _cost_range(r: dict[str, Any]) -> str:
-    if isinstance(r.get("cost_low"), (int, float)) and isinstance(r.get("cost_high"), (int, float)):
-        return f" (cost {f_usd(r['cost_low'])} to {f_usd(r['cost_high'])})"
+def _cost_range(r: SensitivityRow) -> str:
+    if isinstance(r.cost_low, (int, float)) and isinstance(r.cost_high, (int, float)):
+        return f" (cost {f_usd(r.cost_low)} to {f_usd(r.cost_high)})"
     return ""
 
 
@@ -262,30 +264,31 @@ def _fmt_val(v: Any) -> str:
 
 def fig_budget(d: dict[str, Any]) -> dict[str, Any] | None:
     """Days per curriculum stage, stacked, at each GPU count (only when there is more than one stage)."""
-    b = d["budget"]
-    if len(b["stages"]) < 2:
+    b: BudgetView = d["budget"]
+    if len(b.stages) < 2:
         return None
     data = []
     palette = [ACCENT, ACCENT2, OK, "#7a5195", "#ef5675", "#ffa600"]
-    for i, st in enumerate(b["stages"]):
-        rows = [r for r in st["per_gpus"] if r.get("feasible")]
-        data.append({"type": "bar", "name": ptxt(st["name"]), "x": [str(r["gpus"]) for r in rows],
-                     "y": [r["days"] for r in rows], "marker": {"color": palette[i % len(palette)]},
-                     "hovertemplate": f"{ptxt(st['name'])}: %{{y:.1f}} days<extra></extra>"})
+    for i, st in enumerate(s.stage for s in b.stages):
+        rows = [r for r in st.per_gpus if r.feasible]
+        data.append({"type": "bar", "name": ptxt(st.name), "x": [str(r.gpus) for r in rows],
+                     "y": [r.days for r in rows], "marker": {"color": palette[i % len(palette)]},
+                     "hovertemplate": f"{ptxt(st.name)}: %{{y:.1f}} days<extra></extra>"})
     return {"data": data, "layout": _layout(barmode="stack", height=340, xaxis=_axis("GPUs", type="category"),
                                             yaxis=_axis("wall-clock days", rangemode="tozero"))}
 
 
 def fig_passes(d: dict[str, Any]) -> dict[str, Any] | None:
     """Passes over the data that 60 and 90 days buy at each GPU count."""
-    rows = [r for r in d["budget"]["passes"] if r.get("feasible")]
+    rows: list[PassRow] = [r for r in d["budget"].passes if r.feasible]
     if not rows:
         return None
-    x = [str(r["gpus"]) for r in rows]
-    data = [{"type": "bar", "name": f"in {n} days", "x": x, "y": [r[f"passes_in_{n}_days"] for r in rows],
-             "marker": {"color": c}, "text": [f"{r[f'passes_in_{n}_days']:.1f}" for r in rows], "textposition": "auto",
+    x = [str(r.gpus) for r in rows]
+    data = [{"type": "bar", "name": f"in {n} days", "x": x, "y": ys, "marker": {"color": c},
+             "text": [f"{y:.1f}" for y in ys], "textposition": "auto",
              "hovertemplate": f"%{{x}} GPUs, {n} days: %{{y:.1f}} passes<extra></extra>"}
-            for n, c in ((60, "#7fa7d6"), (90, ACCENT))]
+            for n, c, ys in ((60, "#7fa7d6", [r.passes_in_60_days for r in rows]),
+                             (90, ACCENT, [r.passes_in_90_days for r in rows]))]
     return {"data": data, "layout": _layout(barmode="group", height=320, xaxis=_axis("GPUs", type="category"),
                                             yaxis=_axis("passes over the data", rangemode="tozero"))}
 
@@ -336,13 +339,13 @@ def summary_html(d: dict[str, Any]) -> str:
     reason = f'<p class="why"><b>Why this count:</b> {esc(s["best_reason"])} ({esc(d["objective"] or "time")} objective).</p>' \
         if s["best_reason"] else ""
     why = f'<p class="why"><b>Why this layout:</b> {esc(s["why_best"])}</p>' if s["why_best"] else ""
-    b = d["budget"]
+    b: BudgetView = d["budget"]
     cur = ""
-    if b["curriculum"]:
-        tot = next((t for t in b["totals"] if t.get("gpus") == s["gpus"]), None)
-        if tot and tot.get("feasible"):
-            cur = (f'<p class="why"><b>Whole curriculum</b> ({len(b["stages"])} stages) on {s["gpus"]:,} GPUs: '
-                   f'{f_days(tot["days"])} days, {f_int(tot["gpu_hours"])} GPU-hours, {f_usd(tot["cost_usd"])}.</p>')
+    if b.curriculum:
+        tot = next((t for t in b.totals if t.gpus == s["gpus"]), None)
+        if tot and tot.feasible:
+            cur = (f'<p class="why"><b>Whole curriculum</b> ({len(b.stages)} stages) on {s["gpus"]:,} GPUs: '
+                   f'{f_days(tot.days)} days, {f_int(tot.gpu_hours)} GPU-hours, {f_usd(tot.cost_usd)}.</p>')
     return (f'<div class="tiles">{tiles_html}</div>'
             f'<p class="layout"><span class="label">Layout</span> {esc(s["layout_text"])}</p>{reason}{why}{cur}'
             f'<h3>Risks</h3><ul class="risks">{risks}</ul>')
@@ -365,10 +368,9 @@ def counts_table(d: dict[str, Any]) -> str:
 def layouts_table(d: dict[str, Any]) -> str:
     rows = []
     for i, e in enumerate(d["top_layouts"]):
-        m, st = e["memory_gib"], e["step"]
-        rows.append([str(i + 1), esc(e["text"]), f'{st["time_s"]:.2f} s', f_pct(st.get("mfu")),
-                     f'{m["total"]:.1f} / {m["capacity"]:g} GiB', f_days(e["train"]["days"]),
-                     f_usd(e["train"]["cost_usd"])])
+        m, st = e.memory_gib, e.step
+        rows.append([str(i + 1), esc(format_layout(e, "words")), f'{st.time_s:.2f} s', f_pct(st.mfu),
+                     f'{m.total:.1f} / {m.capacity:g} GiB', f_days(e.train.days), f_usd(e.train.cost_usd)])
     return table(["#", "layout", "step", "MFU", "memory per GPU", "days", "cost"], rows, "num", wrap=(1,))
 
 
@@ -428,43 +430,44 @@ def attention_table(d: dict[str, Any]) -> str:
 
 
 def sensitivity_table(d: dict[str, Any]) -> str:
-    rows = [[esc(r["assumption"]), esc(_fmt_val(r.get("base", ""))), esc(_fmt_val(r["low"])), esc(_fmt_val(r["high"])),
-             f'{f_days(r.get("days_low"))} – {f_days(r.get("days_high"))}',
-             (f'{f_usd(r["cost_low"])} – {f_usd(r["cost_high"])}' if _num(r.get("cost_low")) and _num(r.get("cost_high"))
-              else "—"), esc(r.get("note", ""))]
+    rows = [[esc(r.assumption), esc(_fmt_val(r.base)), esc(_fmt_val(r.low)), esc(_fmt_val(r.high)),
+             f'{f_days(r.days_low)} – {f_days(r.days_high)}', _sensitivity_cost(r), esc(r.note)]
             for r in reversed(d["sensitivity"])]
     return table(["assumption", "planned", "low", "high", "days (low – high)", "cost (low – high)", "note"], rows, "num",
                  wrap=(0, 1, 2, 3, 6))
 
 
+def _sensitivity_cost(r: SensitivityRow) -> str:
+    return f"{f_usd(r.cost_low)} – {f_usd(r.cost_high)}" if _num(r.cost_low) and _num(r.cost_high) else "—"
+
+
+def _stage_row(st: StageAtBest) -> list[str]:
+    """A stage's cells at the recommended GPU count (its layout, days, hours, cost, read rates, or why none)."""
+    a, stage = st.at_best, st.stage
+    head = [esc(stage.name), esc(stage.geometry or ""), f_num(stage.sequence_length), f_int(stage.samples)]
+    if a is None or not a.feasible:
+        return head + [esc((a.message if a else None) or "no layout fits"), "—", "—", "—", "—"]
+    latent, raw = a.read_mb_s_per_gpu_latent, a.read_mb_s_per_gpu_raw
+    reads = f"{latent:.2f} / {raw:.2f}" if _num(latent) and _num(raw) else "—"
+    return head + [esc(a.layout or ""), f_days(a.days), f_int(a.gpu_hours), f_usd(a.cost_usd), reads]
+
+
 def budget_html(d: dict[str, Any], figs: list[tuple[str, dict[str, Any]]]) -> str:
-    b = d["budget"]
-    if not b["stages"]:
+    b: BudgetView = d["budget"]
+    if not b.stages:
         return '<p class="empty">No training budget in this plan.</p>'
-    out = f'<div class="callout">{esc(b["statement"])}</div>' if b["statement"] else ""
-    gpus = b["gpus"]
-    rows = []
-    for st in b["stages"]:
-        a = st["at_best"] or {}
-        feasible = a.get("feasible")
-        rows.append([esc(st["name"]), esc(st["geometry"] or ""), f_num(st["sequence_length"]), f_int(st["samples"]),
-                     esc(a.get("layout", "")) if feasible else esc(a.get("message") or "no layout fits"),
-                     f_days(a.get("days")) if feasible else "—", f_int(a.get("gpu_hours")) if feasible else "—",
-                     f_usd(a.get("cost_usd")) if feasible else "—",
-                     (f'{a["read_mb_s_per_gpu_latent"]:.2f} / {a["read_mb_s_per_gpu_raw"]:.2f}'
-                      if feasible and _num(a.get("read_mb_s_per_gpu_latent")) and _num(a.get("read_mb_s_per_gpu_raw"))
-                      else "—")])
-    title = f"<h3>Per stage on {gpus:,} GPUs (the recommended count)</h3>" if gpus else ""
+    out = f'<div class="callout">{esc(b.statement)}</div>' if b.statement else ""
+    rows = [_stage_row(st) for st in b.stages]
+    title = f"<h3>Per stage on {b.gpus:,} GPUs (the recommended count)</h3>" if b.gpus else ""
     out += title + table(["stage", "geometry", "tokens", "samples", "best layout", "days", "GPU-hours", "cost",
                           "read MB/s per GPU (latents / raw)"], rows, "num", wrap=(0, 1, 4))
-    if len(b["stages"]) > 1:
+    if len(b.stages) > 1:
         out += "<h3>Days per stage at each GPU count</h3>" + chart("fig-budget", fig_budget(d), "", figs)
-        trows = [[f'{t["gpus"]:,}', f_days(t["days"]) if t.get("feasible") else "—",
-                  f_int(t["gpu_hours"]) if t.get("feasible") else "—", f_usd(t["cost_usd"]) if t.get("feasible") else "—"]
-                 for t in b["totals"]]
+        trows = [[f"{t.gpus:,}", f_days(t.days) if t.feasible else "—", f_int(t.gpu_hours) if t.feasible else "—",
+                  f_usd(t.cost_usd) if t.feasible else "—"] for t in b.totals]
         out += table(["GPUs", "total days", "total GPU-hours", "total cost"], trows, "num")
-    if b["passes"]:
-        n = f'{b["pass_samples"]:,} clips' if _num(b["pass_samples"]) else "the data"
+    if b.passes:
+        n = f"{b.pass_samples:,} clips" if _num(b.pass_samples) else "the data"
         out += (f"<h3>What 60 and 90 days buy: passes over {esc(n)}</h3>"
                 + chart("fig-passes", fig_passes(d), "No GPU count has a layout that fits.", figs))
     return out
@@ -488,23 +491,23 @@ def f_unit(x: Any, unit: str) -> str:
 
 
 def validation_html(d: dict[str, Any]) -> str:
-    v = d["validation"]
+    v: Validation | None = d["validation"]
     if v is None:
         return ('<div class="callout warn"><b>No measurement backs this report.</b> Every number above comes from the '
                 'planner\'s formulas and stated assumptions. Run <code>soraplan validate --json &gt; validation.json</code> '
                 '(on a GPU: <code>--device cuda</code>) and pass <code>--validation validation.json</code>.</div>')
-    info = f', {v["info"]} reported without a tolerance' if v.get("info") else ""
-    meta = (f'Measured {esc(v["date"] or "(no date in the file)")} on {esc(v["device"] or "(device not stated)")}: '
-            f'{v["passed"]} passed, {v["failed"]} failed{info}.')
-    if not v.get("gpu_run"):
+    info = f", {v.info} reported without a tolerance" if v.info else ""
+    meta = (f'Measured {esc(v.date or "(no date in the file)")} on {esc(v.device or "(device not stated)")}: '
+            f"{v.passed} passed, {v.failed} failed{info}.")
+    if not v.gpu_run:
         meta += (" These are CPU / meta-device checks of parameters, FLOPs and activation memory; GPU speed was not "
                  "measured, so the step-time efficiencies above remain assumptions.")
-    rows = [[esc(r["config"]), esc(r["quantity"]), f_unit(r["predicted"], r["unit"]), f_unit(r["measured"], r["unit"]),
-             "—" if r["error_pct"] is None else f'{r["error_pct"]:+.2f} %',
-             "—" if r["tolerance_pct"] is None else ("exact" if r["tolerance_pct"] == 0 else f'≤ {r["tolerance_pct"]:g} %'),
-             {True: '<span class="pass">pass</span>', False: '<span class="fail">fail</span>', None: "info"}[r["pass"]]]
-            for r in v["rows"]]
-    cls = "ok" if v["failed"] == 0 else "bad"
+    rows = [[esc(r.config), esc(r.quantity), f_unit(r.predicted, r.unit), f_unit(r.measured, r.unit),
+             "—" if r.error_pct is None else f"{r.error_pct:+.2f} %",
+             "—" if r.tolerance_pct is None else ("exact" if r.tolerance_pct == 0 else f"≤ {r.tolerance_pct:g} %"),
+             {True: '<span class="pass">pass</span>', False: '<span class="fail">fail</span>', None: "info"}[r.ok]]
+            for r in v.rows]
+    cls = "ok" if v.failed == 0 else "bad"
     return (f'<div class="callout {cls}">{meta}</div>'
             + table(["configuration", "quantity", "predicted", "measured", "error", "tolerance", "result"], rows, "num",
                     wrap=(0, 1)))

@@ -1,29 +1,33 @@
-"""Every number the HTML capacity report shows, gathered from the planner as one JSON-ready dict.
+"""Every number the HTML capacity report shows, gathered from the planner's typed results.
 
-The report reads the plan through its JSON contract (`Plan.to_json()`), so a saved `soraplan plan --json`
-renders the same page as a fresh search; keys a partial plan lacks are left out of the page.
+The report reads the plan as the planner returns it (`soraplan.planner.results.Plan`: ranked layouts,
+budget, sensitivity rows), by attribute. The page's own rows (summary, GPU counts, risks, rank grid,
+assumptions) are JSON-ready dicts built here; the parts that come straight from the plan (top layouts,
+budget, sensitivity) stay the planner's typed objects.
 
 Pure: no plotly, no file or network access. The renderer (`cli/report_view.py`) only formats what
 this module returns; it never computes a planning number itself. Sources:
-  - `soraplan.planner.plan.plan(spec, gpu_counts, ...)` as its JSON contract (what `soraplan plan --json`
-    prints, so a saved plan can be given instead): ranked layouts per GPU count, the recommendation, the
-    curriculum budget and the sensitivity list;
+  - `soraplan.planner.plan.plan(spec, gpu_counts, ...)`: ranked layouts per GPU count, the recommendation,
+    the curriculum budget and the sensitivity list;
   - `soraplan.planner.estimate` for sequence arithmetic, parameters, FLOPs and the attention comparison
     (evaluated at the recommended layout);
-  - a `soraplan validate --json` result, passed in as a dict, for the evidence section.
+  - a `soraplan validate --json` result, turned into a `Validation` by `normalize_validation` where the
+    file is read, for the evidence section.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from .estimate import attention_comparison, estimate
 from .errors import UserError
 from .plan import plan as run_planner
 from .rank import TERM_WORDS, format_layout
-from .results import Layout, Plan
+from .results import (BestLayout, Budget, CountSearch, CountTotal, Layout, PassRow, Plan, RankedLayout,
+                      SearchSummary, SensitivityRow, StageBudget, StageRow)
 from .spec import Spec, spec_with
 
 LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
@@ -32,27 +36,82 @@ TOP_LAYOUTS = 5
 HEADROOM_WARN = 0.10  # the plan's default memory headroom (SearchOptions.headroom): less than this is flagged
 
 
+# ---------------------------------------------------------------------------------------- report types
+@dataclass(frozen=True)
+class ValidationRow:
+    """One prediction checked against a measurement (`ok` None: reported without a tolerance)."""
+
+    config: str
+    quantity: str
+    unit: str
+    measured: Any
+    predicted: Any
+    error_pct: float | None
+    tolerance_pct: float | None
+    ok: bool | None
+    device: str | None
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A `soraplan validate --json` result in one shape: when, on what, and its rows."""
+
+    date: str | None
+    device: str | None
+    gpu_run: bool
+    efficiency: float | None
+    rows: tuple[ValidationRow, ...]
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for r in self.rows if r.ok is True)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.rows if r.ok is False)
+
+    @property
+    def info(self) -> int:
+        return sum(1 for r in self.rows if r.ok is None)
+
+
+@dataclass(frozen=True)
+class StageAtBest:
+    """A curriculum stage and its row at the recommended GPU count (None: that count was not budgeted)."""
+
+    stage: StageBudget
+    at_best: StageRow | None
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """The plan's training budget as the report shows it (empty when the plan has none)."""
+
+    curriculum: bool
+    gpus: int | None                 # the recommended GPU count
+    stages: tuple[StageAtBest, ...]
+    totals: tuple[CountTotal, ...]
+    passes: tuple[PassRow, ...]
+    pass_samples: int | None
+    statement: str
+
+
 # ----------------------------------------------------------------------------------------------- plan seam
-def run_plan(spec: Spec, gpu_counts: list[int], deadline_days: float | None = None, objective: str | None = None,
-             options: Any = None, curriculum: Any = None, progress: Any = None) -> dict[str, Any]:
-    """The layout search, budget and sensitivity (`soraplan.planner.plan.plan`) as its JSON contract."""
-    return run_planner(spec, gpu_counts, objective=objective or "time", deadline_days=deadline_days, options=options,
-                       curriculum=curriculum, progress=progress).to_json()
-
-
-def spec_for_layout(spec: Spec, entry: dict[str, Any]) -> Spec:
-    """The spec with a plan entry's layout on the GPUs it uses (to ask the planner about that layout)."""
-    par = {key: entry[key] for key in ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch",
-                                       "sequence_parallel", "recompute", "distributed_optimizer")}
-    par["gpus"] = entry["tp"] * entry["pp"] * entry["cp"] * entry["dp"]
-    par["recompute_layers"] = entry.get("recompute_layers")
-    return spec_with(spec, parallel=par, model={"attention": entry.get("attention") or spec.model.attention})
+def spec_for_layout(spec: Spec, entry: RankedLayout) -> Spec:
+    """The spec with a ranked layout on the GPUs it uses (to ask the planner about that layout)."""
+    par: dict[str, Any] = {"tp": entry.tp, "pp": entry.pp, "vpp": entry.vpp, "cp": entry.cp, "dp": entry.dp,
+                           "micro_batch": entry.micro_batch, "global_batch": entry.global_batch,
+                           "sequence_parallel": entry.sequence_parallel, "recompute": entry.recompute,
+                           "distributed_optimizer": entry.distributed_optimizer,
+                           "gpus": entry.tp * entry.pp * entry.cp * entry.dp,
+                           "recompute_layers": None}  # a ranked layout recomputes every layer of its stage
+    return spec_with(spec, parallel=par, model={"attention": entry.attention or spec.model.attention})
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def layout_text(e: dict[str, Any]) -> str:
-    """A ranked layout's JSON in plain words: `format_layout(..., "words")`."""
-    return format_layout(Layout.from_json(e), "words")
+def layout_text(e: Layout) -> str:
+    """A layout in plain words: `format_layout(..., "words")`."""
+    return format_layout(e, "words")
 
 
 def rank_grid(tp: int, pp: int, cp: int, dp: int, gpus_per_node: int, max_nodes: int = 256) -> dict[str, Any]:
@@ -85,13 +144,19 @@ def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
     return default
 
 
-def normalize_validation(raw: Any) -> dict[str, Any] | None:
-    """The rows of a `soraplan validate --json` result + date and device, in one shape.
+def normalize_validation(raw: Any) -> Validation | None:
+    """A parsed `soraplan validate --json` result as a `Validation` (the one place its keys are read).
 
     `soraplan validate --json` prints {"machine": {"date", "host", "cpus", ...}, "device": "cpu" | "cuda", "rows": [{"config", "quantity",
     "measured", "predicted", "tolerance" (relative; 0 exact; None: reported only), "unit", "error" (relative),
     "ok"}], "errors": [{"config", "error"}], "failed", "ok"} and, on a GPU, "calibration": {"device" (the card),
     "efficiency", "gemm_efficiency", "attention_efficiency", ...}. A few other spellings are accepted too.
+
+    Args:
+        raw: the parsed JSON, or None (no file).
+
+    Returns:
+        The Validation, or None for None; a UserError naming --validation when it holds no comparisons.
     """
     if raw is None:
         return None
@@ -116,43 +181,42 @@ def normalize_validation(raw: Any) -> dict[str, Any] | None:
             tol = 100 * float(r["tolerance"])
         ok = _first(r, "pass", "passed", "ok")
         info = "tolerance" in r and r["tolerance"] is None  # reported, not compared
-        rows.append({"config": str(_first(r, "config", "case", "configuration", default="")),
-                     "quantity": str(_first(r, "quantity", "name", "what", "metric", default="?")),
-                     "unit": str(_first(r, "unit", "units", default="")),
-                     "measured": measured, "predicted": predicted, "error_pct": err, "tolerance_pct": tol,
-                     "pass": None if ok is None or info else bool(ok), "device": _first(r, "device", default=None)})
+        rows.append(ValidationRow(config=str(_first(r, "config", "case", "configuration", default="")),
+                                  quantity=str(_first(r, "quantity", "name", "what", "metric", default="?")),
+                                  unit=str(_first(r, "unit", "units", default="")),
+                                  measured=measured, predicted=predicted, error_pct=err, tolerance_pct=tol,
+                                  ok=None if ok is None or info else bool(ok), device=_first(r, "device", default=None)))
     for e in meta.get("errors") or []:  # configurations validate could not measure count as failures
         if isinstance(e, dict):
-            rows.append({"config": str(e.get("config", "")), "quantity": f"error: {e.get('error', '')}", "unit": "",
-                         "measured": None, "predicted": None, "error_pct": None, "tolerance_pct": None, "pass": False,
-                         "device": None})
+            rows.append(ValidationRow(config=str(e.get("config", "")), quantity=f"error: {e.get('error', '')}", unit="",
+                                      measured=None, predicted=None, error_pct=None, tolerance_pct=None, ok=False,
+                                      device=None))
     if not rows:
         raise UserError("--validation: the file holds no comparisons")
     device = _first(calib, "device", default=None) or _first(meta, "device", "gpu", "device_name", "accelerator",
                                                              default=None)
     if device == "cpu" and machine:
         device = f"CPU ({machine.get('cpus', '?')} cores, {machine.get('platform', '')})".replace(", )", ")")
-    devices = sorted({str(r["device"]) for r in rows if r["device"]})
-    return {"date": _first(meta, "date", "timestamp", "generated", "created", "measured_at", default=None)
-            or machine.get("date"),
-            "device": device if device is not None else (", ".join(devices) or None),
-            "gpu_run": bool(calib) or meta.get("device") == "cuda",
-            "efficiency": _first(calib, "efficiency", default=None) if calib else
-            _first(meta, "efficiency", "measured_efficiency", "calibrated_efficiency", default=None),
-            "rows": rows, "passed": sum(1 for r in rows if r["pass"] is True),
-            "failed": sum(1 for r in rows if r["pass"] is False), "info": sum(1 for r in rows if r["pass"] is None)}
+    devices = sorted({str(r.device) for r in rows if r.device})
+    return Validation(date=_first(meta, "date", "timestamp", "generated", "created", "measured_at", default=None)
+                      or machine.get("date"),
+                      device=device if device is not None else (", ".join(devices) or None),
+                      gpu_run=bool(calib) or meta.get("device") == "cuda",
+                      efficiency=_first(calib, "efficiency", default=None) if calib else
+                      _first(meta, "efficiency", "measured_efficiency", "calibrated_efficiency", default=None),
+                      rows=tuple(rows))
 
 
-def measured_efficiency(validation: dict[str, Any] | None) -> float | None:
+def measured_efficiency(validation: Validation | None) -> float | None:
     """A measured achieved/peak FLOP/s from the validation result, if it holds one (GPU runs only)."""
     if not validation:
         return None
-    if isinstance(validation.get("efficiency"), (int, float)):
-        return float(validation["efficiency"])
-    for r in validation["rows"]:
-        q = r["quantity"].lower()
-        if ("efficiency" in q or "mfu" in q) and isinstance(r["measured"], (int, float)):
-            return float(r["measured"])
+    if isinstance(validation.efficiency, (int, float)):
+        return float(validation.efficiency)
+    for r in validation.rows:
+        q = r.quantity.lower()
+        if ("efficiency" in q or "mfu" in q) and isinstance(r.measured, (int, float)):
+            return float(r.measured)
     return None
 
 
@@ -161,8 +225,19 @@ def _defaults() -> dict[str, Any]:
     return Spec().model_dump(mode="json")
 
 
-def assumptions(spec: Spec, plan: dict[str, Any], validation: dict[str, Any] | None) -> list[dict[str, str]]:
-    """Every assumption the numbers rest on: value and where it comes from."""
+def assumptions(spec: Spec, search: SearchSummary, sensitivity: Sequence[SensitivityRow],
+                validation: Validation | None) -> list[dict[str, str]]:
+    """Every assumption the numbers rest on: value and where it comes from.
+
+    Args:
+        spec: the spec planned.
+        search: the settings the layout search ran with.
+        sensitivity: the plan's sensitivity rows (their notes say where an assumption comes from).
+        validation: the validation result, or None.
+
+    Returns:
+        Rows of {"name", "value", "source"}.
+    """
     d, s = _defaults(), spec.model_dump(mode="json")
     gpu = spec.hardware.spec
 
@@ -170,8 +245,7 @@ def assumptions(spec: Spec, plan: dict[str, Any], validation: dict[str, Any] | N
         return default_src if s[section][key] == d[section][key] else "your config / flags"
 
     hw = spec.hardware
-    search = plan.get("search") or {}
-    eff = search.get("efficiency") or {}
+    eff = search.efficiency
     eff_src = str(eff.get("source", "")) + ("" if hw.calibration else " (not measured)")
     price_src = "your config / flags" if hw.usd_per_gpu_hour is not None else f"GPU table default ({gpu.name})"
     ds = spec.training.dataset
@@ -203,19 +277,17 @@ def assumptions(spec: Spec, plan: dict[str, Any], validation: dict[str, Any] | N
         {"name": "Memory reserved per GPU (CUDA context, NCCL, fragmentation)", "value": f"{hw.buffer_gib:g} GiB",
          "source": src("hardware", "buffer_gib", "soraplan default")},
     ]
-    if "headroom" in search:
-        rows.append({"name": "Memory headroom kept free", "value": f"{search['headroom']:.0%} of HBM",
-                     "source": "layout search setting (--headroom)"})
-    if "max_tp_in_node" in search:
-        rows.append({"name": "Largest tensor-parallel group", "value": f"{search['max_tp_in_node']} GPUs (inside one node)",
-                     "source": "layout search setting (--max-tp-in-node)"})
-    if "global_batch_range" in search:
-        lo, hi = search["global_batch_range"]
-        rows.append({"name": "Global batch (clips per step)", "value": f"{lo:,} to {hi:,}",
-                     "source": "layout search setting (--global-batch-range / --global-batch)"})
-    if "attentions" in search:
-        rows.append({"name": "Attention patterns searched", "value": ", ".join(map(str, search["attentions"])),
-                     "source": "your spec (+ windows with --allow-window)"})
+    lo, hi = search.global_batch_range
+    rows += [
+        {"name": "Memory headroom kept free", "value": f"{search.headroom:.0%} of HBM",
+         "source": "layout search setting (--headroom)"},
+        {"name": "Largest tensor-parallel group", "value": f"{search.max_tp_in_node} GPUs (inside one node)",
+         "source": "layout search setting (--max-tp-in-node)"},
+        {"name": "Global batch (clips per step)", "value": f"{lo:,} to {hi:,}",
+         "source": "layout search setting (--global-batch-range / --global-batch)"},
+        {"name": "Attention patterns searched", "value": ", ".join(map(str, search.attentions)),
+         "source": "your spec (+ windows with --allow-window)"},
+    ]
     rows += [
         {"name": "Training samples (clips)", "value": f"{spec.training.samples:,}", "source": samples_src},
         {"name": "Epochs (passes over the samples)", "value": f"{spec.training.epochs:g}",
@@ -234,60 +306,62 @@ def assumptions(spec: Spec, plan: dict[str, Any], validation: dict[str, Any] | N
         {"name": "Failures, restarts, checkpoint time", "value": "not in the days; see the sensitivity section",
          "source": "soraplan"},
     ]
-    for r in plan.get("sensitivity") or []:  # the plan's notes on its own assumptions (e.g. where efficiencies come from)
-        if isinstance(r, dict) and r.get("note"):
-            rows.append({"name": f"Sensitivity: {r.get('assumption', '?')}", "value": f"{r.get('base', '')}",
-                         "source": str(r["note"])})
+    for r in sensitivity:  # the plan's notes on its own assumptions (e.g. where efficiencies come from)
+        if r.note:
+            rows.append({"name": f"Sensitivity: {r.assumption}", "value": f"{r.base}", "source": str(r.note)})
     if validation is None:
         rows.append({"name": "Validation", "value": "none", "source": "no `soraplan validate --json` result was given"})
     return rows
 
 
-def count_rows(plan: dict[str, Any], deadline_days: float | None) -> list[dict[str, Any]]:
-    best = plan.get("best") or {}
+def count_rows(plan: Plan, deadline_days: float | None) -> list[dict[str, Any]]:
+    """One row per GPU count searched: its best layout's days, hours and cost, or why nothing fits."""
+    best_gpus = plan.best.gpus if plan.best else None
     rows = []
-    for c in plan.get("gpu_counts", []):
-        top = c["ranked"][0] if c.get("ranked") else None
-        rows.append({"gpus": c["gpus"], "gpus_used": top.get("gpus_used", c["gpus"]) if top else None, "fits": top is not None,
-                     "days": top["train"]["days"] if top else None,
-                     "gpu_hours": top["train"]["gpu_hours"] if top else None,
-                     "cost_usd": top["train"]["cost_usd"] if top else None,
-                     "layout": layout_text(top) if top else (c.get("message") or "no layout fits"),
-                     "recommended": bool(top) and c["gpus"] == best.get("gpus"),
-                     "meets_deadline": None if deadline_days is None or top is None else top["train"]["days"] <= deadline_days,
-                     "evaluated": c.get("evaluated"), "feasible": c.get("feasible"), "rejected": c.get("rejected", {}),
-                     "why_best": c.get("why_best", "")})
+    for c in plan.gpu_counts:
+        top = c.ranked[0] if c.ranked else None
+        rows.append({"gpus": c.gpus, "gpus_used": top.gpus_used if top else None, "fits": top is not None,
+                     "days": top.train.days if top else None,
+                     "gpu_hours": top.train.gpu_hours if top else None,
+                     "cost_usd": top.train.cost_usd if top else None,
+                     "layout": layout_text(top) if top else (c.message or "no layout fits"),
+                     "recommended": bool(top) and c.gpus == best_gpus,
+                     "meets_deadline": None if deadline_days is None or top is None else top.train.days <= deadline_days,
+                     "evaluated": c.evaluated, "feasible": c.feasible, "rejected": c.rejected,
+                     "why_best": c.why_best})
     return rows
 
 
-def top_layouts(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """The best GPU count's ranked layouts (up to TOP_LAYOUTS), each with a one-line description."""
-    best = plan.get("best")
+def top_layouts(plan: Plan) -> tuple[RankedLayout, ...]:
+    """The best GPU count's ranked layouts (up to TOP_LAYOUTS); the recommendation alone if that count is missing."""
+    best = plan.best
     if not best:
-        return []
-    for c in plan.get("gpu_counts", []):
-        if c["gpus"] == best.get("gpus") and c.get("ranked"):
-            return [dict(e, gpus=c["gpus"], text=layout_text(e)) for e in c["ranked"][:TOP_LAYOUTS]]
-    return [dict(best, text=layout_text(best))]
+        return ()
+    for c in plan.gpu_counts:
+        if c.gpus == best.gpus and c.ranked:
+            return c.ranked[:TOP_LAYOUTS]
+    return (best,)
 
 
-def step_breakdown(tops: list[dict[str, Any]]) -> dict[str, Any]:
+def step_breakdown(tops: Sequence[RankedLayout]) -> dict[str, Any]:
     """Seconds per step by term (the plan's step terms, named in plain words by the plan) for the top layouts."""
-    terms = [k for k in TERM_WORDS if any(_is_num(e["step"].get(k)) and e["step"][k] > 0 for e in tops)]
+    terms = [k for k in TERM_WORDS if any(_is_num(v := getattr(e.step, k)) and v > 0 for e in tops)]
     return {"terms": [{"key": k, "label": TERM_WORDS[k]} for k in terms],
-            "layouts": [{k: e["step"].get(k, 0.0) for k in terms} | {"time_s": e["step"]["time_s"]} for e in tops]}
+            "layouts": [{k: getattr(e.step, k) for k in terms} | {"time_s": e.step.time_s} for e in tops]}
 
 
 def _is_num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def sensitivity_rows(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [dict(r) for r in plan.get("sensitivity", []) or [] if isinstance(r, dict)]
-    for r in rows:
-        lo, hi = r.get("days_low"), r.get("days_high")
-        r["swing_days"] = abs(hi - lo) if _is_num(lo) and _is_num(hi) else 0.0
-    return sorted(rows, key=lambda r: r["swing_days"])  # largest last: the top bar of a tornado
+def _swing_days(r: SensitivityRow) -> float:
+    lo, hi = r.days_low, r.days_high
+    return abs(hi - lo) if _is_num(lo) and _is_num(hi) else 0.0
+
+
+def sensitivity_rows(rows: Sequence[SensitivityRow] | None) -> list[SensitivityRow]:
+    """The plan's sensitivity rows, the smallest swing in days first (largest last: the top bar of a tornado)."""
+    return sorted(rows or (), key=_swing_days)
 
 
 def attention_rows(best_spec: Spec | None) -> list[dict[str, Any]]:
@@ -301,57 +375,63 @@ def attention_rows(best_spec: Spec | None) -> list[dict[str, Any]]:
     return rows
 
 
-def attention_note(rows: list[dict[str, Any]], best: dict[str, Any] | None, plan: dict[str, Any]) -> str:
+def attention_note(rows: list[dict[str, Any]], best: BestLayout | None, sensitivity: Sequence[SensitivityRow]) -> str:
     """Why a pattern is missing from the comparison, and what the plan says about window attention instead."""
     if not best or any(str(r["attention"]).startswith("window") for r in rows):
         return ""
     note = (f"Window attention is not shown at this layout: its windows do not split evenly over the "
-            f"{best['cp']} context-parallel ranks." if best.get("cp", 1) > 1 else "")
-    w = next((r for r in plan.get("sensitivity") or [] if "window" in str(r.get("assumption", "")).lower()
-              and _is_num(r.get("days_high"))), None)
-    if w:
-        gain = w["days_low"] - w["days_high"]
-        note += (f" With the layout searched again for window attention ({w['high']}), the plan gives "
-                 + (f"{w['days_high']:.1f} days instead of {w['days_low']:.1f}." if gain >= 0.05
-                    else f"no gain ({w['days_high']:.1f} days)."))
+            f"{best.cp} context-parallel ranks." if best.cp > 1 else "")
+    w = next((r for r in sensitivity if "window" in r.assumption.lower() and _is_num(r.days_high)), None)
+    if w and w.days_low is not None and w.days_high is not None:
+        gain = w.days_low - w.days_high
+        note += (f" With the layout searched again for window attention ({w.high}), the plan gives "
+                 + (f"{w.days_high:.1f} days instead of {w.days_low:.1f}." if gain >= 0.05
+                    else f"no gain ({w.days_high:.1f} days)."))
     return note.strip()
 
 
-def budget_view(plan: dict[str, Any], best: dict[str, Any] | None) -> dict[str, Any]:
+def budget_view(budget: Budget | None, best: BestLayout | None) -> BudgetView:
     """The plan's training budget: per stage at the recommended GPU count, totals and passes per GPU count."""
-    b = plan.get("budget") or {}
-    gpus = best["gpus"] if best else None
-    stages = []
-    for st in b.get("stages") or []:
-        at = next((r for r in st.get("per_gpus", []) if r.get("gpus") == gpus), None)
-        stages.append({"name": st.get("name"), "geometry": st.get("geometry"), "sequence_length": st.get("sequence_length"),
-                       "samples": st.get("samples"), "dataset": st.get("dataset"), "at_best": at,
-                       "per_gpus": st.get("per_gpus", [])})
-    return {"curriculum": bool(b.get("curriculum")), "gpus": gpus, "stages": stages, "totals": b.get("totals") or [],
-            "passes": b.get("passes") or [], "pass_samples": b.get("pass_samples"), "statement": b.get("statement", "")}
+    gpus = best.gpus if best else None
+    if budget is None:
+        return BudgetView(curriculum=False, gpus=gpus, stages=(), totals=(), passes=(), pass_samples=None,
+                          statement="")
+    stages = tuple(StageAtBest(stage=st, at_best=next((r for r in st.per_gpus if r.gpus == gpus), None))
+                   for st in budget.stages)
+    return BudgetView(curriculum=budget.curriculum, gpus=gpus, stages=stages, totals=budget.totals,
+                      passes=budget.passes, pass_samples=budget.pass_samples, statement=budget.statement or "")
 
 
-def risks(best: dict[str, Any] | None, plan: dict[str, Any], validation: dict[str, Any] | None,
+def risks(best: BestLayout | None, plan: Plan, validation: Validation | None,
           deadline_days: float | None) -> list[dict[str, str]]:
-    """Plain-words risk flags: level ok | warn | bad, a title and one or two sentences."""
+    """Plain-words risk flags: level ok | warn | bad, a title and one or two sentences.
+
+    Args:
+        best: the recommended layout, or None when nothing fits.
+        plan: the plan (GPU counts' messages, search settings, sensitivity rows).
+        validation: the validation result, or None.
+        deadline_days: the deadline, or None.
+
+    Returns:
+        Rows of {"level", "title", "text"}.
+    """
     out: list[dict[str, str]] = []
     if not best:
-        msgs = " ".join(str(c["message"])[:1].upper() + str(c["message"])[1:] for c in plan.get("gpu_counts", [])
-                        if c.get("message"))
+        msgs = " ".join(c.message[:1].upper() + c.message[1:] for c in plan.gpu_counts if c.message)
         return [{"level": "bad", "title": "Nothing fits",
                  "text": "No layout fits at any of the GPU counts asked for. " + (msgs or
                          "Use more GPUs, a GPU with more memory, recompute, or shorter / smaller clips.")}]
-    mem = best["memory_gib"]
-    headroom = 1 - mem["total"] / mem["capacity"]
-    want = (plan.get("search") or {}).get("headroom", HEADROOM_WARN)
+    mem = best.memory_gib
+    headroom = 1 - mem.total / mem.capacity
+    want = plan.search.headroom
     level = "bad" if headroom < 0 else "warn" if headroom < max(want, HEADROOM_WARN) else "ok"
     out.append({"level": level, "title": f"Memory headroom {headroom:.0%}",
-                "text": f"The recommended layout uses {mem['total']:.1f} of {mem['capacity']:.0f} GiB per GPU. "
+                "text": f"The recommended layout uses {mem.total:.1f} of {mem.capacity:.0f} GiB per GPU. "
                         + ("It does not fit." if level == "bad" else
                            "Little room for fragmentation or longer clips: expect out-of-memory risk." if level == "warn" else
                            "Room for allocator fragmentation and spikes.")})
-    eff = (plan.get("search") or {}).get("efficiency") or {}
-    mfu = best.get("step", {}).get("mfu")
+    eff = plan.search.efficiency
+    mfu = best.step.mfu
     measured = measured_efficiency(validation)
     mfu_txt = f" (overall MFU {mfu:.0%})" if _is_num(mfu) else ""
     speed = (f"matrix multiplies at {eff['gemm']:.0%} and attention at {eff['attention']:.0%} of peak FLOP/s"
@@ -362,26 +442,26 @@ def risks(best: dict[str, Any] | None, plan: dict[str, Any], validation: dict[st
                             "No measurement backs it: if the real figure is lower, every day and dollar here grows in "
                             "proportion."})
     else:
-        assumed = best.get("step", {}).get("efficiency") or eff.get("gemm")
+        assumed = best.step.efficiency or eff.get("gemm")
         gap = measured / assumed - 1 if _is_num(assumed) and assumed else 0.0
         lvl = "ok" if gap >= -0.10 else "warn" if gap >= -0.25 else "bad"
         out.append({"level": lvl, "title": f"Speed measured at {measured:.0%} of peak",
                     "text": f"The plan assumes {speed}{mfu_txt}; the measurement gave {measured:.0%} "
                             f"({gap:+.0%} relative to the plan's {assumed:.0%})."})
-    restart = next((r for r in plan.get("sensitivity", []) or []
-                    if any(w in str(r.get("assumption", "")).lower() for w in ("restart", "failure"))), None)
-    if restart and _is_num(restart.get("days_high")):
+    restart = next((r for r in plan.sensitivity or ()
+                    if any(w in r.assumption.lower() for w in ("restart", "failure"))), None)
+    if restart and restart.days_low is not None and _is_num(restart.days_high):
         out.append({"level": "warn", "title": "Failures and restarts not in the plan",
-                    "text": f"The days assume no failures. With {restart['high']} of the time lost to failures, restarts "
-                            f"and checkpoints, the schedule grows from {restart['days_low']:.1f} to "
-                            f"{restart['days_high']:.1f} days" + (f" and the cost to ${restart['cost_high']:,.0f}"
-                                                                  if _is_num(restart.get("cost_high")) else "") + "."})
+                    "text": f"The days assume no failures. With {restart.high} of the time lost to failures, restarts "
+                            f"and checkpoints, the schedule grows from {restart.days_low:.1f} to "
+                            f"{restart.days_high:.1f} days" + (f" and the cost to ${restart.cost_high:,.0f}"
+                                                               if _is_num(restart.cost_high) else "") + "."})
     else:
         out.append({"level": "warn", "title": "Failures and restarts not included",
-                    "text": f"The days assume {best.get('gpus_used', best.get('gpus', '?'))} GPUs run without failures, "
+                    "text": f"The days assume {best.gpus_used} GPUs run without failures, "
                             "restarts or time lost to checkpoints. Real runs at this scale lose time to each; add a margin."})
     if deadline_days is not None:
-        days = best["train"]["days"]
+        days = best.train.days
         out.append({"level": "ok" if days <= deadline_days else "bad",
                     "title": f"Deadline {deadline_days:g} days: " + ("met" if days <= deadline_days else "missed"),
                     "text": f"The recommendation finishes in {days:.1f} days."})
@@ -390,7 +470,7 @@ def risks(best: dict[str, Any] | None, plan: dict[str, Any], validation: dict[st
 
 # ------------------------------------------------------------------------------------------------ gather
 def gather(spec: Spec, gpu_counts: Sequence[int] | None = None, deadline_days: float | None = None,
-           validation: Any = None, objective: str | None = None, plan: Plan | dict[str, Any] | None = None,
+           validation: Validation | None = None, objective: str | None = None, plan: Plan | None = None,
            options: Any = None, curriculum: Any = None, progress: Any = None) -> dict[str, Any]:
     """Everything the report shows.
 
@@ -398,45 +478,42 @@ def gather(spec: Spec, gpu_counts: Sequence[int] | None = None, deadline_days: f
         spec: the spec planned.
         gpu_counts: GPU counts to compare (default: the spec's compare_gpus).
         deadline_days: draw this deadline and flag counts that miss it.
-        validation: a `soraplan validate --json` result, or None.
+        validation: the `soraplan validate --json` result (`normalize_validation`), or None.
         objective: the plan's objective (default `time`).
-        plan: a Plan, or its JSON (a saved `soraplan plan --json`, read tolerantly: missing keys are
-            left out of the page); None runs the planner.
+        plan: the planner's Plan for these counts; None runs the planner.
         options, curriculum, progress: passed to the planner when it runs.
 
     Returns:
-        The report data: plain JSON-ready dicts and lists that `cli/report_view.py` renders.
+        The report data that `cli/report_view.py` renders: one entry per section; the page's own rows are
+        JSON-ready dicts, the plan's parts (`top_layouts`, `sensitivity`, `budget`) its typed objects.
     """
     counts = list(gpu_counts or spec.training.compare_gpus)
     if not counts or any(n < 1 for n in counts):
         raise UserError("--gpus: give positive GPU counts, e.g. 200,300,400")
     if deadline_days is not None and deadline_days <= 0:
         raise UserError("--deadline-days: must be positive")
-    val = normalize_validation(validation)  # bad evidence fails before the search runs
     if plan is None:
-        plan = run_plan(spec, counts, deadline_days, objective, options=options, curriculum=curriculum,
-                        progress=progress)
-    elif isinstance(plan, Plan):
-        plan = plan.to_json()
+        plan = run_planner(spec, counts, objective=objective or "time", deadline_days=deadline_days, options=options,
+                           curriculum=curriculum, progress=progress)
     est = estimate(spec, compare=False)
-    best = plan.get("best")
+    best = plan.best
     best_spec = spec_for_layout(spec, best) if best else None
     gpu = spec.hardware.spec
     summary = None
     if best:
-        used = best.get("gpus_used", best["gpus"])
-        summary = {"gpu": gpu.name, "gpus": best["gpus"], "gpus_used": used, "days": best["train"]["days"],
-                   "gpu_hours": best["train"]["gpu_hours"], "cost_usd": best["train"]["cost_usd"],
-                   "layout": {k: best.get(k) for k in LAYOUT_KEYS}, "layout_text": layout_text(best),
-                   "step_s": best["step"]["time_s"], "mfu": best["step"].get("mfu"),
-                   "samples_per_s": best["step"].get("samples_per_s"),
-                   "memory_total_gib": best["memory_gib"]["total"], "capacity_gib": best["memory_gib"]["capacity"],
-                   "nodes": math.ceil(used / gpu.gpus_per_node), "best_reason": plan.get("best_reason", ""),
-                   "why_best": _why(plan, best)}
+        used = best.gpus_used
+        summary = {"gpu": gpu.name, "gpus": best.gpus, "gpus_used": used, "days": best.train.days,
+                   "gpu_hours": best.train.gpu_hours, "cost_usd": best.train.cost_usd,
+                   "layout": {k: getattr(best, k) for k in LAYOUT_KEYS}, "layout_text": layout_text(best),
+                   "step_s": best.step.time_s, "mfu": best.step.mfu, "samples_per_s": best.step.samples_per_s,
+                   "memory_total_gib": best.memory_gib.total, "capacity_gib": best.memory_gib.capacity,
+                   "nodes": math.ceil(used / gpu.gpus_per_node), "best_reason": plan.best_reason,
+                   "why_best": _why(plan.gpu_counts, best)}
+    sensitivity = plan.sensitivity or ()
     return {
         "title": spec.name,
         "model": spec.model.name,
-        "objective": plan.get("objective"),
+        "objective": plan.objective,
         "deadline_days": deadline_days,
         "gpu": {"name": gpu.name, "hbm_gib": gpu.hbm_gib, "peak_tflops": gpu.peak_tflops,
                 "gpus_per_node": gpu.gpus_per_node, "usd_per_hour": spec.hardware.price},
@@ -444,22 +521,23 @@ def gather(spec: Spec, gpu_counts: Sequence[int] | None = None, deadline_days: f
         "params_total": est.params.total,
         "samples": spec.training.samples, "epochs": spec.training.epochs,
         "summary": summary,
-        "risks": risks(best, plan, val, deadline_days),
+        "risks": risks(best, plan, validation, deadline_days),
         "counts": count_rows(plan, deadline_days),
         "top_layouts": (tops := top_layouts(plan)),
         "step_breakdown": step_breakdown(tops),
-        "grid": rank_grid(best["tp"], best["pp"], best["cp"], best["dp"], gpu.gpus_per_node) if best else None,
+        "grid": rank_grid(best.tp, best.pp, best.cp, best.dp, gpu.gpus_per_node) if best else None,
         "attention": (att := attention_rows(best_spec)),
-        "attention_note": attention_note(att, best, plan),
-        "sensitivity": sensitivity_rows(plan),
-        "budget": budget_view(plan, best),
-        "validation": val,
-        "assumptions": assumptions(spec, plan, val),
+        "attention_note": attention_note(att, best, sensitivity),
+        "sensitivity": sensitivity_rows(sensitivity),
+        "budget": budget_view(plan.budget, best),
+        "validation": validation,
+        "assumptions": assumptions(spec, plan.search, sensitivity, validation),
     }
 
 
-def _why(plan: dict[str, Any], best: dict[str, Any]) -> str:
-    for c in plan.get("gpu_counts", []):
-        if c["gpus"] == best.get("gpus"):
-            return str(c.get("why_best") or "")
+def _why(counts: Sequence[CountSearch], best: BestLayout) -> str:
+    """Why the best layout beat the runner-up at the recommended GPU count."""
+    for c in counts:
+        if c.gpus == best.gpus:
+            return c.why_best or ""
     return ""

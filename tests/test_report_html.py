@@ -3,6 +3,7 @@
 import json
 import os
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,9 +13,9 @@ from typer.testing import CliRunner
 from soraplan.cli import app
 from soraplan.cli.report_view import embed_json, render_html
 from soraplan.planner import build_spec
-from soraplan.planner.report_data import gather
+from soraplan.planner.report_data import gather, normalize_validation
 
-from test_report_data import contract_plan, stage  # noqa: F401  (fixture + helper)
+from test_report_data import contract_plan, sens, stage  # noqa: F401  (fixture + helpers)
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -65,15 +66,14 @@ def test_hostile_strings_everywhere_stay_text(tmp_path, contract_plan):  # noqa:
         "hardware:\n  custom: {name: '<img src=x onerror=alert(3)>', peak_tflops: 312, hbm_gib: 80, hbm_tbs: 2,\n"
         "           intra_node_gbs: 300, inter_node_gbs: 25, usd_per_hour: 2, source: '<b>sheet</b>'}\n")
     spec = build_spec(config=cfg, flags={"tp": 8})
-    plan = dict(contract_plan)
-    plan["budget"] = dict(plan["budget"], statement="<script>alert(7)</script>",
-                          stages=[stage("</script><script>alert(4)</script>", [{"gpus": 256, "days": 1.0}]),
-                                  stage("<img src=x onerror=alert(8)>", [{"gpus": 256, "days": 2.0}])])
-    plan["sensitivity"] = [{"assumption": "<b onmouseover=alert(5)>eff</b>", "low": "</script>", "high": 2,
-                            "days_low": 8.0, "days_high": 10.0}]
+    budget = replace(contract_plan.budget, statement="<script>alert(7)</script>",
+                     stages=(stage("</script><script>alert(4)</script>", [{"gpus": 256, "days": 1.0}]),
+                             stage("<img src=x onerror=alert(8)>", [{"gpus": 256, "days": 2.0}])))
+    plan = replace(contract_plan, budget=budget,
+                   sensitivity=(sens("<b onmouseover=alert(5)>eff</b>", "</script>", 2, 8.0, 10.0),))
     val = {"device": "<i>gpu</i>", "results": [{"quantity": "</td><script>alert(6)</script>", "measured": 1,
                                                  "predicted": 1, "pass": True}]}
-    html_text = render_html(gather(spec, gpu_counts=[256], plan=plan, validation=val))
+    html_text = render_html(gather(spec, gpu_counts=[256], plan=plan, validation=normalize_validation(val)))
     assert 'data-plot="fig-budget"' in html_text and 'data-plot="fig-sensitivity"' in html_text
     body = html_text.split("</style>", 1)[1]
     plotly_end = body.index("</script>", body.index("* plotly.js v"))
@@ -157,7 +157,8 @@ def test_golden_sections(contract_plan):  # noqa: F811
     from test_report_data import C_CPU
 
     spec = build_spec(flags={"frames": 960, "res": 256, "name": "golden run"})
-    page = render_html(gather(spec, gpu_counts=[128, 256, 8], deadline_days=10, plan=contract_plan, validation=C_CPU),
+    page = render_html(gather(spec, gpu_counts=[128, 256, 8], deadline_days=10, plan=contract_plan,
+                              validation=normalize_validation(C_CPU)),
                        command="soraplan report --name 'golden run'", now=datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc))
     got = "\n".join(re.search(rf'<section id="{sid}">.*?</section>', page, re.S).group(0) for sid in GOLDEN_SECTIONS)
     got = got.replace("><", ">\n<") + "\n"  # one tag per line: readable diffs
