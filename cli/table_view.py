@@ -51,11 +51,12 @@ class Grid:
         row = ["" if c is None else str(c) for c in cells]
         self.rows.append(row + [""] * (len(self.columns) - len(row)))
 
-    def table(self) -> Table:
-        """The horizontal form: a rich Table with wrapping columns."""
+    def table(self, widths: list[int] | None = None) -> Table:
+        """The horizontal form: a rich Table with wrapping columns (column i `widths[i]` wide when given)."""
         t = Table(title=self.title, title_justify="left", header_style="bold")
-        for name, right in zip(self.columns, self.right):
-            t.add_column(name, justify="right" if right else "left", overflow="fold", no_wrap=False)
+        for i, (name, right) in enumerate(zip(self.columns, self.right)):
+            t.add_column(name, justify="right" if right else "left", overflow="fold", no_wrap=False,
+                         width=widths[i] if widths else None)
         for row in self.rows:
             t.add_row(*row)
         return t
@@ -73,20 +74,39 @@ class Grid:
                     t.add_row(f"  {name}", cell)
         return t
 
+    def _measure(self, console: Console) -> list[tuple[int, int]]:
+        """Per column: (longest word, longest line), header included."""
+        wide = console.options.update(width=10_000)
+        out = []
+        for i, name in enumerate(self.columns):
+            ms = [Measurement.get(console, wide, Text.from_markup(c)) for c in [name] + [row[i] for row in self.rows]]
+            out.append((max(m.minimum for m in ms), max(m.maximum for m in ms)))
+        return out
+
+    def widths(self, console: Console, width: int) -> list[int] | None:
+        """Column widths that keep every word whole at `width` columns (None: no such widths)."""
+        extra = 3 * len(self.columns) + 1                 # borders and one space of padding each side
+        sizes = self._measure(console)
+        if width < self.min_table_width or sum(lo for lo, _ in sizes) + extra > width:
+            return None
+        out = [lo for lo, _ in sizes]
+        spare = width - extra - sum(out)
+        while spare > 0:                                  # widen the column that is furthest from its longest line
+            gap, i = max((hi - w, i) for i, (w, (_, hi)) in enumerate(zip(out, sizes)))
+            if gap <= 0:
+                break
+            out[i] += 1
+            spare -= 1
+        return out
+
     def fits(self, console: Console, width: int) -> bool:
         """Whether the horizontal form shows every word whole at `width` columns."""
-        if width < self.min_table_width:
-            return False
-        wide = console.options.update(width=10_000)
-        need = 3 * len(self.columns) + 1                   # borders and one space of padding each side
-        for i, name in enumerate(self.columns):
-            cells = [name] + [row[i] for row in self.rows]
-            need += max(Measurement.get(console, wide, Text.from_markup(c)).minimum for c in cells)
-        return need <= width
+        return self.widths(console, width) is not None
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        if self.fits(console, options.max_width):
-            yield self.table()
+        widths = self.widths(console, options.max_width)
+        if widths is not None:
+            yield self.table(widths)
             return
         yield Text.from_markup(f"[italic]{self.title}[/italic]") if self.title else Text("")
         yield self.vertical()
