@@ -77,8 +77,10 @@ def launch(
             print_json({"name": record.name, "backend": record.backend, "run_dir": str(record.run_dir),
                         "state": record.state, "job_ids": record.job_ids})
         else:
-            typer.echo(f"run {record.name}: {record.state} on {record.backend} (jobs: {', '.join(record.job_ids) or '-'}); "
-                       f"run dir {record.run_dir}")
+            from .table_view import console
+
+            console().print(f"run {record.name}: {record.state} on {record.backend} (jobs: "
+                            f"{', '.join(record.job_ids) or '-'}); run dir {record.run_dir}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
