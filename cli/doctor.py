@@ -1,0 +1,6 @@
+"""`soraplan doctor`: stub."""
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
