@@ -24,6 +24,7 @@ from typing import Any, Callable
 from soraplan.planner.errors import UserError
 
 from .k8s_profiles import load_profile
+from .preflight import preflight_k8s as preflight  # noqa: F401 - the backend's preflight (launch/launcher.py)
 from .k8s_render import RUN_LABEL, file_name, render_objects, to_yaml, to_yaml_documents
 
 # Kind -> (group, version, plural) for the API calls; core kinds have group "".
