@@ -305,20 +305,28 @@ def _status(e: Exception) -> int | None:
     return getattr(e, "status", None)
 
 
-def _exists(read: Callable[[], Any], listing: Callable[[], Any]) -> bool | None:
-    """True when `read` succeeds; False on 404 when `listing` is readable (the API serves the resource);
-    None when we may not (or cannot) see."""
+def _not_found(e: Exception, name: str) -> bool:
+    """A 404 whose Status names `name` (what an API server answers for a missing object; a bare 404 may
+    come from a proxy or an emulator that does not serve the resource at all)."""
+    import json
+
+    if _status(e) != 404:
+        return False
+    try:
+        details = json.loads(getattr(e, "body", "") or "{}").get("details") or {}
+    except (ValueError, AttributeError):
+        return False
+    return details.get("name") == name
+
+
+def _exists(read: Callable[[], Any], name: str) -> bool | None:
+    """True when `read` succeeds; False when the server says `name` is not found; None when we may not (or
+    cannot) see."""
     try:
         read()
         return True
     except Exception as e:  # noqa: BLE001 - ApiException, urllib3 errors
-        if _status(e) != 404:
-            return None
-    try:
-        listing()
-        return False
-    except Exception:  # noqa: BLE001
-        return None
+        return False if _not_found(e, name) else None
 
 
 def k8s_facts(api: Any, namespace: str, crd: str | None, gpu_resource: str) -> K8sFacts:
@@ -338,10 +346,8 @@ def k8s_facts(api: Any, namespace: str, crd: str | None, gpu_resource: str) -> K
     core = client.CoreV1Api(api)
     ext = client.ApiextensionsV1Api(api)
     t = TIMEOUT_S
-    ns = _exists(lambda: core.read_namespace(namespace, _request_timeout=t),
-                 lambda: core.list_namespace(limit=1, _request_timeout=t))
-    crd_ok = None if crd is None else _exists(lambda: ext.read_custom_resource_definition(crd, _request_timeout=t),
-                                              lambda: ext.list_custom_resource_definition(limit=1, _request_timeout=t))
+    ns = _exists(lambda: core.read_namespace(namespace, _request_timeout=t), namespace)
+    crd_ok = None if crd is None else _exists(lambda: ext.read_custom_resource_definition(crd, _request_timeout=t), crd)
     gpus: tuple[int, ...] | None
     try:
         items = core.list_node(_request_timeout=t).items or []
