@@ -9,7 +9,8 @@ Pure checks over parsed cluster facts, plus one function per backend that gather
 - Kubernetes: the namespace exists, the CRD of the chosen kind is installed and, where the nodes are readable,
   enough nodes carry the GPUs per node asked for. What the user may not read (403) is not held against the job.
 
-Each backend module exposes its check as `preflight(spec, opts)` (launch/slurm.py, launch/k8s.py);
+Each backend module exposes its check as `preflight(spec, opts)` (launch/slurm.py, launch/k8s.py, which passes
+its API client);
 launch/launcher.py calls it before anything is recorded or submitted; `soraplan launch --no-preflight` skips it.
 """
 
@@ -364,19 +365,27 @@ def _quantity(v: Any) -> int:
         return 0
 
 
-def preflight_k8s(spec: Any, opts: Any) -> None:
-    """Refuse (UserError) a Kubernetes job whose namespace, CRD or GPU nodes are missing."""
-    from .k8s import INSTALL_HINT, RESOURCES, _client
+def preflight_k8s(spec: Any, opts: Any, api: Any, resources: dict[str, tuple[str, str, str]],
+                  install_hints: dict[str, str]) -> None:
+    """Refuse (UserError) a Kubernetes job whose namespace, CRD or GPU nodes are missing.
+
+    Args:
+        spec: the run's Spec.
+        opts: the LaunchOptions.
+        api: a kubernetes ApiClient (launch/k8s.py's).
+        resources: Kind -> (group, version, plural) (launch/k8s.py RESOURCES).
+        install_hints: Kind -> what installs its CRD (launch/k8s.py INSTALL_HINT).
+    """
     from .k8s_profiles import load_profile
     from .k8s_render import API, layout_from_spec
 
     kind = API[opts.kind][1]
-    group, _, plural = RESOURCES[kind]
+    group, _, plural = resources[kind]
     crd = None if kind == "Job" else f"{plural}.{group}"
     layout = layout_from_spec(spec, opts.gpus_per_node)
     gpu_resource = load_profile(opts.profile).gpu_resource
     req = K8sRequest(namespace=opts.namespace, kind=kind, crd=crd, nodes=layout.nodes,
                      gpus_per_node=layout.gpus_per_node, gpu_resource=gpu_resource)
-    problems = check_k8s(req, k8s_facts(_client(), opts.namespace, crd, gpu_resource), INSTALL_HINT.get(kind, ""))
+    problems = check_k8s(req, k8s_facts(api, opts.namespace, crd, gpu_resource), install_hints.get(kind, ""))
     if problems:
         raise UserError("; ".join(problems) + SKIP_HINT)
