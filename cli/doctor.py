@@ -122,8 +122,10 @@ def _kube_context() -> tuple[str, str, str] | None:
     except (OSError, yaml.YAMLError):
         return None
     ctx_name = doc.get("current-context", "")
-    ctx = next((c.get("context", {}) for c in doc.get("contexts") or [] if c.get("name") == ctx_name), {})
-    cluster = next((c.get("cluster", {}) for c in doc.get("clusters") or [] if c.get("name") == ctx.get("cluster")), {})
+    ctx: dict[str, Any] = next((c.get("context", {}) for c in doc.get("contexts") or []
+                                if c.get("name") == ctx_name), {})
+    cluster: dict[str, Any] = next((c.get("cluster", {}) for c in doc.get("clusters") or []
+                                    if c.get("name") == ctx.get("cluster")), {})
     return path, ctx_name, str(cluster.get("server", ""))
 
 
@@ -172,9 +174,13 @@ def check_chromium() -> Check:
     return Check("chromium", True, found)
 
 
+def _package_check(dist: str) -> Callable[[], Check]:
+    return lambda: check_package(dist)
+
+
 CHECKS: dict[str, Callable[[], Check]] = {
     "python": check_python,
-    **{d: (lambda d=d: check_package(d)) for d in EXTRAS},
+    **{d: _package_check(d) for d in EXTRAS},
     "gpu": check_gpu, "slurm": check_slurm, "k8s": check_k8s, "chromium": check_chromium,
 }
 
