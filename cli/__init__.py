@@ -2,21 +2,57 @@
 
 Command modules import only light things at the top (typer, the planner); torch, megatron, plotly,
 kubernetes and submitit are imported inside the functions that need them, so `soraplan estimate` stays fast.
+`--help` lists the commands in the order a user meets them (`ORDER`); `--version` prints the version;
+`--install-completion` / `--show-completion` set up shell completion.
 """
 
-import typer
+from typing import Annotated, Any
 
-from . import estimate, launch, plan, profile, report, runs, train, validate
+import typer
+from typer.core import TyperGroup
+
+from . import doctor, estimate, launch, plan, profile, report, runs, train, validate
+
+# The order of `soraplan --help`: plan first, then measure, then run; commands not named here come last.
+ORDER = ("estimate", "plan", "report", "validate", "train", "launch", "status", "logs", "cancel", "profile",
+         "backtest", "doctor")
+
+
+class OrderedGroup(TyperGroup):
+    """The command group that lists its commands in `ORDER`."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(self.commands)
+        rank = {n: i for i, n in enumerate(ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(ORDER)), names.index(n)))
+
 
 app = typer.Typer(
     name="soraplan",
+    cls=OrderedGroup,
     help="Compute planning and distributed-run orchestration for Sora-class video diffusion transformers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from soraplan import __version__
+
+        typer.echo(f"soraplan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                                callback=_version)] = False) -> None:
+    """Compute planning and distributed-run orchestration for Sora-class video diffusion transformers."""
+
+
 app.add_typer(estimate.app, name="estimate")
-for _group in (plan, train, validate, launch, runs, report, profile):   # each module registers its commands
+for _group in (plan, train, validate, launch, runs, report, profile, doctor):   # each module registers its commands
     _group.register(app)
 
 

@@ -155,8 +155,13 @@ def spec_from_flags(spec_flags: dict[str, Any]):
 
 
 def print_json(obj: Any) -> None:
+    """Print `obj` as indented JSON on stdout; an object also gets `soraplan_version` (last key)."""
     import json
 
+    if isinstance(obj, dict) and "soraplan_version" not in obj:
+        from soraplan import __version__
+
+        obj = {**obj, "soraplan_version": __version__}
     sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
 
 

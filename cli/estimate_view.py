@@ -1,19 +1,19 @@
-"""Rich tables for `soraplan estimate`: readable in ten seconds, with the "200-400 GPUs for 2-3 months" comparison visible."""
+"""Rich tables for `soraplan estimate`: readable in ten seconds, with the "200-400 GPUs for 2-3 months" comparison visible.
+
+Every table is a `table_view.Grid`: it wraps to the terminal and turns vertical when its columns cannot fit,
+so no number or name is ever cut.
+"""
 
 from rich.console import Console
-from rich.table import Table
 
 from soraplan.planner.estimate import human
 from soraplan.planner.results import Estimate
 
-
-def _t(title: str) -> Table:
-    t = Table(title=title, title_justify="left", show_header=True, header_style="bold")
-    return t
+from .table_view import Grid, console, kv
 
 
-def render(r: Estimate, console: Console | None = None) -> None:
-    c = console or Console()
+def render(r: Estimate, console_: Console | None = None) -> None:
+    c = console_ or console()
     spec = r.spec
     par = spec.parallel
     c.print(f"[bold]{r.name}[/] on [bold]{r.hardware.name}[/]  tp={par.tp} pp={par.pp} cp={par.cp} dp={par.dp} "
@@ -21,8 +21,7 @@ def render(r: Estimate, console: Console | None = None) -> None:
             f"attention {spec.model.attention} ({spec.kernels.attention_kernel})")
     c.print(f"Sequence: {r.sequence['text']}")
 
-    t = _t("Parameters")
-    t.add_column("group"); t.add_column("params", justify="right")
+    t = Grid("Parameters", "group", ">params")
     for g, n in r.params.groups.items():
         t.add_row(g, f"{n:,}")
     t.add_row("[bold]total[/]", f"[bold]{r.params.total:,}[/] ({human(r.params.total)})")
@@ -30,8 +29,7 @@ def render(r: Estimate, console: Console | None = None) -> None:
     c.print(t)
 
     f = r.flops
-    t = _t("FLOPs per sample")
-    t.add_column("quantity"); t.add_column("FLOPs", justify="right")
+    t = Grid("FLOPs per sample", "quantity", ">FLOPs")
     for k, v in f.forward_by_part.items():
         t.add_row(f"forward: {k}", human(v))
     t.add_row("[bold]forward[/]", human(f.forward_per_sample))
@@ -40,18 +38,14 @@ def render(r: Estimate, console: Console | None = None) -> None:
     c.print(t)
 
     m = r.memory_gib
-    t = _t("Memory per GPU (GiB)")
-    for k in ("weights", "grads", "optimizer", "activations", "buffers", "total", "capacity"):
-        t.add_column(k, justify="right")
-    t.add_column("fits")
-    t.add_row(*(f"{v:.1f}" for v in (m.weights, m.grads, m.optimizer, m.activations, m.buffers, m.total, m.capacity)),
-              "[green]yes[/]" if m.fits else "[red]no[/]")
-    c.print(t)
+    c.print(kv("Memory per GPU (GiB)", [
+        ("weights", f"{m.weights:.1f}"), ("grads", f"{m.grads:.1f}"), ("optimizer", f"{m.optimizer:.1f}"),
+        ("activations", f"{m.activations:.1f}"), ("buffers", f"{m.buffers:.1f}"), ("[bold]total[/]", f"[bold]{m.total:.1f}[/]"),
+        ("capacity", f"{m.capacity:.1f}"), ("fits", "[green]yes[/]" if m.fits else "[red]no[/]")], "component", ">GiB"))
 
     s = r.step
     terms = s.terms
-    t = _t("Step (every term)")
-    t.add_column("term"); t.add_column("seconds", justify="right"); t.add_column("note")
+    t = Grid("Step (every term)", "term", ">seconds", "note")
     rows = [
         ("compute: GEMM", "gemm_s", f"at {terms.get('gemm_efficiency', terms['efficiency']):.0%} of peak"),
         ("compute: attention", "attention_s", f"at {terms.get('attention_efficiency', terms['efficiency']):.0%} of peak"),
@@ -77,9 +71,8 @@ def render(r: Estimate, console: Console | None = None) -> None:
             f"{tr.gpu_hours:,.0f} GPU-hours, ${tr.cost_usd:,.0f} at ${tr.usd_per_gpu_hour:.2f}/GPU-hour")
 
     if r.gpu_counts:
-        t = _t("Days by GPU count (seed: '200-400 A100 for 2-3 months')")
-        for col in ("GPUs", "days", "GPU-hours", "cost $", "epochs in 60 d", "epochs in 90 d"):
-            t.add_column(col, justify="right")
+        t = Grid("Days by GPU count (seed: '200-400 A100 for 2-3 months')",
+                 ">GPUs", ">days", ">GPU-hours", ">cost $", ">epochs in 60 d", ">epochs in 90 d")
         for row in r.gpu_counts:
             t.add_row(str(row["gpus"]), f"{row['days']:.1f}", f"{row['gpu_hours']:,.0f}", f"{row['cost_usd']:,.0f}",
                       f"{row['epochs_in_60_days']:.1f}", f"{row['epochs_in_90_days']:.1f}")
@@ -87,9 +80,8 @@ def render(r: Estimate, console: Console | None = None) -> None:
     if r.seed_claim:
         c.print(f"[bold]Seed check[/] {r.seed_claim.text}")
     if r.attention_comparison:
-        t = _t("Attention: full vs window vs spatial-temporal")
-        for col in ("attention", "forward FLOPs", "self-attn core", "activations GiB", "total GiB", "fits", "step s", "days"):
-            t.add_column(col, justify="right")
+        t = Grid("Attention: full vs window vs spatial-temporal", "attention", ">forward FLOPs", ">self attn core",
+                 ">activ. GiB", ">total GiB", ">fits", ">step s", ">days")
         for row in r.attention_comparison:
             t.add_row(str(row["attention"]), human(row["forward_flops"]), human(row["self_attn_core_flops"]),
                       f"{row['activations_gib']:.1f}", f"{row['memory_total_gib']:.1f}", "yes" if row["fits"] else "no",

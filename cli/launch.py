@@ -50,6 +50,7 @@ def launch(
     rdma: Annotated[Optional[str], _o("--rdma", help="none | host-network | device", panel=K8)] = None,
     pvc: Annotated[Optional[str], _o("--pvc", help="checkpoint PersistentVolumeClaim", panel=K8)] = None,
     output_dir: Annotated[Optional[Path], _o("--output-dir", help="--dry-run: write one YAML file per object here", panel=K8)] = None,
+    no_preflight: Annotated[bool, _o("--no-preflight", help="submit without checking the request against the cluster")] = False,
     json_out: Annotated[bool, _o("--json", help="print the run record as JSON")] = False,
     spec_flags: Any = None,
 ) -> None:
@@ -65,7 +66,7 @@ def launch(
                image=image, kind=kind, namespace=namespace, profile=profile, server_dry_run=server_dry_run,
                queue=queue, rdma=rdma, pvc=pvc, output_dir=output_dir)
     opts = build_options(spec.name, extras.get("launch"), cli, spec_flags.get("name"))
-    result = launch_run(spec, opts, ledger)
+    result = launch_run(spec, opts, ledger, preflight=not no_preflight)
     if result.kind == "dry-run-files":
         for path in result.paths:
             typer.echo(str(path))
@@ -77,8 +78,10 @@ def launch(
             print_json({"name": record.name, "backend": record.backend, "run_dir": str(record.run_dir),
                         "state": record.state, "job_ids": record.job_ids})
         else:
-            typer.echo(f"run {record.name}: {record.state} on {record.backend} (jobs: {', '.join(record.job_ids) or '-'}); "
-                       f"run dir {record.run_dir}")
+            from .table_view import console
+
+            console().print(f"run {record.name}: {record.state} on {record.backend} (jobs: "
+                            f"{', '.join(record.job_ids) or '-'}); run dir {record.run_dir}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

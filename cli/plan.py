@@ -6,43 +6,12 @@ Spec flags as in `soraplan estimate`; the parallel flags given (--tp, --pp, --vp
 """
 
 
-import time
 from typing import Annotated, Any, Optional
 
 import typer
 
 from .common import parse_gpu_counts, parse_ints, print_json, search_options, spec_from_flags, with_spec_options
-
-
-class LazyProgress:
-    """A rich progress bar on stderr that appears only when the work has taken more than a second."""
-
-    def __init__(self, after_s: float = 1.0, force_terminal: bool | None = None) -> None:
-        self.t0, self.after_s = time.monotonic(), after_s
-        self.bar: Any = None            # rich.progress.Progress once shown (rich is imported only then)
-        self.task: Any = None
-        self.force_terminal = force_terminal
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if self.bar is None and time.monotonic() - self.t0 < self.after_s:
-            return
-        if self.bar is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            console = Console(stderr=True, force_terminal=self.force_terminal)
-            if not console.is_terminal:       # pipes, CI logs, CliRunner: no bar, stderr stays clean
-                self.after_s = float("inf")
-                return
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                                console=console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(what, total=total)
-        self.bar.update(self.task, description=what, completed=done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+from .progress import LazyProgress
 
 
 @with_spec_options
@@ -86,7 +55,7 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
     options = search_options(spec_flags, headroom=headroom, max_tp_in_node=max_tp_in_node, global_batch_range=gbr,
                              allow_window=allow_window)
     counts = parse_gpu_counts(gpus) if gpus else None
-    bar = LazyProgress()
+    bar = LazyProgress(enabled=not json_out)
     try:
         result = run(spec, counts, objective=objective, deadline_days=deadline_days, options=options, top=top,
                      curriculum=curriculum, sensitivity=sensitivity, progress=bar)

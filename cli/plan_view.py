@@ -1,11 +1,16 @@
-"""Rich tables for `soraplan plan` (a pure renderer of the typed Plan; no numbers are computed here)."""
+"""Rich tables for `soraplan plan` (a pure renderer of the typed Plan; no numbers are computed here).
+
+Every table is a `table_view.Grid` (wraps, turns vertical when its columns cannot fit); the winner's memory
+sum is a line of its own under the step-terms table.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
 from soraplan.planner.results import Budget, CountSearch, Plan
+
+from .table_view import Grid, console
 
 TERMS = (("gemm_s", "GEMM"), ("attention_s", "attention"), ("elementwise_s", "elementwise"),
          ("recompute_s", "  (of which recompute)"), ("compute_s", "compute"), ("tp_comm_s", "TP comm"),
@@ -14,16 +19,12 @@ TERMS = (("gemm_s", "GEMM"), ("attention_s", "attention"), ("elementwise_s", "el
          ("pp_bubble_s", "PP bubble"), ("pp_p2p_s", "PP p2p"), ("optimizer_s", "optimizer"), ("time_s", "step"))
 
 
-def ranked_table(c: CountSearch, gpu: str) -> Table:
+def ranked_table(c: CountSearch, gpu: str) -> Grid:
     from soraplan.planner.rank import format_layout
 
     rej = ", ".join(f"{k.replace('_', '-')} {v:,}" for k, v in c.rejected.items() if v)
-    t = Table(title=f"{c.gpus} x {gpu}: {c.evaluated:,} layouts, {c.feasible:,} fit "
-                    f"(rejected: {rej or 'none'})", title_justify="left")
-    t.add_column("#", justify="right")
-    t.add_column("layout")
-    for col in ("GiB", "step s", "MFU", "days", "GPU-h", "cost $"):
-        t.add_column(col, justify="right")
+    t = Grid(f"{c.gpus} x {gpu}: {c.evaluated:,} layouts, {c.feasible:,} fit (rejected: {rej or 'none'})",
+             ">#", "layout", ">GiB", ">step s", ">MFU", ">days", ">GPU-h", ">cost $")
     for i, e in enumerate(c.ranked, 1):
         used = "" if e.gpus_used == c.gpus else f" ({e.gpus_used} used)"
         t.add_row(str(i), format_layout(e) + used, f"{e.memory_gib.total:.1f}", f"{e.step.time_s:.2f}",
@@ -32,14 +33,11 @@ def ranked_table(c: CountSearch, gpu: str) -> Table:
     return t
 
 
-def terms_table(c: CountSearch) -> Table:
+def terms_table(c: CountSearch) -> Grid:
     win = c.ranked[0]
     run = c.ranked[1] if len(c.ranked) > 1 else None
-    t = Table(title=f"Step terms, {c.gpus} GPUs (seconds per step; per sample in brackets)", title_justify="left")
-    t.add_column("term")
-    t.add_column("winner", justify="right")
-    if run:
-        t.add_column("runner-up", justify="right")
+    t = Grid(f"Step terms, {c.gpus} GPUs (seconds per step; per sample in brackets)", "term", ">winner",
+             *([">runner-up"] if run else []))
     for key, label in TERMS:
         w = win.step.term(key)
         row = [label, f"{w:.3f} [{w / win.global_batch * 1e3:.2f} ms]"]
@@ -47,18 +45,21 @@ def terms_table(c: CountSearch) -> Table:
             v = run.step.term(key)
             row.append(f"{v:.3f} [{v / run.global_batch * 1e3:.2f} ms]")
         t.add_row(*row)
-    m = win.memory_gib
-    mem = (f"weights {m.weights:.1f} + grads {m.grads:.1f} + optimizer {m.optimizer:.1f} + activations "
-           f"{m.activations:.1f} + buffers {m.buffers:.1f} = {m.total:.1f} GiB")
-    row = ["memory", mem]
-    if run:
-        row.append(f"{run.memory_gib.total:.1f} GiB")
-    t.add_row(*row)
     return t
 
 
-def render(r: Plan, console: Console | None = None) -> None:
-    con = console or Console()
+def memory_line(c: CountSearch) -> str:
+    """The winner's memory per GPU as a sum (and the runner-up's total), one line that wraps."""
+    m = c.ranked[0].memory_gib
+    line = (f"[bold]Memory per GPU, winner:[/bold] weights {m.weights:.1f} + grads {m.grads:.1f} + optimizer "
+            f"{m.optimizer:.1f} + activations {m.activations:.1f} + buffers {m.buffers:.1f} = {m.total:.1f} GiB")
+    if len(c.ranked) > 1:
+        line += f"; runner-up {c.ranked[1].memory_gib.total:.1f} GiB"
+    return line
+
+
+def render(r: Plan, console_: Console | None = None) -> None:
+    con = console_ or console()
     spec = r.spec
     gpu = spec.hardware.custom.name if spec.hardware.custom else spec.hardware.gpu
     s = r.search
@@ -74,6 +75,7 @@ def render(r: Plan, console: Console | None = None) -> None:
             continue
         con.print(ranked_table(c, gpu))
         con.print(terms_table(c))
+        con.print(memory_line(c))
         con.print(f"[bold]Why:[/bold] {c.why_best}")
         con.print()
     if r.best:
@@ -87,9 +89,8 @@ def render(r: Plan, console: Console | None = None) -> None:
     if r.budget:
         render_budget(r.budget, con)
     if r.sensitivity:
-        t = Table(title="Sensitivity (one assumption at a time, best layout re-searched)", title_justify="left")
-        for col in ("assumption", "base", "low", "high", "days low", "days high"):
-            t.add_column(col, justify="right" if col.startswith("days") else "left")
+        t = Grid("Sensitivity (one assumption at a time, best layout re-searched)", "assumption", "base", "low",
+                 "high", ">days low", ">days high")
         for x in r.sensitivity:
             t.add_row(x.assumption, str(x.base), str(x.low), str(x.high),
                       "-" if x.days_low is None else f"{x.days_low:.1f}",
@@ -102,9 +103,8 @@ def render(r: Plan, console: Console | None = None) -> None:
 def render_budget(b: Budget, con: Console) -> None:
     if b.curriculum:
         counts = [t.gpus for t in b.totals]
-        t = Table(title="Curriculum: each stage on its own best layout (days; layout)", title_justify="left")
-        for col in ["stage", "tokens", "samples"] + [f"{n} GPUs" for n in counts] + ["read MB/s/GPU latent|raw"]:
-            t.add_column(col, justify="left" if col == "stage" else "right")
+        t = Grid("Curriculum: each stage on its own best layout (days; layout)", "stage", ">tokens", ">samples",
+                 *[f">{n} GPUs" for n in counts], ">read MB/s/GPU latent|raw")
         for st in b.stages:
             cells = []
             for row in st.per_gpus:
@@ -120,9 +120,7 @@ def render_budget(b: Budget, con: Console) -> None:
         tot = ["total", "", ""] + [f"{x.days:.1f} d" if x.feasible else "-" for x in b.totals] + [""]
         t.add_row(*tot)
         con.print(t)
-        t = Table(title="Curriculum totals", title_justify="left")
-        for col in ("GPUs", "days", "GPU-hours", "cost $"):
-            t.add_column(col, justify="right")
+        t = Grid("Curriculum totals", ">GPUs", ">days", ">GPU-hours", ">cost $")
         for tot_row in b.totals:
             if tot_row.feasible:
                 t.add_row(str(tot_row.gpus), f"{tot_row.days:.1f}", f"{tot_row.gpu_hours:,.0f}", f"{tot_row.cost_usd:,.0f}")
@@ -136,9 +134,8 @@ def render_budget(b: Budget, con: Console) -> None:
                      f"{row.read_mb_s_per_gpu_raw:.2f} MB/s raw" for row in st.per_gpus if row.feasible]
         con.print(f"Storage per sample: latents {io['latent_bytes'] / 1e6:.2f} MB, raw {io['raw_bytes'] / 1e6:.2f} MB "
                   f"({io['raw_source']}); read per GPU: " + "; ".join(rates_txt))
-    t = Table(title=f"Passes over {b.pass_samples:,} samples in 2-3 months", title_justify="left")
-    for col in ("GPUs", "days per pass", "passes in 60 d", "passes in 90 d", "MFU"):
-        t.add_column(col, justify="right")
+    t = Grid(f"Passes over {b.pass_samples:,} samples in 2-3 months", ">GPUs", ">days per pass", ">passes in 60 d",
+             ">passes in 90 d", ">MFU")
     for p in b.passes:
         if p.feasible:
             t.add_row(str(p.gpus), f"{p.days_per_pass:.1f}", f"{p.passes_in_60_days:.1f}",

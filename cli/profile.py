@@ -44,18 +44,27 @@ def profile(
     if batch < 1 or frames < 1 or res < 1:
         raise _err("--batch/--frames/--res: must be >= 1")
     out: dict[str, Any]
+    from .progress import LazyProgress
+
+    bar = LazyProgress(0, enabled=not json_out, total=2)
     if preset is not None:
-        pre, prof = P.profile_preset(preset, frames, res, batch, dt, backward)
-        dits = tuple(x.strip() for x in compare.split(",") if x.strip())
-        rows = P.dit_comparison(pre, prof, frames, res, dits) if dits and batch == 1 else []
+        with bar:
+            bar.step(f"profiling {preset} on the meta device (torch + diffusers)")
+            pre, prof = P.profile_preset(preset, frames, res, batch, dt, backward)
+            dits = tuple(x.strip() for x in compare.split(",") if x.strip())
+            bar.step("the planner's DiTs on the same clip")
+            rows = P.dit_comparison(pre, prof, frames, res, dits) if dits and batch == 1 else []
         out = {"preset": pre["name"], "title": pre["title"], "source": pre["source"], "frames": frames, "res": res,
                **prof.as_dict(), "compare": rows}
     elif module is not None:  # exactly one of --preset / --module is given (checked above)
         if not inputs:
             raise _err("--input: give at least one NAME=D1,D2,... for the forward call")
-        cls = P.load_class(module)
-        mod = P.build_meta(cls, P.read_config(config), dt)
-        prof = P.profile_module(mod, [P.parse_input(x) for x in inputs], dt, module, backward)
+        with bar:
+            bar.step(f"building {module} on the meta device")
+            cls = P.load_class(module)
+            mod = P.build_meta(cls, P.read_config(config), dt)
+            bar.step(f"counting FLOPs and saved activations of {module}")
+            prof = P.profile_module(mod, [P.parse_input(x) for x in inputs], dt, module, backward)
         out = prof.as_dict()
     if json_out:
         print_json(out)
@@ -70,29 +79,9 @@ def _err(msg: str) -> Exception:
 
 
 def _render(r: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from .profile_view import render
 
-    from soraplan.planner.estimate import human
-
-    c = Console()
-    c.print(f"[bold]{r.get('title', r['module'])}[/]  inputs {r['inputs']}  dtype {r['dtype']}")
-    t = Table(title="Measured on the meta device (FlopCounterMode; 1 MAC = 2 FLOPs)", title_justify="left")
-    t.add_column("quantity"); t.add_column("value", justify="right")
-    t.add_row("parameters", f"{r['params']:,} ({human(r['params'])})")
-    t.add_row("forward FLOPs", human(r["flops"]["forward"]))
-    t.add_row("forward + backward FLOPs", human(r["flops"]["train"]))
-    t.add_row("saved activations (per micro-batch)", f"{r['saved_activation_gib']:.2f} GiB in {r['saved_tensors']:,} tensors")
-    c.print(t)
-    if r.get("compare"):
-        t = Table(title=f"Same clip ({r['frames']} frames at {r['res']}^2) in the planner's DiTs", title_justify="left")
-        for col in ("model", "params", "tokens", "forward FLOPs", "train FLOPs", "UNet / DiT forward"):
-            t.add_column(col, justify="right")
-        t.add_row(r["preset"], human(r["params"]), "-", human(r["flops"]["forward"]), human(r["flops"]["train"]), "1.00")
-        for row in r["compare"]:
-            t.add_row(row["model"], human(row["params"]), f"{row['tokens']:,}", human(row["forward_flops"]),
-                      human(row["train_flops"]), f"{row['unet_over_dit_forward']:.2f}")
-        c.print(t)
+    render(r)
 
 
 def register(app: typer.Typer) -> None:

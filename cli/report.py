@@ -94,7 +94,7 @@ def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML fil
     """
     from soraplan.planner.report_data import gather
 
-    from .plan import LazyProgress
+    from .progress import LazyProgress
     from .report_view import render_html
 
     if not output.resolve().parent.is_dir():  # before the search, not after it
@@ -120,18 +120,22 @@ def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML fil
     try:
         data = gather(spec, gpu_counts=counts, deadline_days=deadline_days, validation=read_validation(val_path),
                       objective=objective, options=options, curriculum=curriculum, progress=bar)
+        bar.note("building the HTML page (charts)")
+        command = "soraplan " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else ""
+        page = render_html(data, command=command)
     finally:
         bar.close()
-    command = "soraplan " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else ""
-    page = render_html(data, command=command)
     write_atomic(output, page)
     s = data["summary"]
     size_mb = len(page.encode()) / 1e6
     if s:
-        sys.stderr.write(f"wrote {output} ({size_mb:.1f} MB): {s['gpus_used']} x {s['gpu']}, {s['days']:.1f} days, "
-                         f"{s['gpu_hours']:,.0f} GPU-hours, ${s['cost_usd']:,.0f}\n")
+        said = (f"wrote {output} ({size_mb:.1f} MB): {s['gpus_used']} x {s['gpu']}, {s['days']:.1f} days, "
+                f"{s['gpu_hours']:,.0f} GPU-hours, ${s['cost_usd']:,.0f}")
     else:
-        sys.stderr.write(f"wrote {output} ({size_mb:.1f} MB): no layout fits at the GPU counts asked for\n")
+        said = f"wrote {output} ({size_mb:.1f} MB): no layout fits at the GPU counts asked for"
+    from .table_view import console
+
+    console(stderr=True).print(said, markup=False, highlight=False)  # wrapped to the terminal
 
 
 def register(app: typer.Typer) -> None:

@@ -14,20 +14,16 @@ LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger", help="ledger SQLi
 def status(run: Annotated[Optional[str], typer.Argument(help="run name (all runs if omitted)")] = None,
            ledger: LedgerOpt = None,
            json_out: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
-    """Show runs and their state (asks the cluster for live state)."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Show runs and their state (asks the cluster for live state); pending reasons are explained."""
     from soraplan.launch.runs import run_statuses
+
+    from .runs_view import render_status
 
     rows = run_statuses(run, ledger)
     if json_out:
         print_json([x.to_json() for x in rows])
         return
-    t = Table("run", "backend", "state", "jobs", "detail", "run dir")
-    for x in rows:
-        t.add_row(x.name, x.backend, x.state, ",".join(x.job_ids), str(x.detail), x.run_dir)
-    Console().print(t)
+    render_status(rows)
 
 
 @user_errors

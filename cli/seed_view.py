@@ -3,25 +3,23 @@
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from soraplan.planner.estimate import human
 
-
-def _t(title: str, *cols: str) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for i, c in enumerate(cols):
-        t.add_column(c, justify="left" if i == 0 else "right")
-    return t
+from .table_view import Grid, console
 
 
-def _mem_row(t: Table, label: str, m: dict[str, Any]) -> None:
+def _t(title: str, *cols: str) -> Grid:
+    return Grid(title, cols[0], *(f">{c}" for c in cols[1:]))
+
+
+def _mem_row(t: Grid, label: str, m: dict[str, Any]) -> None:
     t.add_row(label, f"{m['tp']}", f"{m['weights']:.1f}", f"{m['kv_cache']:.1f}", f"{m['activations']:.1f}",
               f"{m['total']:.1f}", f"{m['capacity']:.0f}", "[green]yes[/]" if m["fits"] else "[red]no[/]")
 
 
-def render_caption(r: dict[str, Any], console: Console | None = None) -> None:
-    c = console or Console()
+def render_caption(r: dict[str, Any], console_: Console | None = None) -> None:
+    c = console_ or console()
     v, llm = r["vision"], r["llm"]
     c.print(f"[bold]{r['vlm']}[/]: {v['encoder']} ({v['layers']}x{v['width']}, {v['tokens_in_encoder']} tokens/frame in the "
             f"ViT, {v['llm_tokens_per_frame']} to the LLM via {v['adapter']}) + {llm['name']} ({llm['layers']}x{llm['hidden']}, "
@@ -60,8 +58,8 @@ def render_caption(r: dict[str, Any], console: Console | None = None) -> None:
         c.print(f"[dim]- {a}[/]")
 
 
-def render_dataset(r: dict[str, Any], console: Console | None = None) -> None:
-    c = console or Console()
+def render_dataset(r: dict[str, Any], console_: Console | None = None) -> None:
+    c = console_ or console()
     c.print(f"[bold]{r['dataset']}[/]: {r['note']}")
     for s in r["sources"]:
         c.print(f"[dim]source: {s}[/]")
@@ -124,8 +122,8 @@ def preset_listing() -> dict[str, Any]:
     }
 
 
-def render_presets(r: dict[str, Any], console: Console | None = None) -> None:
-    c = console or Console()
+def render_presets(r: dict[str, Any], console_: Console | None = None) -> None:
+    c = console_ or console()
     t = _t("Backbones: soraplan estimate --model NAME", "family", "what")
     for fam, what in r["backbones"]["families"].items():
         t.add_row(fam, what)

@@ -25,47 +25,11 @@ def _machine() -> dict[str, Any]:
             "platform": platform.platform(terse=True)}
 
 
-def _fmt(x: Optional[float], unit: str) -> str:
-    if x is None:
-        return "-"
-    if unit == "B" and abs(x) >= 1024**2:
-        return f"{x / 1024**2:,.2f} MiB" if abs(x) < 1024**3 else f"{x / 1024**3:,.3f} GiB"
-    if unit == "FLOP" and abs(x) >= 1e9:
-        return f"{x / 1e12:,.4f} TFLOP" if abs(x) >= 1e12 else f"{x / 1e9:,.4f} GFLOP"
-    if unit in ("s",):
-        return f"{x:.3f} s"
-    if unit == "TFLOP/s":
-        return f"{x:.1f} TFLOP/s"
-    return f"{x:,.0f}" + (f" {unit}" if unit not in ("params",) else "")
-
-
 def render_table(rows: list, errors: list[dict], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """The comparison table on stdout (cli/validate_view.py)."""
+    from .validate_view import render_table as render
 
-    table = Table(title=title, show_lines=False)
-    for col, right in (("configuration", False), ("quantity", False), ("measured", True), ("predicted", True),
-                       ("error %", True), ("result", False)):
-        table.add_column(col, justify="right" if right else "left")
-    last = None
-    for r in rows:
-        err = r.error
-        if r.tolerance is None:
-            result = "[dim]info[/dim]"
-            err = None if r.predicted is None else err
-        else:
-            tol = "exact" if r.tolerance == 0 else f"<={r.tolerance:.0%}"
-            result = f"[green]pass[/green] ({tol})" if r.ok else f"[bold red]FAIL[/bold red] ({tol})"
-        table.add_row(r.config if r.config != last else "", r.quantity, _fmt(r.measured, r.unit),
-                      _fmt(r.predicted, r.unit), "-" if err is None else f"{100 * err:+.4f}", result)
-        last = r.config
-    console = Console() if sys.stdout.isatty() else Console(width=150)
-    console.print(table)
-    for e in errors:
-        console.print(f"[bold red]FAIL[/bold red] {e['config']}: {e['error']}")
-    failed = sum(1 for r in rows if not r.ok) + len(errors)
-    compared = sum(1 for r in rows if r.tolerance is not None)
-    console.print(f"{compared} comparisons, {failed} failed" + ("" if failed else " - the planner matches the model"))
+    render(rows, errors, title)
 
 
 def validate(
@@ -96,16 +60,18 @@ def validate(
     warnings_off()
     from soraplan.validation import measure_matrix as mm
 
-    def say(line: str) -> None:
-        if not json_out:
-            sys.stderr.write(f"measuring: {line}\n")
+    from .progress import LazyProgress
 
     if given:
         spec, _ = spec_from_flags(spec_flags)
-        rows, errors = mm.run_spec(spec, progress=say)
+        with LazyProgress(0, enabled=not json_out, total=1) as bar:
+            rows, errors = mm.run_spec(spec, progress=lambda name: bar.step(f"measuring {name}"))
         title = f"soraplan validate: {spec.name}"
     else:
-        rows, errors = mm.run_cases(mm.cases(quick), progress=say)
+        selected = mm.cases(quick)
+        steps = sum(1 for c in selected if c.device != "tp") + any(c.device == "tp" for c in selected)
+        with LazyProgress(0, enabled=not json_out, total=steps) as bar:
+            rows, errors = mm.run_cases(selected, progress=lambda name: bar.step(f"measuring {name}"))
         title = "soraplan validate: planner vs the Megatron-core DiT" + (" (quick)" if quick else "")
     failed = sum(1 for r in rows if not r.ok) + len(errors)
     if json_out:

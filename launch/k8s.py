@@ -25,6 +25,7 @@ from soraplan.planner.errors import UserError
 
 from .k8s_profiles import load_profile
 from .k8s_render import RUN_LABEL, file_name, render_objects, to_yaml, to_yaml_documents
+from .preflight import preflight_k8s
 
 # Kind -> (group, version, plural) for the API calls; core kinds have group "".
 RESOURCES: dict[str, tuple[str, str, str]] = {
@@ -115,6 +116,11 @@ def _client() -> Any:
             raise UserError(f"in-cluster config: {' '.join(str(e).split())}") from None
         return client.ApiClient(cfg)
     raise UserError(f"no Kubernetes credentials: no kubeconfig at {first} (set KUBECONFIG) and not inside a pod")
+
+
+def preflight(spec: Any, opts: Any) -> None:
+    """The backend's preflight (launch/preflight.py): namespace, CRD, GPU nodes; called by launch/launcher.py."""
+    preflight_k8s(spec, opts, _client(), RESOURCES, INSTALL_HINT)
 
 
 def _describe(kind: str, verb: str, ns: str, name: str) -> str:

@@ -64,7 +64,7 @@ def existing_run(book: Ledger, backend: Any, name: str, resume: bool) -> Existin
 
 
 def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None = None,
-               backend: ModuleType | Any | None = None) -> LaunchResult:
+               backend: ModuleType | Any | None = None, preflight: bool = True) -> LaunchResult:
     """Plan, render and (unless a dry run) record and submit one run.
 
     Args:
@@ -72,6 +72,7 @@ def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None =
         opts: the validated LaunchOptions (launch/options.build_options).
         ledger_path: the ledger file (None: launch/ledger.default_path()).
         backend: the backend module; default the one named by `opts.cluster`.
+        preflight: check the request against the cluster first (the backend's `preflight`, launch/preflight.py).
 
     Returns:
         The LaunchResult to render.
@@ -88,6 +89,8 @@ def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None =
         if opts.output_dir is not None and hasattr(backend, "write_dry_run"):
             return LaunchResult("dry-run-files", paths=tuple(backend.write_dry_run(spec, plan, opts)))
         return LaunchResult("dry-run", text=text)
+    if preflight and hasattr(backend, "preflight"):  # refuse a job that could never start, before recording it
+        backend.preflight(spec, opts)
     if opts.server_dry_run:  # the server validates (dryRun=All); nothing is stored, not even in the ledger
         backend.submit(spec, plan, opts, None, None)
         return LaunchResult("server-dry-run")

@@ -27,6 +27,7 @@ from typing import Any
 from soraplan.planner.errors import UserError
 
 from .allocation import allocate
+from .preflight import preflight_slurm as preflight  # noqa: F401 - the backend's preflight (launch/launcher.py)
 from .slurm_script import FINISHED_MARKER, check_directive, directives, env_for, render_sbatch, spec_yaml, train_argv
 
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",

@@ -413,9 +413,15 @@ class Trainer:
 
 
 def _human(rec: dict[str, Any], steps: int, out: TextIO | None = None) -> None:
+    """One human log line: bold/coloured on a terminal, plain text otherwise (log files carry no colour codes)."""
+    f = out or sys.stdout
+    step, loss = f"step {rec['step']}/{steps}", f"{rec['loss']:.5f}"
+    rest = (f"  {rec['step_time_s']:.3f} s/step  {rec['samples_per_s']:.2f} samples/s  {rec['tokens_per_s']:.0f} tok/s  "
+            f"{rec['tflops_per_gpu']:.4f} TFLOP/s/GPU  MFU {100 * rec['mfu']:.3f}%")
+    isatty = getattr(f, "isatty", None)
+    if not (callable(isatty) and isatty()):
+        print(f"{step} loss {loss}{rest}", file=f, flush=True)
+        return
     from rich.console import Console
 
-    Console(file=out or sys.stdout, highlight=False, soft_wrap=True).print(
-        f"[bold]step {rec['step']}/{steps}[/] loss [cyan]{rec['loss']:.5f}[/]  {rec['step_time_s']:.3f} s/step  "
-        f"{rec['samples_per_s']:.2f} samples/s  {rec['tokens_per_s']:.0f} tok/s  "
-        f"{rec['tflops_per_gpu']:.4f} TFLOP/s/GPU  MFU {100 * rec['mfu']:.3f}%")
+    Console(file=f, highlight=False, soft_wrap=True).print(f"[bold]{step}[/] loss [cyan]{loss}[/]{rest}")
