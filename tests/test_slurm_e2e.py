@@ -368,12 +368,15 @@ def test_kill_between_sbatch_and_record_then_resume_finds_the_job(ctx, tmp_path)
         rec = book.get("killed")
     assert rec.state == "submitting" and rec.job_ids == [] and rec.submission is not None
     (job,) = _jobs_named(ctx, "killed")                       # sbatch did submit it
-    assert ctx.scontrol(job)["Comment"] == f"soraplan:{rec.submission.token}"
+    token = rec.submission.token
+    assert ctx.scontrol(job)["Comment"] == f"soraplan:{token}"
     again = ctx.launch("killed", *base, "--resume", python=str(ctx.fakepy), check=False, env=env)
     assert again.returncode == 2 and f"(jobs {job})" in again.stderr, again.stderr
     assert ctx.job_ids("killed") == [job] and _jobs_named(ctx, "killed") == [job]
     with Ledger(ctx.ledger) as book:
         rec = book.get("killed")
-    assert rec.submission is None and "found on the cluster after an interrupted submission" in rec.history[-1][2]
+    assert rec.submission is None
+    assert any(f"found on the cluster after an interrupted submission (token {token}): job {job}" == d
+               for _, _, d in rec.history), rec.history
     ctx.cli("cancel", "killed", "--ledger", str(ctx.ledger))
     assert ctx.wait_job_gone(job, 60)["JobState"] == "CANCELLED"
