@@ -79,6 +79,8 @@ def _run(argv: list[str], check: bool = False) -> subprocess.CompletedProcess:
         raise UserError(f"slurm: {argv[0]!r} not found on PATH (is this a Slurm login node?)") from None
     except subprocess.CalledProcessError as e:
         raise UserError(f"slurm: {' '.join(argv[:3])} failed: {(e.stderr or e.stdout).strip()[:300]}") from None
+    except subprocess.TimeoutExpired:
+        raise UserError(f"slurm: {argv[0]!r} did not answer within 60 s (is the controller up?)") from None
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -203,6 +205,9 @@ def job_state(job_id: str) -> dict[str, str]:
 
 def status(record: Any) -> dict[str, Any]:
     if not record.job_ids:
+        if getattr(record, "submission", None) is not None:
+            return {"state": record.state, "detail": "submission not yet recorded (in progress, or interrupted: "
+                                                     "the next `soraplan launch` of this run settles it)"}
         return {"state": record.state, "detail": "not submitted"}
     job_id = record.job_ids[-1]
     js = job_state(job_id)
