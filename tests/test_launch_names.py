@@ -138,13 +138,17 @@ def _sbatch_checks(text: str) -> None:
         assert os.listdir(d) == []
 
 
-names = st.text(st.characters(exclude_categories=("Cs",)), min_size=0, max_size=40) | st.sampled_from(
-    ["evil\nid > pwned #", "x\n#SBATCH --wrap=id", "$(touch /tmp/x)", "`id`", "a'b\"c", "\r\nid", "\u2028id",
-     "\x00", "a\\", "#!/bin/sh", "SORAPLAN_SPEC_EOF", "x\nSORAPLAN_SPEC_EOF\nid"])
+HOSTILE = ["evil\nid > pwned #", "x\n#SBATCH --wrap=id", "$(touch /tmp/x)", "`id`", "a'b\"c", "\r\nid", "\u2028id",
+           "\x00", "a\\", "#!/bin/sh", "SORAPLAN_SPEC_EOF", "x\nSORAPLAN_SPEC_EOF\nid", "a\u202e", "DiT-XL/2"]
+any_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=0, max_size=40)
+printable = st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")), min_size=1, max_size=40)
+spec_names = any_text | printable | st.sampled_from(HOSTILE)
+run_names = (any_text | st.sampled_from(HOSTILE + ["", "a", "a.b", "A_b-1", "x" * 63, "x" * 64, "abc\n"])
+             | st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z", fullmatch=True))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec_name=names, run_name=names)
+@given(spec_name=spec_names, run_name=run_names)
 def test_any_names_render_a_safe_sbatch_script_or_one_line_refusal(spec_name, run_name, plan_4):
     count("sbatch")
     try:
