@@ -103,8 +103,9 @@ def check_display_name(value: object, field: str = "name") -> str:
         `value` unchanged.
     """
     if not is_display_name(value):
-        prefix = f"{field}: " if field else ""
-        raise UserError(f"{prefix}{shown(value)} is not a valid name ({DISPLAY_NAME.words})")
+        if not field:   # pydantic puts the field in front; the message must not start like "x.y: ..." itself
+            raise UserError(f"must be a display name ({DISPLAY_NAME.words}), got {shown(value)}")
+        raise UserError(f"{field}: {shown(value)} is not a valid name ({DISPLAY_NAME.words})")
     assert isinstance(value, str)
     return value
 
