@@ -2,7 +2,12 @@
 
 A backend module (soraplan.launch.slurm, soraplan.launch.k8s) provides:
   render(spec, plan, opts) -> str                   pure: the exact script / multi-document YAML (--dry-run)
-  submit(spec, plan, opts, ledger, record) -> None  the ONE place that touches the cluster; records job ids
+  submit(spec, plan, opts, ledger, record) -> None  the ONE place that creates jobs: opens a submission in the
+                                                    ledger (ledger.begin_submit -> token) right before the
+                                                    cluster call, attaches the token to the job, then records
+                                                    the job ids (ledger.record_jobs)
+  lookup(record) -> list[str]                       the job ids carrying record.submission's token (exactly-
+                                                    once reconciliation after a crash; launch/launcher.py)
   status(record) -> dict                            {"state": str, "detail": str, ...} read from the cluster
   logs(record, follow: bool) -> None                prints the right log to stdout
   cancel(record) -> None

@@ -8,7 +8,12 @@ the Indexed Job through BatchV1Api. API errors become one line (exit 2):
   409 AlreadyExists -> "run exists, use --resume/--force"; 403 -> the verb/resource/namespace missing;
   422 Invalid -> the server's field messages; 404 on a CRD -> the controller is not installed.
 
-The ledger records every created object as a job id "Kind/namespace/name" (workload last).
+The ledger records every created object as a job id "Kind/namespace/name" (workload last): the mapping from
+the run name to its object names. Exactly once: `submit` opens a submission in the ledger (a token, the
+planned refs) before the first create and labels every object with the token (TOKEN_LABEL) and annotates it
+with the exact run name (RUN_ANNOTATION); `lookup` finds the workload by name and token after a launch was
+killed between create and record. `--force` / `--resume` delete only objects of their own run: an object
+whose annotation names another run, or that the ledger records for another run, is refused with one line.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ INSTALL_HINT = {"JobSet": "install JobSet (jobset.x-k8s.io) or use --kind indexe
                 "PyTorchJob": "install the Kubeflow training operator v1 or use --kind jobset",
                 "TrainJob": "install Kubeflow Trainer v2 or use --kind jobset"}
 WORKLOADS = ("JobSet", "PyTorchJob", "TrainJob", "Job")
+TOKEN_LABEL = "soraplan.dev/submit-token"
+RUN_ANNOTATION = "soraplan.dev/run-name"
 DELETE_WAIT_S = 120.0
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -282,7 +289,11 @@ def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any)
         return
     workload = objs[-1]
     wk, wns, wname = workload["kind"], workload["metadata"]["namespace"], workload["metadata"]["name"]
+    if ledger is not None:
+        _check_not_another_runs(ledger, objs, run)
     if opts.resume or opts.force:
+        for obj in objs:
+            _check_owner(cluster, obj, run)
         live = _exists(cluster, wk, wns, wname, run)
         if live is not None and opts.resume and not opts.force:
             state = workload_state(wk, live)["state"]
@@ -293,6 +304,12 @@ def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any)
                 raise UserError(f"run {run!r} has completed on the cluster; a finished run is never restarted (use --force)")
         for obj in reversed(objs):
             _delete_and_wait(cluster, obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], run)
+    if ledger is not None and record is not None:
+        token = ledger.begin_submit(record.name, [ref(o) for o in objs])
+        for obj in objs:
+            meta = obj["metadata"]
+            meta["labels"] = {**(meta.get("labels") or {}), TOKEN_LABEL: token}
+            meta["annotations"] = {**(meta.get("annotations") or {}), RUN_ANNOTATION: run}
     created: list[dict[str, Any]] = []
     try:
         for obj in objs:
@@ -310,8 +327,54 @@ def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any)
             ledger.set_state(record.name, "failed", "submit refused by the cluster")
         raise
     if ledger is not None and record is not None:
-        for obj in created:
-            ledger.add_job(record.name, ref(obj))
+        ledger.record_jobs(record.name, [ref(obj) for obj in created])
+
+
+def _check_not_another_runs(ledger: Any, objs: list[dict[str, Any]], run: str) -> None:
+    """Refuse when the ledger records one of these object refs for another run (the run -> object mapping)."""
+    for obj in objs:
+        others = [r for r in ledger.runs_holding(ref(obj)) if r != run]
+        if others:
+            raise UserError(f"run {run!r}: {ref(obj)} belongs to run {others[0]!r} in the ledger; not touching it "
+                            "(choose another --name)")
+
+
+def _check_owner(cluster: Cluster, obj: dict[str, Any], run: str) -> None:
+    """Refuse to delete a live object whose run-name annotation names another run."""
+    kind, ns, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
+    live = _exists(cluster, kind, ns, name, run)
+    owner = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(RUN_ANNOTATION)
+    if owner is not None and owner != run:
+        raise UserError(f"run {run!r}: {kind} {ns}/{name} on the cluster belongs to run {owner!r}; not deleting it "
+                        "(choose another --name)")
+
+
+def lookup(record: Any) -> list[str]:
+    """The refs of the open submission's objects when its workload exists with the submission's token.
+
+    Args:
+        record: the run's RunRecord with an open `submission` (its `planned` refs, workload last).
+
+    Returns:
+        The planned refs that exist with the token (workload included), or [] when the workload does not
+        carry the token (nothing usable was created; objects made before the workload are recreated or
+        refused by the next submit).
+
+    Raises:
+        UserError: the cluster cannot be asked.
+    """
+    sub = record.submission
+    if sub is None or not sub.planned:
+        return []
+    cluster = Cluster(_client())
+    found = []
+    for text in sub.planned:
+        kind, ns, name = parse_ref(text)
+        live = _exists(cluster, kind, ns, name, record.name)
+        labels = (((live or {}).get("metadata") or {}).get("labels") or {})
+        if live is not None and labels.get(TOKEN_LABEL) == sub.token:
+            found.append(text)
+    return found if sub.planned[-1] in found else []
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,6 +5,14 @@ before anything is recorded) -> --dry-run returns the text (or writes one file p
 lets the cluster validate without recording anything, otherwise launch/policy.decide picks create / resume /
 replace / refuse from the ledger, the ledger records the run and backend.submit (the backend's only
 cluster-touching call, see launch/backends.py) submits it.
+
+Exactly once: everything from the first read of the run in the ledger to the record of its job ids happens
+under the run's launch lock (Ledger.run_lock), so two launches of one run never both submit. The backend
+opens a submission (Ledger.begin_submit: a token, state "submitting") before it calls the cluster and
+records the job ids after; a submission found still open under the lock was cut short (the process was
+killed between submit and record), and `reconcile` asks the run's backend to look its token up first:
+found, the job ids are recorded (and the policy sees a queued or running run); not found, submitting again
+is safe.
 """
 
 from __future__ import annotations
@@ -63,6 +71,36 @@ def existing_run(book: Ledger, backend: Any, name: str, resume: bool) -> Existin
     return ExistingRun(record.name, record.backend, record.state, live, tuple(record.job_ids))
 
 
+def reconcile(book: Ledger, backend: Any, name: str) -> None:
+    """Settle an open submission of run `name` (see the module docstring); no-op when there is none.
+
+    Args:
+        book: the open ledger (the caller holds the run's lock).
+        backend: the backend module of the run (launch/backends.py seam; must provide `lookup`).
+        name: the run name.
+
+    Raises:
+        UserError: the backend cannot tell whether the submission went through (the cluster cannot be
+            asked); nothing is submitted then.
+    """
+    if not book.exists(name):
+        return
+    record = book.get(name)
+    sub = record.submission
+    if sub is None:
+        return
+    lookup = getattr(backend, "lookup", None)
+    if lookup is None:
+        raise UserError(f"run {name!r}: a submission was interrupted and the {record.backend} backend cannot look it "
+                        "up; check the cluster, then `soraplan cancel` the run or start it anew with --force")
+    found = [str(j) for j in lookup(record)]
+    if found:
+        book.record_jobs(name, found, f"found on the cluster after an interrupted submission (token {sub.token}): "
+                                      f"job {', '.join(found)}")
+    else:
+        book.close_submission(name, f"interrupted submission (token {sub.token}) not found on the cluster")
+
+
 def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None = None,
                backend: ModuleType | Any | None = None, preflight: bool = True) -> LaunchResult:
     """Plan, render and (unless a dry run) record and submit one run.
@@ -94,7 +132,10 @@ def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None =
     if opts.server_dry_run:  # the server validates (dryRun=All); nothing is stored, not even in the ledger
         backend.submit(spec, plan, opts, None, None)
         return LaunchResult("server-dry-run")
-    with Ledger(ledger_path) as book:
+    with Ledger(ledger_path) as book, book.run_lock(opts.name):
+        if book.exists(opts.name):
+            recorded = book.get(opts.name).backend
+            reconcile(book, backend if recorded == opts.cluster else get_backend(recorded), opts.name)
         existing = existing_run(book, backend, opts.name, opts.resume)
         decision = decide(opts.name, opts.cluster, opts.resume, opts.force, existing, book.path)
         if decision.action == "refuse":

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from soraplan.planner.config import format_validation_error
 from soraplan.planner.errors import UserError
 
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+from .names import RUN_NAME, matches, shown
 
 
 class LaunchOptions(BaseModel):
@@ -59,9 +59,8 @@ class LaunchOptions(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not RUN_NAME.match(v):
-            raise ValueError(f"launch.name: {v!r} is not a valid run name (letters, digits, '.', '_', '-'; "
-                             "starts with a letter or digit; at most 63 characters)")
+        if not matches(RUN_NAME, v):
+            raise ValueError(f"launch.name: {shown(v)} is not a valid run name ({RUN_NAME.words})")
         return v
 
     def train_flags(self) -> list[str]:

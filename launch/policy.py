@@ -10,6 +10,9 @@ one `Decision`:
              the same backend) and submit
     refuse   nothing is recorded or submitted; `reason` is the one line the user sees
 
+A run in state "submitting" has an open submission (launch/ledger.py); the launcher settles it against the
+cluster before deciding (launcher.reconcile), so `decide` refuses it outright as a safety net.
+
 Every state x flag combination is tabled in tests/test_launch_policy.py. Carrying a decision out
 (ledger writes, the backend's submit seam) is launch/launcher.py.
 """
@@ -24,6 +27,8 @@ from soraplan.planner.errors import UserError
 
 # A run in one of these states has jobs queued or running: --resume does not submit it a second time.
 ACTIVE_STATES = ("submitted", "pending", "running", "requeued", "suspended")
+# A submission of the run was begun and not yet recorded (launch/ledger.py, Ledger.begin_submit).
+SUBMITTING = "submitting"
 
 Action = Literal["create", "resume", "replace", "refuse"]
 
@@ -89,6 +94,9 @@ def decide(name: str, cluster: str, resume: bool, force: bool, existing: Existin
         if resume:
             return Decision("refuse", f"--resume: no run named {name!r} in the ledger {ledger_path}")
         return Decision("create")
+    if existing.state == SUBMITTING:
+        return Decision("refuse", f"run {name!r} is being submitted (its submission is not yet settled); "
+                                  "not submitting it twice")
     if resume:
         live = existing.live_state if existing.job_ids else existing.state
         if "completed" in (existing.state, live):

@@ -10,6 +10,10 @@
   `status` can also use; the rendered script implements the same protocol in bash for people who
   submit by hand.
 - `status` asks `squeue`/`scontrol show job` (live, and finished jobs for MinJobAge), then `sacct`.
+- exactly once: `submit` opens a submission in the ledger (a token) before sbatch and passes the token as the
+  job's `--comment` (`soraplan:<token>`); `lookup` finds a job by that comment (`squeue --states=all`, then
+  `sacct`, which reports comments only where slurmdbd stores them: AccountingStoreFlags=job_comment) when
+  a launch was killed between sbatch and the ledger's record.
 - `logs` prints `<run_dir>/<name>_<latest job id>.out` (a requeue keeps the job id and appends to it;
   `--resume` submits a new job, whose file becomes the right one).
 This module is the only one here that runs Slurm commands.
@@ -76,6 +80,8 @@ def _run(argv: list[str], check: bool = False) -> subprocess.CompletedProcess:
         raise UserError(f"slurm: {argv[0]!r} not found on PATH (is this a Slurm login node?)") from None
     except subprocess.CalledProcessError as e:
         raise UserError(f"slurm: {' '.join(argv[:3])} failed: {(e.stderr or e.stdout).strip()[:300]}") from None
+    except subprocess.TimeoutExpired:
+        raise UserError(f"slurm: {argv[0]!r} did not answer within 60 s (is the controller up?)") from None
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -84,8 +90,15 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+COMMENT_PREFIX = "soraplan:"
+
+
 def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any) -> None:
-    """Submit the run once through submitit; record the job id in the ledger."""
+    """Submit the run once through submitit; record the job id in the ledger.
+
+    The ledger's submission (token) is opened right before sbatch and the token rides along as the job's
+    comment, so `lookup` can find the job if this process dies before `record_jobs`.
+    """
     import submitit
 
     from .slurm_job import TrainTask
@@ -105,14 +118,59 @@ def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any)
     _write_atomic(run_dir / "sbatch.sh", render_sbatch(spec, plan, opts))  # the hand-submission twin, for reference
     folder = run_dir / "submitit"
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=opts.max_retries, python=opts.python)
-    executor.update_parameters(**params)
     task = TrainTask(argv, str(run_dir), env, opts.max_retries, opts.grace_s, FINISHED_MARKER, opts.debug)
+    token = ledger.begin_submit(record.name)
+    executor.update_parameters(**params, comment=COMMENT_PREFIX + token)
     try:
         job = executor.submit(task)
     except Exception as e:  # noqa: BLE001 - submitit raises plain Exceptions/FailedJobError on sbatch errors
+        # The submission stays open: the next launch looks the token up before it submits again.
         ledger.set_state(record.name, "failed", f"sbatch: {str(e).strip()[:300]}")
         raise UserError(f"slurm: submission failed: {' '.join(str(e).split())[:300]}") from None
-    ledger.add_job(record.name, str(job.job_id))
+    ledger.record_jobs(record.name, [str(job.job_id)])
+
+
+def lookup(record: Any) -> list[str]:
+    """The job ids whose comment carries the open submission's token (empty: nothing was submitted).
+
+    Args:
+        record: the run's RunRecord with an open `submission`.
+
+    Returns:
+        The job ids found (squeue first: queued, running and recently finished jobs; then sacct).
+
+    Raises:
+        UserError: squeue cannot answer (then nobody can tell whether the job exists).
+    """
+    sub = record.submission
+    if sub is None:
+        return []
+    comment = COMMENT_PREFIX + sub.token
+    r = _run(["squeue", "--noheader", "--states=all", "--name", record.name, "--format=%i|%k"])
+    if r.returncode != 0:
+        raise UserError(f"slurm: cannot tell whether the interrupted submission of run {record.name!r} went through: "
+                        f"squeue failed: {' '.join((r.stderr or r.stdout).split())[:300]}")
+    found = _with_comment(r.stdout, comment)
+    if not found:
+        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(sub.started - 60))
+        try:
+            acct = _run(["sacct", "--noheader", "--allocations", "--parsable2", "--format=JobID,Comment",
+                         "--name", record.name, "--starttime", start])
+        except UserError:   # no sacct on PATH: squeue's answer stands
+            return []
+        if acct.returncode == 0:
+            found = _with_comment(acct.stdout, comment)
+    return found
+
+
+def _with_comment(text: str, comment: str) -> list[str]:
+    """Job ids from `JOBID|COMMENT` lines whose comment is exactly `comment` (in order, no repeats)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        job_id, sep, value = line.partition("|")
+        if sep and value.strip() == comment and job_id.strip() and job_id.strip() not in out:
+            out.append(job_id.strip())
+    return out
 
 
 def _scontrol_job(job_id: str) -> dict[str, str]:
@@ -148,6 +206,9 @@ def job_state(job_id: str) -> dict[str, str]:
 
 def status(record: Any) -> dict[str, Any]:
     if not record.job_ids:
+        if getattr(record, "submission", None) is not None:
+            return {"state": record.state, "detail": "submission not yet recorded (in progress, or interrupted: "
+                                                     "the next `soraplan launch` of this run settles it)"}
         return {"state": record.state, "detail": "not submitted"}
     job_id = record.job_ids[-1]
     js = job_state(job_id)

@@ -6,7 +6,9 @@ carry the same directives (the only difference: the script traps `B:USR2` in the
 itself, submitit's per-task wrapper does that on `USR2`; see docs/slurm.md).
 
 Quoting: every value that reaches the shell body goes through `shlex.quote`; values that land in `#SBATCH`
-lines (which sbatch parses itself, not the shell) are checked against SAFE_DIRECTIVE and rejected otherwise.
+lines (which sbatch parses itself, not the shell) are checked against SAFE_DIRECTIVE (launch/names.py: fullmatch
+and a length limit) and rejected otherwise; text in comment lines (the spec's display name) goes through
+`names.comment_text`, so no newline or control character ever starts a line of its own.
 """
 
 from __future__ import annotations
@@ -22,19 +24,21 @@ import yaml
 from soraplan.planner.errors import UserError
 
 from .allocation import Allocation, allocate, port_shell_expr
+from .names import NameRule, check_run_name, comment_text, matches, shown
 from .nccl_profiles import job_env
 
 FINISHED_MARKER = "done"                  # written by `soraplan train` (models/trainer.py) when it reached --steps
-SAFE_DIRECTIVE = re.compile(r"^[A-Za-z0-9._/+,=@:~-]+$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SAFE_DIRECTIVE = NameRule(re.compile(r"[A-Za-z0-9._/+,=@:~-]+"), 4096,
+                          "allowed: letters, digits and . _ / + , = @ : ~ -; at most 4096 characters")
+ENV_NAME = NameRule(re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), 1024, "environment variable name")
 HEREDOC = "SORAPLAN_SPEC_EOF"
 
 
 def check_directive(field: str, value: str) -> str:
     """A value written into an `#SBATCH` line: no spaces, quotes, `$`, backticks, `%` or newlines."""
-    if not SAFE_DIRECTIVE.match(value):
-        raise UserError(f"{field}: {value!r} has characters not allowed in an #SBATCH line "
-                        "(allowed: letters, digits and . _ / + , = @ : ~ -)")
+    if not matches(SAFE_DIRECTIVE, value):
+        raise UserError(f"{field}: {shown(value)} has characters not allowed in an #SBATCH line "
+                        f"({SAFE_DIRECTIVE.words})")
     return value
 
 
@@ -55,14 +59,14 @@ def train_argv(opts: Any, run_dir: Path) -> list[str]:
 def env_for(opts: Any) -> dict[str, str]:
     env = job_env(opts.nccl_profile, opts.debug, opts.env)
     for k in env:
-        if not ENV_NAME.match(k):
-            raise UserError(f"launch.env: {k!r} is not a valid environment variable name")
+        if not matches(ENV_NAME, k):
+            raise UserError(f"launch.env: {shown(k)} is not a valid environment variable name")
     return env
 
 
 def directives(alloc: Allocation, opts: Any) -> dict[str, str]:
     """The #SBATCH values both paths share (the script and submitit's parameters)."""
-    d = {"job-name": opts.name, "nodes": str(alloc.nodes), "ntasks-per-node": str(alloc.tasks_per_node),
+    d = {"job-name": check_run_name(opts.name), "nodes": str(alloc.nodes), "ntasks-per-node": str(alloc.tasks_per_node),
          "gpus-per-node": str(alloc.gpus_per_node), "cpus-per-task": str(alloc.cpus_per_task)}
     if alloc.mem_gib is not None:
         d["mem"] = f"{alloc.mem_gib}G"
@@ -93,13 +97,13 @@ def render_sbatch(spec: Any, plan: dict[str, Any], opts: Any) -> str:
     env = env_for(opts)
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
     argv = train_argv(opts, run_dir)
-    summary = (f"{spec.name}, world {alloc.world} = tp {spec.parallel.tp} x pp {spec.parallel.pp} x cp "
+    summary = (f"{comment_text(spec.name)}, world {alloc.world} = tp {spec.parallel.tp} x pp {spec.parallel.pp} x cp "
                f"{spec.parallel.cp} x dp {spec.parallel.dp} on {alloc.nodes} node(s) x {alloc.tasks_per_node} GPU(s)")
     values = {
         "summary": summary, "job_name": d["job-name"], "nodes": d["nodes"], "tasks_per_node": d["ntasks-per-node"],
         "gpus_per_node": d["gpus-per-node"], "cpus_per_task": d["cpus-per-task"], "optional_directives": optional,
         "time": d["time"], "run_dir": str(run_dir), "run_dir_q": shlex.quote(str(run_dir)),
-        "grace_s": str(alloc.grace_s), "max_retries": str(opts.max_retries), "nccl_profile": opts.nccl_profile,
+        "grace_s": str(alloc.grace_s), "max_retries": str(opts.max_retries), "nccl_profile": comment_text(opts.nccl_profile),
         "debug_note": " + the --debug bundle" if opts.debug else "", "env_exports": exports,
         "spec_yaml": spec_yaml(spec), "finished_marker": shlex.quote(FINISHED_MARKER),
         "port_expr": port_shell_expr(), "debug_block": DEBUG_BLOCK if opts.debug else "",

@@ -311,6 +311,14 @@ class Spec(_Frozen):
     hardware: Hardware = Hardware()
     training: Training = Training()
 
+    @field_validator("name")
+    @classmethod
+    def _display_name(cls, v: str) -> str:
+        """A display name: printable, no control characters, 1-128 characters (launch/names.py)."""
+        from soraplan.launch.names import check_display_name  # stdlib-only module; no backend is imported
+
+        return check_display_name(v, "")
+
     @model_validator(mode="after")
     def _cross(self) -> "Spec":
         m, v, p = self.model, self.video, self.parallel

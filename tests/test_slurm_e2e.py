@@ -316,3 +316,67 @@ def test_scontrol_requeue_restarts_the_job_with_sigterm(ctx):
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
     assert (run_dir / "signal.0.0").read_text() == "SIGTERM"
     assert (run_dir / "done").exists() and ctx.status("admin-requeue")["state"] == "completed"
+
+
+# ------------------------------------------------------------------------------------------------ exactly once
+
+def _jobs_named(ctx, name: str) -> list[str]:
+    out = ctx.c.run(["squeue", "--noheader", "--states=all", "--name", name, "--format=%i"]).stdout
+    return sorted(out.split())
+
+
+def test_two_concurrent_resumes_submit_one_job(ctx):
+    """Two `launch --resume` of one stopped run at the same moment: one job, the other launch gets one line."""
+    env = dict(ctx.env, FAKE_STEP_S="0.5")
+    base = ["--tp", "2", "--dp", "2", "--gpus-per-node", "2", "--cpus-per-task", "2", "--steps", "400"]
+    ctx.launch("twice", *base, python=str(ctx.fakepy), env=env)
+    (first,) = ctx.job_ids("twice")
+    ctx.cli("cancel", "twice", "--ledger", str(ctx.ledger))
+    ctx.wait_job_gone(first, 60)
+    argv = [sys.executable, "-m", "soraplan", "launch", "--cluster", "slurm", "--name", "twice", "--run-root",
+            str(ctx.runs), "--ledger", str(ctx.ledger), "--python", str(ctx.fakepy), *base, "--resume"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert sorted(rc for rc, _, _ in results) == [0, 2], results
+    (err,) = [e for rc, _, e in results if rc == 2]
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "in progress" in err or "still" in err, err
+    jobs = ctx.job_ids("twice")
+    assert len(jobs) == 2 and jobs[0] == first
+    assert _jobs_named(ctx, "twice") == sorted(jobs)          # the cluster holds exactly these two jobs
+    ctx.cli("cancel", "twice", "--ledger", str(ctx.ledger))
+
+
+def test_kill_between_sbatch_and_record_then_resume_finds_the_job(ctx, tmp_path):
+    """`kill -9` of `soraplan launch` right after sbatch accepted the job, before the ledger recorded it:
+    `--resume` finds the job by the token in its comment and does not submit a second one."""
+    real = shutil.which("sbatch", path=ctx.env["PATH"])
+    wrap = tmp_path / "bin"
+    wrap.mkdir()
+    (wrap / "sbatch").write_text(f'#!/bin/sh\nout=$({real} "$@")\nrc=$?\nprintf "%s\\n" "$out"\n'
+                                 'kill -9 "$PPID"\nexit $rc\n')
+    (wrap / "sbatch").chmod(0o755)
+    env = dict(ctx.env, FAKE_STEP_S="0.5")
+    base = ["--tp", "2", "--dp", "2", "--gpus-per-node", "2", "--cpus-per-task", "2", "--steps", "400"]
+    killed = ctx.launch("killed", *base, python=str(ctx.fakepy), check=False,
+                        env=dict(env, PATH=f"{wrap}:{env['PATH']}"))
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    from soraplan.launch.ledger import Ledger
+
+    with Ledger(ctx.ledger) as book:
+        rec = book.get("killed")
+    assert rec.state == "submitting" and rec.job_ids == [] and rec.submission is not None
+    (job,) = _jobs_named(ctx, "killed")                       # sbatch did submit it
+    token = rec.submission.token
+    assert ctx.scontrol(job)["Comment"] == f"soraplan:{token}"
+    again = ctx.launch("killed", *base, "--resume", python=str(ctx.fakepy), check=False, env=env)
+    assert again.returncode == 2 and f"(jobs {job})" in again.stderr, again.stderr
+    assert ctx.job_ids("killed") == [job] and _jobs_named(ctx, "killed") == [job]
+    with Ledger(ctx.ledger) as book:
+        rec = book.get("killed")
+    assert rec.submission is None
+    assert any(f"found on the cluster after an interrupted submission (token {token}): job {job}" == d
+               for _, _, d in rec.history), rec.history
+    ctx.cli("cancel", "killed", "--ledger", str(ctx.ledger))
+    assert ctx.wait_job_gone(job, 60)["JobState"] == "CANCELLED"
