@@ -18,12 +18,12 @@ import re
 
 from soraplan.planner.errors import UserError
 
-from .names import NameRule, matches, shown
+from soraplan.planner.names import NameRule, matches, shown
 
 DNS_LABEL_MAX = 63
 DNS_SUBDOMAIN_MAX = 253
 ENV_NAME_MAX = 1024
-# Every rule is matched with re.fullmatch after its length check (launch/names.py): no trailing newline passes.
+# Every rule is matched with re.fullmatch after its length check (planner/names.py): no trailing newline passes.
 LABEL = NameRule(re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"), DNS_LABEL_MAX, "RFC 1123 label")
 SUBDOMAIN = NameRule(re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"), DNS_SUBDOMAIN_MAX,
                      "RFC 1123 subdomain")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from soraplan.planner.config import format_validation_error
 from soraplan.planner.errors import UserError
 
-from .names import RUN_NAME, matches, shown
+from soraplan.planner.names import RUN_NAME, matches, shown
 
 
 class LaunchOptions(BaseModel):

@@ -6,7 +6,7 @@ carry the same directives (the only difference: the script traps `B:USR2` in the
 itself, submitit's per-task wrapper does that on `USR2`; see docs/slurm.md).
 
 Quoting: every value that reaches the shell body goes through `shlex.quote`; values that land in `#SBATCH`
-lines (which sbatch parses itself, not the shell) are checked against SAFE_DIRECTIVE (launch/names.py: fullmatch
+lines (which sbatch parses itself, not the shell) are checked against SAFE_DIRECTIVE (planner/names.py: fullmatch
 and a length limit) and rejected otherwise; text in comment lines (the spec's display name) goes through
 `names.comment_text`, so no newline or control character ever starts a line of its own.
 """
@@ -24,7 +24,7 @@ import yaml
 from soraplan.planner.errors import UserError
 
 from .allocation import Allocation, allocate, port_shell_expr
-from .names import NameRule, check_run_name, comment_text, matches, shown
+from soraplan.planner.names import NameRule, check_run_name, comment_text, matches, shown
 from .nccl_profiles import job_env
 
 FINISHED_MARKER = "done"                  # written by `soraplan train` (models/trainer.py) when it reached --steps

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .hardware import GPU, resolve_gpu
+from .names import check_display_name
 
 DType = Literal["fp32", "bf16", "fp16"]
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -314,9 +315,7 @@ class Spec(_Frozen):
     @field_validator("name")
     @classmethod
     def _display_name(cls, v: str) -> str:
-        """A display name: printable, no control characters, 1-128 characters (launch/names.py)."""
-        from soraplan.launch.names import check_display_name  # stdlib-only module; no backend is imported
-
+        """A display name: printable, no control characters, 1-128 characters (planner/names.py)."""
         return check_display_name(v, "")
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""Names (launch/names.py and its users): fullmatch with length limits, the Spec's display name, the run name,
+"""Names (planner/names.py and its users): fullmatch with length limits, the Spec's display name, the run name,
 values in #SBATCH lines and Kubernetes names; property tests over arbitrary unicode names for the sbatch
 script (bash -n, nothing runs before the directives, every #SBATCH line is read by sbatch) and for unique
 Kubernetes object names.
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from soraplan.launch.k8s_names import HASHED, object_name, pod_hostnames
-from soraplan.launch.names import (DISPLAY_NAME_MAX, RUN_NAME, check_display_name, check_run_name, comment_text,
+from soraplan.planner.names import (DISPLAY_NAME_MAX, RUN_NAME, check_display_name, check_run_name, comment_text,
                                    matches)
 from soraplan.launch.options import LaunchOptions, build_options
 from soraplan.launch.slurm_script import render_sbatch

@@ -13,8 +13,8 @@ before the pattern. Two kinds of name:
   and (through launch/k8s_names.object_name) the Kubernetes object names, so nothing in it needs quoting.
 
 Backends add their own rules (`NameRule`s in launch/slurm_script.py and launch/k8s_names.py) and check them
-through `matches` / `check`. This module imports only the standard library and soraplan.planner.errors, so
-planner/spec.py may call it without pulling in any backend.
+through `matches` / `check`. It lives in the planner because the Spec validates its own name with it; it imports
+only the standard library and planner/errors.py.
 """
 
 from __future__ import annotations
