@@ -50,6 +50,8 @@ def launch(
     rdma: Annotated[Optional[str], _o("--rdma", help="none | host-network | device", panel=K8)] = None,
     pvc: Annotated[Optional[str], _o("--pvc", help="checkpoint PersistentVolumeClaim", panel=K8)] = None,
     output_dir: Annotated[Optional[Path], _o("--output-dir", help="--dry-run: write one YAML file per object here", panel=K8)] = None,
+    ephemeral: Annotated[bool, _o("--ephemeral", help="multi-node without --pvc: checkpoints die with the pods", panel=K8)] = False,
+    pod_security: Annotated[Optional[str], _o("--pod-security", help="privileged | baseline | restricted (no IPC_LOCK, no hostNetwork)", panel=K8)] = None,
     json_out: Annotated[bool, _o("--json", help="print the run record as JSON")] = False,
     spec_flags: Any = None,
 ) -> None:
@@ -63,7 +65,7 @@ def launch(
                account=account, qos=qos, time_min=time_min, mem_gib=mem_gib, cpus_per_task=cpus_per_task,
                gpus_per_node=gpus_per_node, max_retries=max_retries, nccl_profile=nccl_profile, python=python,
                image=image, kind=kind, namespace=namespace, profile=profile, server_dry_run=server_dry_run,
-               queue=queue, rdma=rdma, pvc=pvc, output_dir=output_dir)
+               queue=queue, rdma=rdma, pvc=pvc, output_dir=output_dir, ephemeral=ephemeral, pod_security=pod_security)
     opts = build_options(spec.name, extras.get("launch"), cli, spec_flags.get("name"))
     result = launch_run(spec, opts, ledger)
     if result.kind == "dry-run-files":
