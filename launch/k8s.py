@@ -279,8 +279,13 @@ def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any)
     run = opts.name
     ctx = make_context(spec, opts, load_profile(opts.profile))
     wl = objs[-1]["metadata"]
-    _call(lambda: k8s_checks.before_create(cluster, objs, ctx.pvc, ctx.layout.nodes), objs[-1]["kind"], "create",
-          wl["namespace"], wl["name"], run)
+    try:
+        _call(lambda: k8s_checks.before_create(cluster, objs, ctx.pvc, ctx.layout.nodes), objs[-1]["kind"], "create",
+              wl["namespace"], wl["name"], run)
+    except UserError as e:
+        if ledger is not None and record is not None:
+            ledger.set_state(record.name, "failed", f"refused before submission: {e}")
+        raise
     if opts.server_dry_run:
         for obj in objs:
             kind, ns, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
