@@ -53,6 +53,7 @@ RUN_LABEL = "soraplan.dev/run"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 REPLICATED_JOB = "node"        # JobSet replicatedJob name; also the Trainer runtime's job + container name
 PORT_RANGE_SYSCTL = "net.ipv4.ip_local_port_range"
+TRAINER_MASTER_PORT = 29400    # Kubeflow Trainer's torch plugin sets PET_MASTER_PORT to this
 DISRUPTION = {"type": "DisruptionTarget", "status": "True"}   # preemption, eviction, node loss, taint
 
 API = {  # kind option -> (apiVersion, kind)
@@ -439,11 +440,13 @@ def spec_configmap(ctx: Context) -> dict[str, Any]:
 def network_policy(ctx: Context) -> dict[str, Any]:
     """Ingress to the run's pods only from the run's pods, on the rendezvous port and NCCL's port range."""
     lo, hi = ctx.profile.nccl_port_range
+    rdzv = [ctx.port] if ctx.kind != "trainjob" else sorted({ctx.port, TRAINER_MASTER_PORT})
+    ports: list[dict[str, Any]] = [{"protocol": "TCP", "port": p} for p in rdzv]
+    ports.append({"protocol": "TCP", "port": lo, "endPort": hi})
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata(ctx, ctx.name),
             "spec": {"podSelector": {"matchLabels": {RUN_LABEL: ctx.name}}, "policyTypes": ["Ingress"],
                      "ingress": [{"from": [{"podSelector": {"matchLabels": {RUN_LABEL: ctx.name}}}],
-                                  "ports": [{"protocol": "TCP", "port": ctx.port},
-                                            {"protocol": "TCP", "port": lo, "endPort": hi}]}]}}
+                                  "ports": ports}]}}
 
 
 def jobset(ctx: Context) -> dict[str, Any]:

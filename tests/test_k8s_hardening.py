@@ -479,7 +479,9 @@ def test_network_policy_admits_only_the_runs_pods(kind):
     assert np["spec"]["podSelector"] == own and np["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = np["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": own}]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 29500}, {"protocol": "TCP", "port": 40000, "endPort": 49999}]
+    rdzv = [29400, 29500] if kind == "trainjob" else [29500]   # Trainer sets its own PET_MASTER_PORT (29400)
+    assert rule["ports"] == [{"protocol": "TCP", "port": p} for p in rdzv] + [
+        {"protocol": "TCP", "port": 40000, "endPort": 49999}]
     for ps in pod_specs(workload(objs)):   # NCCL's listening ports come from the range the policy opens
         assert {"name": "net.ipv4.ip_local_port_range", "value": "40000 49999"} in ps["securityContext"]["sysctls"]
     k8s_schemas.assert_valid(objs)
