@@ -34,7 +34,7 @@ def launch(
     partition: Annotated[Optional[str], _o("--partition", help="Slurm partition", panel=S)] = None,
     account: Annotated[Optional[str], _o("--account", help="Slurm account", panel=S)] = None,
     qos: Annotated[Optional[str], _o("--qos", help="Slurm QOS", panel=S)] = None,
-    time_min: Annotated[Optional[int], _o("--time-min", help="time limit in minutes (60)", panel=S)] = None,
+    time_min: Annotated[Optional[int], _o("--time-min", help="time limit in minutes (Slurm: 60; k8s: activeDeadlineSeconds, none by default)", panel=S)] = None,
     mem_gib: Annotated[Optional[int], _o("--mem-gib", help="memory per node in GiB", panel=S)] = None,
     cpus_per_task: Annotated[Optional[int], _o("--cpus-per-task", help="CPUs per task (8)", panel=S)] = None,
     gpus_per_node: Annotated[Optional[int], _o("--gpus-per-node", help="GPUs per node (GPU table)", panel=S)] = None,

@@ -3,8 +3,9 @@
 `render` is pure (launch/k8s_render.py builds the dicts). `submit`, `status`, `logs` and `cancel` are the
 only code that talks to a cluster, through the official `kubernetes` client (imported inside `_client`):
 kubeconfig ($KUBECONFIG or ~/.kube/config) or, inside a pod, the in-cluster service account.
-CRDs (JobSet, PyTorchJob, TrainJob) go through CustomObjectsApi; ConfigMap/Service through CoreV1Api and
-the Indexed Job through BatchV1Api. API errors become one line (exit 2):
+CRDs (JobSet, PyTorchJob, TrainJob) go through CustomObjectsApi; ConfigMap/Service through CoreV1Api, the
+NetworkPolicy through NetworkingV1Api and the Indexed Job through BatchV1Api. Before anything is created,
+launch/k8s_checks.py reads the checkpoint claim and the TrainJob CRD. API errors become one line (exit 2):
   409 AlreadyExists -> "run exists, use --resume/--force"; 403 -> the verb/resource/namespace missing;
   422 Invalid -> the server's field messages; 404 on a CRD -> the controller is not installed.
 

@@ -30,6 +30,7 @@ launch = st.fixed_dictionaries({
     "pvc": st.none() | st.just("ckpt"),
     "gpus_per_node": st.none() | st.sampled_from([1, 2, 4, 8]),
     "max_retries": st.integers(0, 10), "debug": st.booleans(), "tiny": st.booleans(),
+    "pod_security": st.sampled_from(["privileged", "baseline", "restricted"]),
 })
 
 
@@ -41,7 +42,7 @@ def test_random_valid_layouts_render_schema_valid(layout, lo, name):
     opts = LaunchOptions(cluster="k8s", name=name, image="img:1", ephemeral=lo["pvc"] is None, **lo)
     world = spec.parallel.world
     per_node = lo["gpus_per_node"] or plan["hardware"]["gpus_per_node"]
-    if lo["kind"] == "trainjob" and lo["rdma"] == "host-network":
+    if lo["rdma"] == "host-network" and (lo["kind"] == "trainjob" or lo["pod_security"] != "privileged"):
         with pytest.raises(UserError):
             render_objects(spec, opts, Profile())
         return
