@@ -431,7 +431,8 @@ def logs(record: Any, follow: bool, rank: int | None = None, all_pods: bool = Fa
     Args:
         record: the run's ledger record.
         follow: keep streaming (one pod only).
-        rank: the node rank whose pod to print (pod i runs global ranks i x GPUs per node ...).
+        rank: the node rank whose pod to print (c10d numbers global ranks by the pods' sorted host names:
+            global rank 0 runs in node rank 0's pod).
         all_pods: every node's pod in rank order, each after a `==> pod (node rank i) <==` line.
     """
     if all_pods and follow:
