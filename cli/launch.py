@@ -34,7 +34,7 @@ def launch(
     partition: Annotated[Optional[str], _o("--partition", help="Slurm partition", panel=S)] = None,
     account: Annotated[Optional[str], _o("--account", help="Slurm account", panel=S)] = None,
     qos: Annotated[Optional[str], _o("--qos", help="Slurm QOS", panel=S)] = None,
-    time_min: Annotated[Optional[int], _o("--time-min", help="time limit in minutes (60)", panel=S)] = None,
+    time_min: Annotated[Optional[int], _o("--time-min", help="time limit in minutes (Slurm: 60; k8s: activeDeadlineSeconds, none by default)", panel=S)] = None,
     mem_gib: Annotated[Optional[int], _o("--mem-gib", help="memory per node in GiB", panel=S)] = None,
     cpus_per_task: Annotated[Optional[int], _o("--cpus-per-task", help="CPUs per task (8)", panel=S)] = None,
     gpus_per_node: Annotated[Optional[int], _o("--gpus-per-node", help="GPUs per node (GPU table)", panel=S)] = None,
@@ -51,6 +51,8 @@ def launch(
     pvc: Annotated[Optional[str], _o("--pvc", help="checkpoint PersistentVolumeClaim", panel=K8)] = None,
     output_dir: Annotated[Optional[Path], _o("--output-dir", help="--dry-run: write one YAML file per object here", panel=K8)] = None,
     no_preflight: Annotated[bool, _o("--no-preflight", help="submit without checking the request against the cluster")] = False,
+    ephemeral: Annotated[bool, _o("--ephemeral", help="multi-node without --pvc: checkpoints die with the pods", panel=K8)] = False,
+    pod_security: Annotated[Optional[str], _o("--pod-security", help="privileged | baseline | restricted (no IPC_LOCK, no hostNetwork)", panel=K8)] = None,
     json_out: Annotated[bool, _o("--json", help="print the run record as JSON")] = False,
     spec_flags: Any = None,
 ) -> None:
@@ -64,7 +66,7 @@ def launch(
                account=account, qos=qos, time_min=time_min, mem_gib=mem_gib, cpus_per_task=cpus_per_task,
                gpus_per_node=gpus_per_node, max_retries=max_retries, nccl_profile=nccl_profile, python=python,
                image=image, kind=kind, namespace=namespace, profile=profile, server_dry_run=server_dry_run,
-               queue=queue, rdma=rdma, pvc=pvc, output_dir=output_dir)
+               queue=queue, rdma=rdma, pvc=pvc, output_dir=output_dir, ephemeral=ephemeral, pod_security=pod_security)
     opts = build_options(spec.name, extras.get("launch"), cli, spec_flags.get("name"))
     result = launch_run(spec, opts, ledger, preflight=not no_preflight)
     if result.kind == "dry-run-files":

@@ -29,11 +29,16 @@ def status(run: Annotated[Optional[str], typer.Argument(help="run name (all runs
 @user_errors
 def logs(run: Annotated[str, typer.Argument(help="run name")],
          follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing as the log grows")] = False,
+         rank: Annotated[Optional[int], typer.Option("--rank", min=0, help="Kubernetes: the pod of this node rank (0)")] = None,
+         all_pods: Annotated[bool, typer.Option("--all", help="Kubernetes: every pod's log, in node-rank order")] = False,
          ledger: LedgerOpt = None) -> None:
     """Print the run's current log."""
     from soraplan.launch.runs import print_logs
 
-    print_logs(run, follow, ledger)
+    if rank is None and not all_pods:
+        print_logs(run, follow, ledger)
+    else:
+        print_logs(run, follow, ledger, rank=rank, all_pods=all_pods)
 
 
 @user_errors

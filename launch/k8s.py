@@ -3,8 +3,9 @@
 `render` is pure (launch/k8s_render.py builds the dicts). `submit`, `status`, `logs` and `cancel` are the
 only code that talks to a cluster, through the official `kubernetes` client (imported inside `_client`):
 kubeconfig ($KUBECONFIG or ~/.kube/config) or, inside a pod, the in-cluster service account.
-CRDs (JobSet, PyTorchJob, TrainJob) go through CustomObjectsApi; ConfigMap/Service through CoreV1Api and
-the Indexed Job through BatchV1Api. API errors become one line (exit 2):
+CRDs (JobSet, PyTorchJob, TrainJob) go through CustomObjectsApi; ConfigMap/Service through CoreV1Api, the
+NetworkPolicy through NetworkingV1Api and the Indexed Job through BatchV1Api. Before anything is created,
+launch/k8s_checks.py reads the checkpoint claim and the TrainJob CRD. API errors become one line (exit 2):
   409 AlreadyExists -> "run exists, use --resume/--force"; 403 -> the verb/resource/namespace missing;
   422 Invalid -> the server's field messages; 404 on a CRD -> the controller is not installed.
 
@@ -28,8 +29,9 @@ from typing import Any, Callable
 
 from soraplan.planner.errors import UserError
 
+from . import k8s_checks
 from .k8s_profiles import load_profile
-from .k8s_render import RUN_LABEL, file_name, render_objects, to_yaml, to_yaml_documents
+from .k8s_render import RUN_LABEL, file_name, make_context, render_objects, to_yaml, to_yaml_documents
 from .preflight import preflight_k8s
 
 # Kind -> (group, version, plural) for the API calls; core kinds have group "".
@@ -40,6 +42,7 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "Job": ("batch", "v1", "jobs"),
     "ConfigMap": ("", "v1", "configmaps"),
     "Service": ("", "v1", "services"),
+    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
 }
 INSTALL_HINT = {"JobSet": "install JobSet (jobset.x-k8s.io) or use --kind indexed-job",
                 "PyTorchJob": "install the Kubeflow training operator v1 or use --kind jobset",
@@ -195,6 +198,7 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
 
     def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         kind, ns = obj["kind"], obj["metadata"]["namespace"]
@@ -209,6 +213,8 @@ class Cluster:
             r = self.core.create_namespaced_service(ns, body, **kw)
         elif kind == "Job":
             r = self.batch.create_namespaced_job(ns, body, **kw)
+        elif kind == "NetworkPolicy":
+            r = self.networking.create_namespaced_network_policy(ns, body, **kw)
         else:
             group, version, plural = RESOURCES[kind]
             r = self.custom.create_namespaced_custom_object(group, version, ns, plural, body, **kw)
@@ -222,6 +228,8 @@ class Cluster:
             r = self.core.read_namespaced_service(name, ns)
         elif kind == "Job":
             r = self.batch.read_namespaced_job(name, ns)
+        elif kind == "NetworkPolicy":
+            r = self.networking.read_namespaced_network_policy(name, ns)
         else:
             group, version, plural = RESOURCES[kind]
             r = self.custom.get_namespaced_custom_object(group, version, ns, plural, name)
@@ -237,6 +245,8 @@ class Cluster:
             self.core.delete_namespaced_service(name, ns, body=body)
         elif kind == "Job":
             self.batch.delete_namespaced_job(name, ns, body=body)
+        elif kind == "NetworkPolicy":
+            self.networking.delete_namespaced_network_policy(name, ns, body=body)
         else:
             group, version, plural = RESOURCES[kind]
             self.custom.delete_namespaced_custom_object(group, version, ns, plural, name, body=body)
@@ -281,6 +291,15 @@ def submit(spec: Any, plan: dict[str, Any], opts: Any, ledger: Any, record: Any)
     objs = objects(spec, plan, opts)
     cluster = Cluster(_client())
     run = opts.name
+    ctx = make_context(spec, opts, load_profile(opts.profile))
+    wl = objs[-1]["metadata"]
+    try:
+        _call(lambda: k8s_checks.before_create(cluster, objs, ctx.pvc, ctx.layout.nodes), objs[-1]["kind"], "create",
+              wl["namespace"], wl["name"], run)
+    except UserError as e:
+        if ledger is not None and record is not None:
+            ledger.set_state(record.name, "failed", f"refused before submission: {e}")
+        raise
     if opts.server_dry_run:
         for obj in objs:
             kind, ns, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -405,6 +424,10 @@ def workload_state(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         return {"state": "running", "detail": f"{st['active']} pods active"}
     if kind == "JobSet" and any((r.get("active") or 0) > 0 for r in st.get("replicatedJobsStatus") or []):
         return {"state": "running", "detail": f"group restarts: {st.get('restarts', 0)}"}
+    if kind == "TrainJob" and any((j.get("active") or 0) > 0 for j in st.get("jobsStatus") or []):
+        # Trainer's conditions are Created / Suspended / Complete / Failed: a running TrainJob has active jobs
+        ready = sum(int(j.get("ready") or 0) for j in st["jobsStatus"])
+        return {"state": "running", "detail": f"{ready} of {len(st['jobsStatus'])} jobs ready"}
     spec = obj.get("spec") or {}
     if spec.get("suspend") or (spec.get("runPolicy") or {}).get("suspend"):
         return {"state": "queued", "detail": "suspended (waiting for Kueue admission)"}
@@ -435,38 +458,75 @@ def status(record: Any) -> dict[str, Any]:
     return workload_state(kind, obj)
 
 
-def _pod_rank(pod: Any) -> tuple[int, str]:
-    ann = (pod.metadata.annotations or {})
+def pod_node_rank(pod: Any) -> int | None:
+    """The node rank a pod runs: its completion index (JobSet, TrainJob, Indexed Job) or its PyTorchJob
+    replica (master 0, worker i -> i + 1); None when neither says."""
+    ann = pod.metadata.annotations or {}
     idx = ann.get("batch.kubernetes.io/job-completion-index")
+    if idx is not None and str(idx).isdigit():
+        return int(idx)
     name = pod.metadata.name
     if "-master-" in name:
-        return (-1, name)
-    return (int(idx) if idx is not None and str(idx).isdigit() else 1 << 30, name)
+        return 0
+    head, sep, tail = name.rpartition("-worker-")
+    return int(tail) + 1 if sep and tail.isdigit() else None
 
 
-def logs(record: Any, follow: bool) -> None:
-    """The rank-0 pod's log (node 0 runs the rank-0 trainer), streamed with --follow."""
+def pods_by_rank(pods: list[Any]) -> dict[int, Any]:
+    """One pod per node rank: the newest (a restarted group leaves its failed pods behind until cleanup)."""
+    out: dict[int, Any] = {}
+    for pod in sorted(pods, key=lambda p: (str(p.metadata.creation_timestamp or ""), p.metadata.name)):
+        rank = pod_node_rank(pod)
+        if rank is not None:
+            out[rank] = pod
+    return dict(sorted(out.items()))
+
+
+def _print_log(cluster: Cluster, ns: str, pod: str, follow: bool) -> None:
+    if follow:
+        # _preload_content=False: the raw urllib3 response (typed by the client as the str it would read)
+        resp: Any = cluster.core.read_namespaced_pod_log(pod, ns, follow=True, _preload_content=False)
+        for chunk in resp.stream(4096):
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+    else:
+        text = cluster.core.read_namespaced_pod_log(pod, ns)
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+def logs(record: Any, follow: bool, rank: int | None = None, all_pods: bool = False) -> None:
+    """The log of one node's pod (node rank 0 by default: it runs the rank-0 trainer), or of every pod.
+
+    Args:
+        record: the run's ledger record.
+        follow: keep streaming (one pod only).
+        rank: the node rank whose pod to print (c10d numbers global ranks by the pods' sorted host names:
+            global rank 0 runs in node rank 0's pod).
+        all_pods: every node's pod in rank order, each after a `==> pod (node rank i) <==` line.
+    """
+    if all_pods and follow:
+        raise UserError("logs: --all prints every pod once; --follow streams one pod (use --rank N -f)")
     kind, ns, name = _workload_ref(record)
     cluster = Cluster(_client())
     from kubernetes.client.exceptions import ApiException
 
     try:
-        pods = cluster.pods(ns, name)
+        pods = pods_by_rank(cluster.pods(ns, name))
     except ApiException as e:
         raise UserError(_pod_error(e, ns)) from None
     if not pods:
         raise UserError(f"run {record.name!r}: no pods yet for {kind} {ns}/{name} (state: {status(record)['state']})")
-    pod = sorted(pods, key=_pod_rank)[0]
+    want = 0 if rank is None else rank
+    if not all_pods and want not in pods:
+        raise UserError(f"logs --rank {want}: run {record.name!r} has pods for node ranks "
+                        f"{', '.join(map(str, pods))}")
     try:
-        if follow:
-            # _preload_content=False: the raw urllib3 response (typed by the client as the str it would read)
-            resp: Any = cluster.core.read_namespaced_pod_log(pod.metadata.name, ns, follow=True, _preload_content=False)
-            for chunk in resp.stream(4096):
-                sys.stdout.write(chunk.decode(errors="replace"))
-                sys.stdout.flush()
+        if all_pods:
+            for r, pod in pods.items():
+                sys.stdout.write(f"==> {pod.metadata.name} (node rank {r}) <==\n")
+                _print_log(cluster, ns, pod.metadata.name, False)
         else:
-            text = cluster.core.read_namespaced_pod_log(pod.metadata.name, ns)
-            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+            _print_log(cluster, ns, pods[want].metadata.name, follow)
     except ApiException as e:
         raise UserError(_pod_error(e, ns)) from None
 

@@ -1,9 +1,11 @@
 """Cluster profiles for `soraplan launch --cluster k8s --profile FILE`: what differs between clusters.
 
 A profile is a small YAML file (see templates/k8s-profile-example.yaml): node placement (nodeSelector,
-tolerations), the GPU resource name, /dev/shm size, CPU/memory requests, RDMA settings, extra environment
-(NCCL), service account, image pull secrets, priority class, and the TrainJob runtime. Every key is
-validated once here; a bad one is refused with one line naming it.
+per-GPU node labels, tolerations, exclusive topology), the GPU resource name, /dev/shm size, CPU/memory
+requests, RDMA settings (device resource per rail, networks, NCCL values), extra environment, secrets
+(secretKeyRef / envFrom: only names reach the manifest), service account, image pull secrets, priority
+class, the TrainJob runtime, the rendezvous port and timeouts, checkpoint storage speed and finished-object
+cleanup. Every key is validated once here; a bad one is refused with one line naming it.
 """
 
 from __future__ import annotations
@@ -35,10 +37,34 @@ class Toleration(_Strict):
 
 class Rdma(_Strict):
     mode: Literal["none", "host-network", "device"] = "none"
-    resource: str = Field("rdma/ib", description="device plugin resource of the RDMA NICs (mode: device)")
-    count: int = Field(1, ge=1, description="RDMA devices per pod (mode: device)")
-    networks: str | None = Field(None, description="Multus annotation k8s.v1.cni.cncf.io/networks (mode: device)")
+    resource: str = Field("rdma/ib", description="device plugin resource of the RDMA NICs (both RDMA modes)")
+    count: int | None = Field(None, ge=1, description="RDMA devices (rails) per pod; default one per GPU")
+    networks: str | tuple[str, ...] | None = Field(
+        None, description="Multus networks (mode: device): one per rail, joined into k8s.v1.cni.cncf.io/networks")
+    socket_ifname: str | None = Field(None, description="host-network mode: NCCL_SOCKET_IFNAME of the hosts")
     env: dict[str, str] = Field(default_factory=dict, description="NCCL settings for this fabric, e.g. NCCL_IB_HCA")
+
+    @field_validator("resource")
+    @classmethod
+    def _res(cls, v: str) -> str:
+        return check_qualified_name(v, "profile.rdma.resource")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            check_env_name(k, "profile.rdma.env")
+        return {k: str(x) for k, x in v.items()}
+
+
+class SecretKey(_Strict):
+    secret: str = Field(description="Secret name in the run's namespace")
+    key: str = Field(description="key inside the Secret")
+
+    @field_validator("secret")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_subdomain(v, "profile.secret_env.secret")
 
 
 class Profile(_Strict):
@@ -47,15 +73,29 @@ class Profile(_Strict):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
     shm_gib: int = Field(64, ge=1, description="/dev/shm size limit (memory-backed emptyDir)")
-    cpu: int | None = Field(None, ge=1, description="CPU request = limit per pod")
-    memory_gib: int | None = Field(None, ge=1, description="memory request = limit per pod")
+    cpu: int | None = Field(None, ge=1, description="CPU request per pod (default: the GPU table's share x GPUs)")
+    memory_gib: int | None = Field(None, ge=1, description="process memory per pod; /dev/shm is added on top")
+    qos: Literal["guaranteed", "burstable"] = Field(
+        "guaranteed", description="guaranteed: CPU limit = request; burstable: no CPU limit (memory limit = request)")
     rdma: Rdma = Rdma()
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretKey] = Field(default_factory=dict, description="env NAME from a Secret's key")
+    env_from_secrets: tuple[str, ...] = Field((), description="Secrets whose every key becomes an env variable")
     service_account: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
     priority_class: str | None = None
+    gpu_labels: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="planned GPU (GPU table name) -> node labels that select it")
+    exclusive_topology: str | None = Field(None, description="JobSet: one job per domain of this node label key")
+    fs_group: int | None = Field(None, ge=0, description="pod fsGroup (a non-root user writing to the PVC)")
     trainjob_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime for --kind trainjob")
-    master_port: int = Field(29500, ge=1, le=65535)
+    master_port: int | None = Field(None, ge=1, le=65535,
+                                    description="rendezvous port; default 29500, or derived from the run name with host networking")
+    rdzv_join_timeout_s: int = Field(1800, ge=60, description="torchrun join_timeout: image pulls + gang scheduling")
+    nccl_port_range: tuple[int, int] = Field((40000, 49999), description="pods' ephemeral ports (NCCL), for the NetworkPolicy")
+    network_policy: bool = Field(True, description="admit only the run's own pods to the rendezvous and NCCL ports")
+    checkpoint_write_gbs: float = Field(1.0, gt=0, description="GB/s the checkpoint storage writes (sizes the grace period)")
+    ttl_after_finished_s: int | None = Field(259200, ge=0, description="delete finished objects after this long")
     mount_path: str = Field("/checkpoints", description="where the checkpoint PVC is mounted")
 
     @field_validator("gpu_resource")
@@ -77,6 +117,42 @@ class Profile(_Strict):
         for k in v:
             check_env_name(k, "profile.env")
         return {k: str(x) for k, x in v.items()}
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, v: dict[str, SecretKey]) -> dict[str, SecretKey]:
+        for k in v:
+            check_env_name(k, "profile.secret_env")
+        return v
+
+    @field_validator("env_from_secrets")
+    @classmethod
+    def _env_from(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for s in v:
+            check_subdomain(s, "profile.env_from_secrets")
+        return v
+
+    @field_validator("gpu_labels")
+    @classmethod
+    def _gpu_labels(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for gpu, sel in v.items():
+            for k, val in sel.items():
+                check_qualified_name(k, f"profile.gpu_labels[{gpu}]")
+                check_label_value(str(val), f"profile.gpu_labels[{gpu}][{k}]")
+        return {g.lower(): {k: str(x) for k, x in sel.items()} for g, sel in v.items()}
+
+    @field_validator("exclusive_topology")
+    @classmethod
+    def _topo(cls, v: str | None) -> str | None:
+        return v if v is None else check_qualified_name(v, "profile.exclusive_topology")
+
+    @field_validator("nccl_port_range")
+    @classmethod
+    def _ports(cls, v: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = v
+        if not 1024 <= lo < hi <= 65535:
+            raise ValueError(f"profile.nccl_port_range: {list(v)} must be [low, high] with 1024 <= low < high <= 65535")
+        return v
 
     @field_validator("service_account", "priority_class", "trainjob_runtime")
     @classmethod

@@ -36,11 +36,16 @@ DEBUG_ENV: dict[str, str] = {
 }
 
 
-def job_env(profile: str, debug: bool, user_env: dict[str, str] | None = None) -> dict[str, str]:
-    """BASE_ENV | profile | (debug bundle) | the user's `launch.env`, in that order of precedence."""
+def job_env(profile: str, debug: bool, user_env: dict[str, str] | None = None,
+            fabric: dict[str, str] | None = None) -> dict[str, str]:
+    """BASE_ENV | profile | fabric | (debug bundle) | the user's `launch.env`, in that order of precedence.
+
+    `fabric` is what a backend knows about the network a job gets (Kubernetes: the RDMA mode's interface
+    settings and the cluster profile's NCCL values); Slurm passes none.
+    """
     if profile not in PROFILES:
         raise UserError(f"launch.nccl_profile: unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-    env = dict(BASE_ENV) | PROFILES[profile]
+    env = dict(BASE_ENV) | PROFILES[profile] | dict(fabric or {})
     if debug:
         env |= DEBUG_ENV
     return env | dict(user_env or {})

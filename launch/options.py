@@ -55,6 +55,8 @@ class LaunchOptions(BaseModel):
     rdma: Literal["none", "host-network", "device"] = "none"
     pvc: str | None = None                      # checkpoint PersistentVolumeClaim
     output_dir: Path | None = None              # --dry-run: write one YAML file per object here
+    ephemeral: bool = False                     # multi-node without --pvc: checkpoints live and die with the pods
+    pod_security: Literal["privileged", "baseline", "restricted"] = "privileged"   # Pod Security level to fit
 
     @field_validator("name")
     @classmethod

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from soraplan.planner.errors import UserError
+
 from .backends import get_backend
 from .ledger import Ledger
 
@@ -107,17 +109,28 @@ def explain_reason(reason: Any) -> str:
     return f"{code}: see `man squeue` (JOB REASON CODES)"
 
 
-def print_logs(run: str, follow: bool = False, ledger_path: Path | str | None = None) -> None:
+def print_logs(run: str, follow: bool = False, ledger_path: Path | str | None = None, rank: int | None = None,
+               all_pods: bool = False) -> None:
     """Print the run's current log to stdout (`follow`: keep printing until the run ends).
 
     Args:
         run: the run name.
         follow: keep printing as the log grows.
         ledger_path: the ledger file (None: the default location).
+        rank: the node rank whose log to print (backends with one log per node).
+        all_pods: every node's log (backends with one log per node).
     """
     with Ledger(ledger_path) as book:
         r = book.get(run)
-    get_backend(r.backend).logs(r, follow)
+    backend = get_backend(r.backend)
+    if rank is None and not all_pods:
+        backend.logs(r, follow)
+        return
+    import inspect
+
+    if "rank" not in inspect.signature(backend.logs).parameters:
+        raise UserError(f"logs --rank/--all: the {r.backend} backend keeps one log per run; use `soraplan logs {run}`")
+    backend.logs(r, follow, rank=rank, all_pods=all_pods)
 
 
 def cancel_run(run: str, ledger_path: Path | str | None = None) -> None:

@@ -67,3 +67,30 @@ def resolve_gpu(name: str) -> GPU:
     if key not in GPUS:
         raise UnknownGPU(f"hardware.gpu: unknown GPU {name!r}; known: {', '.join(GPUS)} (or give hardware.custom in --config)")
     return GPUS[key]
+
+
+class HostShare(BaseModel):
+    """Host CPU and memory a pod/task asks for per GPU it uses (requests for schedulers, not peaks)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpus_per_gpu: int = Field(ge=1)
+    mem_gib_per_gpu: int = Field(ge=1)
+    source: str = ""
+
+
+# Conservative shares that fit the usual 8-GPU hosts after system reservations: DGX A100 (256 threads,
+# 1-2 TiB), DGX H100/H200 (224 threads, 2 TiB), AWS p4d (96 vCPU, 1152 GiB), p5 (192 vCPU, 2 TiB).
+# Data loaders and pinned host buffers of one rank fit well within them.
+HOST_DEFAULT = HostShare(cpus_per_gpu=10, mem_gib_per_gpu=96, source="fits DGX A100 / AWS p4d after reservations")
+HOST_SHARE: dict[str, HostShare] = {
+    "h200": HostShare(cpus_per_gpu=12, mem_gib_per_gpu=160, source="DGX H200: 224 threads, 2 TiB"),
+    "b200": HostShare(cpus_per_gpu=12, mem_gib_per_gpu=160, source="DGX B200: 224 threads, 2 TiB"),
+    "mi300x": HostShare(cpus_per_gpu=12, mem_gib_per_gpu=160, source="8x MI300X platforms: 2x 96-core, 2-3 TiB"),
+    "l40s": HostShare(cpus_per_gpu=6, mem_gib_per_gpu=48, source="typical 8x L40S servers: 64 cores, 512 GiB"),
+}
+
+
+def host_share(gpu_name: str) -> HostShare:
+    """Per-GPU host CPU and memory requests for the GPU table row `gpu_name` (HOST_DEFAULT for others)."""
+    return HOST_SHARE.get(gpu_name, HOST_DEFAULT)

@@ -19,15 +19,19 @@ def dry_run_emulator_class() -> type:
     """KubernetesEmulator that answers `?dryRun=All` creates like an API server: echo, store nothing.
 
     (The stock emulator stores every create; a real server with dryRun=All validates and persists nothing.)
+    `prune`, when a test sets it, stands for the server's schema pruning: prune(body) -> the object it answers.
     """
     import aiohttp.web
     import kmock
 
     class DryRunEmulator(kmock.KubernetesEmulator):
+        prune: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
         async def _handle(self, request: Any) -> Any:
             if (request.resource is not None and request.action == kmock.action.CREATE
                     and (request.params or {}).get("dryRun") == "All"):
-                return aiohttp.web.json_response(request.data, status=201)
+                body = self.prune(request.data) if self.prune is not None else request.data
+                return aiohttp.web.json_response(body, status=201)
             return await super()._handle(request)
 
     return DryRunEmulator

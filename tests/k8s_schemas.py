@@ -15,7 +15,7 @@ CEL rules (x-kubernetes-validations) are evaluated with cel-python (celpy) on ev
 has, as the API server does on create; transition rules (those that read `oldSelf`) only apply to updates
 and are skipped. Formats (int32, date-time) are not checked.
 
-Core kinds (ConfigMap, Service, Job): kubernetes-validate --strict with its bundled schemas (no network).
+Core kinds (ConfigMap, Service, Job, NetworkPolicy): kubernetes-validate --strict with its bundled schemas (no network).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ CRD_FILES = {
     ("kubeflow.org/v1", "PyTorchJob"): "kubeflow.org_pytorchjobs.yaml",
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainer.kubeflow.org_trainjobs.yaml",
 }
-CORE = {("v1", "ConfigMap"), ("v1", "Service"), ("batch/v1", "Job")}
+CORE = {("v1", "ConfigMap"), ("v1", "Service"), ("batch/v1", "Job"), ("networking.k8s.io/v1", "NetworkPolicy")}
 
 _LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$"
 _LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"

@@ -49,8 +49,21 @@ def cli(*args):
 
 
 def launch(*extra, kind="jobset", name=RUN):
+    storage = () if "--pvc" in extra else ("--ephemeral",)   # 2 nodes: a claim, or say there is none
     return cli("launch", "--cluster", "k8s", "--image", "registry.example/train:1", "--gpus", "16", "--tp", "2",
-               "--kind", kind, "--name", name, *extra)
+               "--kind", kind, "--name", name, *storage, *extra)
+
+
+def add_pvc(em, name="ckpt", modes=("ReadWriteMany",), bound=True):
+    """A PersistentVolumeClaim in the emulator (bound: the volume's modes in status, as a real server shows)."""
+    import kmock
+
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"accessModes": list(modes), "resources": {"requests": {"storage": "10Ti"}}}}
+    if bound:
+        pvc["status"] = {"phase": "Bound", "accessModes": list(modes)}
+    em.on_loop(lambda km: km.objects.__setitem__((kmock.resource("", "v1", "persistentvolumeclaims"), "default", name),
+                                                 pvc))
 
 
 def stored(em):
@@ -86,7 +99,7 @@ def test_create_each_kind_through_the_right_api(emu, kind):
     objs = stored(emu)
     assert (wkind, "default", RUN) in objs and ("ConfigMap", "default", f"{RUN}-spec") in objs
     k8s_schemas.assert_valid(list(objs.values()))
-    posts = [path for m, path, *_ in requests(emu) if m == "POST"]
+    posts = [path for m, path, params, _ in requests(emu) if m == "POST" and not params.get("dryRun")]
     prefix = f"/api/{version}" if group == "" else f"/apis/{group}/{version}"
     assert posts[0] == "/api/v1/namespaces/default/configmaps"
     assert posts[-1] == f"{prefix}/namespaces/default/{plural}"
@@ -145,9 +158,9 @@ def test_status_follows_conditions_then_logs_then_cancel(emu):
 def test_server_dry_run_sends_dryrun_all_and_stores_nothing(emu):
     code, out = launch("--server-dry-run", kind="indexed-job")
     assert code == 0, out
-    assert "dryRun=All" in out and out.count("accepted") == 3
+    assert "dryRun=All" in out and out.count("accepted") == 4   # ConfigMap, Service, NetworkPolicy, Job
     posts = [(p, params) for m, p, params, _ in requests(emu) if m == "POST"]
-    assert len(posts) == 3 and all(params.get("dryRun") == "All" for _, params in posts)
+    assert len(posts) == 4 and all(params.get("dryRun") == "All" for _, params in posts)
     assert stored(emu) == {}
     assert cli("status", "--json")[1].strip() == "[]"  # nothing in the ledger either
 
@@ -169,6 +182,7 @@ def test_409_already_exists(emu):
 
 
 def test_resume_leaves_active_run_alone_and_recreates_failed_one(emu):
+    add_pvc(emu)
     assert launch("--pvc", "ckpt")[0] == 0
     emu.on_loop(lambda km: km.objects[res("jobset"), "default", RUN].patch(
         {"status": {"replicatedJobsStatus": [{"name": "node", "active": 1}]}}))

@@ -30,6 +30,7 @@ launch = st.fixed_dictionaries({
     "pvc": st.none() | st.just("ckpt"),
     "gpus_per_node": st.none() | st.sampled_from([1, 2, 4, 8]),
     "max_retries": st.integers(0, 10), "debug": st.booleans(), "tiny": st.booleans(),
+    "pod_security": st.sampled_from(["privileged", "baseline", "restricted"]),
 })
 
 
@@ -38,10 +39,10 @@ launch = st.fixed_dictionaries({
 def test_random_valid_layouts_render_schema_valid(layout, lo, name):
     spec = build_spec(flags=dict(layout))
     plan = estimate(spec, compare=False).to_json()
-    opts = LaunchOptions(cluster="k8s", name=name, image="img:1", **lo)
+    opts = LaunchOptions(cluster="k8s", name=name, image="img:1", ephemeral=lo["pvc"] is None, **lo)
     world = spec.parallel.world
     per_node = lo["gpus_per_node"] or plan["hardware"]["gpus_per_node"]
-    if lo["kind"] == "trainjob" and lo["rdma"] == "host-network":
+    if lo["rdma"] == "host-network" and (lo["kind"] == "trainjob" or lo["pod_security"] != "privileged"):
         with pytest.raises(UserError):
             render_objects(spec, opts, Profile())
         return
@@ -71,12 +72,13 @@ def test_any_train_args_reach_torchrun_literally(args, tmp_path):
     from soraplan.launch.k8s_render import command_script, make_context
 
     spec = build_spec(flags={"gpus": 16, "tp": 2})
-    opts = LaunchOptions(cluster="k8s", name="prop", image="img:1", train_args=tuple(args))
+    opts = LaunchOptions(cluster="k8s", name="prop", image="img:1", ephemeral=True, train_args=tuple(args))
     script = command_script(make_context(spec, opts, Profile()))
     stub = tmp_path / "torchrun"
     stub.write_text(f"#!{sys.executable}\nimport json, sys\nsys.stdout.buffer.write(json.dumps(sys.argv[1:]).encode())\n")
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    p = subprocess.run(["/bin/sh", "-c", script], env={"PATH": f"{tmp_path}:/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+    p = subprocess.run(["/bin/sh", "-c", script], env={"PATH": f"{tmp_path}:/usr/bin:/bin", "LC_ALL": "C.UTF-8",
+                                                       "JOB_COMPLETION_INDEX": "0"},
                        capture_output=True, cwd=tmp_path, timeout=30)
     assert p.returncode == 0, p.stderr
     argv = json.loads(p.stdout)

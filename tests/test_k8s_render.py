@@ -41,6 +41,8 @@ def _spec(**flags):
 def _opts(**kw):
     base = dict(cluster="k8s", name="seed-run", image="registry.example/org/train:1.0", kind="jobset")
     base.update(kw)
+    if not base.get("pvc"):  # multi-node runs without a claim must say so
+        base.setdefault("ephemeral", True)
     return LaunchOptions.model_validate(base)
 
 
@@ -146,16 +148,17 @@ def test_structural_keeps_maps_and_preserve_unknown():
 def test_kubernetes_validate_cli_offline(tmp_path):
     """`kubernetes-validate --strict` (its bundled schemas; no network) on the --output-dir files."""
     r = CliRunner().invoke(app, ["launch", "--cluster", "k8s", "--kind", "indexed-job", "--image", "img:1", "--gpus", "16",
-                                 "--name", "cli-run", "--dry-run", "--output-dir", str(tmp_path)])
+                                 "--name", "cli-run", "--ephemeral", "--dry-run", "--output-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     files = sorted(tmp_path.glob("*.yaml"))
-    assert [f.name for f in files] == ["00-configmap-cli-run-spec.yaml", "01-service-cli-run.yaml", "02-job-cli-run.yaml"]
+    assert [f.name for f in files] == ["00-configmap-cli-run-spec.yaml", "01-service-cli-run.yaml",
+                                       "02-networkpolicy-cli-run.yaml", "03-job-cli-run.yaml"]
     assert not list(tmp_path.glob(".*tmp"))
     p = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", *map(str, files)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     bad = tmp_path / "bad.yaml"
-    doc = yaml.safe_load(files[2].read_text())
+    doc = yaml.safe_load(files[3].read_text())
     doc["spec"]["template"]["spec"]["tolerationz"] = []
     bad.write_text(yaml.safe_dump(doc))
     p = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", str(bad)], capture_output=True, text=True,
@@ -197,8 +200,8 @@ def test_shm_tolerations_rdma_queue_pvc():
     ps = obj["spec"]["template"]["spec"]
     assert obj["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a" and obj["spec"]["suspend"] is True
     assert ps["hostNetwork"] is True and ps["dnsPolicy"] == "ClusterFirstWithHostNet"
-    assert ps["subdomain"] == "seed-run" and ps["restartPolicy"] == "OnFailure"
-    assert ps["nodeSelector"] == prof.node_selector and ps["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert ps["subdomain"] == "seed-run" and ps["restartPolicy"] == "Never"   # podFailurePolicy needs Never
+    assert ps["nodeSelector"] == {**prof.node_selector, **prof.gpu_labels["a100-80g"]} and ps["tolerations"][0]["key"] == "nvidia.com/gpu"
     vols = {v["name"]: v for v in ps["volumes"]}
     assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": f"{prof.shm_gib}Gi"}
     assert vols["checkpoints"]["persistentVolumeClaim"] == {"claimName": "ckpt"}
@@ -207,7 +210,7 @@ def test_shm_tolerations_rdma_queue_pvc():
     assert "--resume auto" in c["command"][2]
     dev = _workload(_render(profile=prof, kind="jobset", rdma="device"))
     pod = dev["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
-    assert pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == prof.rdma.networks
+    assert pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == ",".join(prof.rdma.networks)
     assert pod["spec"]["containers"][0]["resources"]["limits"][prof.rdma.resource] == str(prof.rdma.count)
     assert "hostNetwork" not in pod["spec"]
     pt = _workload(_render(kind="pytorchjob", queue="q"))
@@ -277,6 +280,9 @@ def _run_script(script: str, env: dict[str, str], tmp_path: Path) -> list[str]:
     stub = bindir / "torchrun"
     stub.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    getent = bindir / "getent"   # every name resolves (the pods' wait for the store host's DNS name)
+    getent.write_text("#!/bin/sh\nexit 0\n")
+    getent.chmod(0o755)
     full = {"PATH": f"{bindir}:/usr/bin:/bin", **env}
     p = subprocess.run(["/bin/sh", "-c", script], env=full, capture_output=True, text=True, cwd=tmp_path, timeout=30)
     assert p.returncode == 0, p.stderr
@@ -310,7 +316,7 @@ def test_injection_ish_arguments_stay_literal(tmp_path):
     from soraplan.launch.k8s_render import make_context
 
     script = command_script(make_context(spec, opts, Profile()))
-    argv = _run_script(script, {"EVIL": "$(touch pwned5)"}, tmp_path)
+    argv = _run_script(script, {"EVIL": "$(touch pwned5)", "JOB_COMPLETION_INDEX": "1"}, tmp_path)
     assert argv[-len(evil):] == evil
     assert not list(tmp_path.glob("pwned*"))
     with pytest.raises(Exception, match="valid run name"):
@@ -331,10 +337,10 @@ def test_spec_configmap_round_trips(tmp_path):
 
 def test_cli_dry_run_multi_document_stdout():
     r = CliRunner().invoke(app, ["launch", "--cluster", "k8s", "--image", "img:1", "--gpus", "16", "--tp", "2",
-                                 "--kind", "pytorchjob", "--name", "cli-run", "--dry-run"])
+                                 "--kind", "pytorchjob", "--name", "cli-run", "--ephemeral", "--dry-run"])
     assert r.exit_code == 0, r.output
     docs = [d for d in yaml.safe_load_all(r.output) if d]
-    assert [d["kind"] for d in docs] == ["ConfigMap", "PyTorchJob"]
+    assert [d["kind"] for d in docs] == ["ConfigMap", "NetworkPolicy", "PyTorchJob"]
     k8s_schemas.assert_valid(docs)
 
 
