@@ -43,6 +43,7 @@ def live(em) -> dict[tuple[str, str], dict]:
 
 
 def opts(tmp_path, name="a.b", **kw):
+    kw.setdefault("ephemeral", True)
     return LaunchOptions(cluster="k8s", name=name, image="img:1", run_root=tmp_path / "runs", **kw)
 
 
@@ -69,7 +70,7 @@ def test_kill_between_create_and_record_then_resume_finds_the_objects(emu, spec,
     with Ledger(ledger) as book:
         rec = book.get("a.b")
     assert rec.job_ids == planned and rec.submission is None    # the found objects, recorded
-    assert len(live(emu)) == 2                                 # nothing created twice
+    assert len(live(emu)) == len(planned)                      # nothing created twice
 
 
 def test_objects_without_the_workload_are_not_found_and_resume_recreates(emu, spec, tmp_path, monkeypatch):
@@ -87,10 +88,10 @@ def test_objects_without_the_workload_are_not_found_and_resume_recreates(emu, sp
         m.setattr(k8s.Cluster, "create", create)
         with pytest.raises(Killed):
             launcher.launch_run(spec, opts(tmp_path), ledger, None)
-    assert [k for k, _ in live(emu)] == ["ConfigMap"]
+    assert "JobSet" not in [k for k, _ in live(emu)]
     record = launcher.launch_run(spec, opts(tmp_path, resume=True), ledger, None).record
-    assert record is not None and record.state == "submitted" and len(record.job_ids) == 2
-    assert sorted(k for k, _ in live(emu)) == ["ConfigMap", "JobSet"]
+    assert record is not None and record.state == "submitted" and len(record.job_ids) == 3
+    assert sorted(k for k, _ in live(emu)) == ["ConfigMap", "JobSet", "NetworkPolicy"]
 
 
 def test_force_does_not_delete_another_runs_objects(emu, spec, tmp_path):
@@ -99,7 +100,7 @@ def test_force_does_not_delete_another_runs_objects(emu, spec, tmp_path):
     launcher.launch_run(spec, opts(tmp_path, name="a.b"), ledger, None)
     launcher.launch_run(spec, opts(tmp_path, name="a_b"), ledger, None)
     before = live(emu)
-    assert len(before) == 4
+    assert len(before) == 6                                    # ConfigMap, NetworkPolicy, JobSet each
     launcher.launch_run(spec, opts(tmp_path, name="a_b", force=True), ledger, None)
     after = live(emu)
     with Ledger(ledger) as book:
