@@ -63,7 +63,7 @@ def _answers(km) -> None:
 
 
 def launch(*extra, kind="pytorchjob", gpus="16"):
-    r = CliRunner().invoke(app, ["launch", "--cluster", "k8s", "--image", "registry.example/train:1", "--gpus", gpus,
+    r = CliRunner().invoke(app, ["launch", "--cluster", "k8s", "--ephemeral", "--image", "registry.example/train:1", "--gpus", gpus,
                                  "--tp", "2", "--kind", kind, "--name", "pre", *extra])
     return r.exit_code, r.output
 
