@@ -279,12 +279,20 @@ def _prune(run_dir, step: int, keep_last: int) -> None:
 @dataclass
 class ResumePlan:
     """Rank 0's decision, broadcast to every rank: the checkpoints to try in order (newest first), whether
-    a failing one falls back to the next, lines to print, and an error that stops every rank."""
+    a failing one falls back to the next, lines to print, and an error that stops every rank.
 
-    paths: list[str] = field(default_factory=list)
+    `names` are folder names under each rank's own checkpoints/ (--resume auto) or, with `relative` False,
+    the --resume PATH as given; `paths(run_dir)` resolves them on the rank that asks."""
+
+    names: list[str] = field(default_factory=list)
+    relative: bool = True
     fallback: bool = True
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+
+    def paths(self, run_dir) -> list[str]:
+        """The candidates as this rank sees them."""
+        return [str(ckpt_root(run_dir) / n) if self.relative else n for n in self.names]
 
 
 def plan_resume(run_dir, resume: str) -> ResumePlan:
@@ -304,13 +312,13 @@ def plan_resume(run_dir, resume: str) -> ResumePlan:
         s = scan(run_dir)
         notes = [f"note: ignoring {ckpt_root(run_dir) / name} (not a checkpoint name step-NNNNNNNN)"
                  for name in s.ignored]
-        return ResumePlan(paths=[str(p) for p in s.complete], notes=notes)
+        return ResumePlan(names=[p.name for p in s.complete], notes=notes)
     path = Path(resume)
     if not path.exists():
         return ResumePlan(error=f"resume: {resume} does not exist (use auto, never or a checkpoint directory)")
     if not (path / COMPLETE).is_file():
         return ResumePlan(error=f"resume: {path} is not a complete checkpoint (no '{COMPLETE}' marker)")
-    return ResumePlan(paths=[str(path)], fallback=False)
+    return ResumePlan(names=[str(path)], relative=False, fallback=False)
 
 
 class Corrupt(Exception):
@@ -368,8 +376,10 @@ def _my_files(meta: dict, rank: int, world: int) -> list[str]:
 
 
 def _check_visible(path: Path, rank: int, world: int) -> tuple[dict | None, str | None]:
-    """This rank's view of checkpoint `path`: the manifest and that .metadata and the files it owns exist
-    with their recorded sizes. Returns (meta, None) or (None, reason naming the file)."""
+    """This rank's view of checkpoint `path`: the manifest, and that the files exist with their recorded
+    sizes — every file on rank 0 (what it finds wrong is damage), .metadata and its own shards on the
+    others (what only they find wrong is a view that differs from rank 0's). Returns (meta, None) or
+    (None, reason naming the file)."""
     if not path.is_dir():
         return None, f"{path}: no such directory"
     try:
@@ -377,7 +387,7 @@ def _check_visible(path: Path, rank: int, world: int) -> tuple[dict | None, str 
     except Corrupt as e:
         return None, str(e)
     files = meta.get("files", {})
-    names = set(_my_files(meta, rank, world)) | ({DCP_METADATA} & set(files))
+    names = set(files) if rank == 0 else set(_my_files(meta, rank, world)) | ({DCP_METADATA} & set(files))
     for name in sorted(names):
         f = path / name
         try:
@@ -526,7 +536,7 @@ def load(path, model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     plan = box[0]
     if plan.error:
         raise UserError(plan.error)
-    meta = load_first(plan.paths, False, model, optimizer, tp_rank, pp_rank)
+    meta = load_first(plan.paths(""), False, model, optimizer, tp_rank, pp_rank)
     assert meta is not None
     return meta
 
@@ -551,4 +561,4 @@ def load_latest(run_dir, model, optimizer, tp_rank: int, pp_rank: int, log=None)
     if dist.get_rank() == 0:
         for note in plan.notes:
             say(note)
-    return load_first(plan.paths, True, model, optimizer, tp_rank, pp_rank, log=log)
+    return load_first(plan.paths(run_dir), True, model, optimizer, tp_rank, pp_rank, log=log)

@@ -349,9 +349,9 @@ class Trainer:
         if plan.error:
             raise UserError(plan.error)
         meta = None
-        if plan.paths:
+        if plan.names:
             layout = {"tp": self.spec.parallel.tp, "pp": self.spec.parallel.pp}
-            meta = ckpt.load_first(plan.paths, plan.fallback, self.model, self.optimizer, self.tp_rank, self.pp_rank,
+            meta = ckpt.load_first(plan.paths(self.run_dir), plan.fallback, self.model, self.optimizer, self.tp_rank, self.pp_rank,
                                    layout=layout, log=self.say)
             if meta is None:
                 raise UserError(f"resume: no checkpoint in {ckpt.ckpt_root(self.run_dir)} could be loaded (all corrupted); "

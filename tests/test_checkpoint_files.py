@@ -99,7 +99,8 @@ def test_scan_ignores_unexpected_names_and_orders_newest_first(tmp_path):
     assert [p.name for p in s.complete] == ["step-00000010", "step-00000002"]
     assert s.ignored == ["README", "latest", "step-00000004.bak", "step-4"]
     plan = ckpt.plan_resume(tmp_path, "auto")
-    assert plan.paths == [str(p) for p in s.complete] and plan.fallback
+    assert plan.paths(tmp_path) == [str(p) for p in s.complete] and plan.fallback
+    assert plan.names == ["step-00000010", "step-00000002"]        # each rank resolves them in its own run dir
     assert len(plan.notes) == 4 and all(n.startswith("note: ignoring") and "\n" not in n for n in plan.notes)
     assert "step-00000004.bak" in plan.notes[2]
 
@@ -108,8 +109,9 @@ def test_plan_resume_path_and_never(tmp_path):
     from soraplan.models import checkpoint as ckpt
 
     d = _fake_ckpt(tmp_path, "step-00000002")
-    assert ckpt.plan_resume(tmp_path, "never").paths == []
-    assert ckpt.plan_resume(tmp_path, str(d)).paths == [str(d)] and not ckpt.plan_resume(tmp_path, str(d)).fallback
+    assert ckpt.plan_resume(tmp_path, "never").names == []
+    plan = ckpt.plan_resume(tmp_path, str(d))
+    assert plan.paths(tmp_path / "elsewhere") == [str(d)] and not plan.fallback
     assert "does not exist" in ckpt.plan_resume(tmp_path, str(tmp_path / "nope")).error
     (d / "complete").unlink()
     assert "not a complete checkpoint" in ckpt.plan_resume(tmp_path, str(d)).error
