@@ -234,18 +234,40 @@ def save(run_dir, step: int, model, optimizer, meta: dict, tp_rank: int, pp_rank
     dcp.save(_state(model, optimizer, tp_rank, pp_rank), storage_writer=FileSystemWriter(str(tmp), sync_files=True))
     dist.barrier()
     files: dict[str, dict] = {}
-    for part in _gather(_hash_own_files(tmp, rank, world)):
-        files.update(part)
+    parts = _gather(_guard(lambda: _hash_own_files(tmp, rank, world)))
+    _raise_first(parts, f"checkpoint {final.name}")
+    for part in parts:
+        files.update(part[1])
+    done = (None, None)
     if rank == 0:
-        meta_bytes = (json.dumps({**meta, "step": step, "files": files}, indent=1) + "\n").encode()
-        atomic.write_bytes(tmp / META, meta_bytes)
-        import hashlib
-
-        atomic.write_json(tmp / COMPLETE, {"step": step, "meta_sha256": hashlib.sha256(meta_bytes).hexdigest()})
-        _install(tmp, final)
-        _prune(run_dir, step, keep_last)
-    dist.barrier()
+        done = _guard(lambda: _finish(run_dir, tmp, final, {**meta, "step": step, "files": files}, keep_last))
+    _raise_first(_gather(done), f"checkpoint {final.name}")   # instead of a barrier: rank 0's failure stops all
     return final
+
+
+def _guard(fn: Callable[[], Any]) -> tuple[str | None, Any]:
+    """(None, fn()) or (one-line error, None): a rank's failure travels in the next gather."""
+    try:
+        return None, fn()
+    except Exception as e:  # noqa: BLE001 - reported to every rank by _raise_first
+        return " ".join(f"{type(e).__name__}: {e}".split())[:300], None
+
+
+def _raise_first(parts: list[tuple[str | None, Any]], what: str) -> None:
+    for r, (err, _) in enumerate(parts):
+        if err:
+            raise RuntimeError(f"{what}: rank {r} failed: {err}")
+
+
+def _finish(run_dir, tmp: Path, final: Path, meta: dict, keep_last: int) -> None:
+    """Rank 0: meta.json, the complete marker, the rename in, pruning."""
+    import hashlib
+
+    meta_bytes = (json.dumps(meta, indent=1) + "\n").encode()
+    atomic.write_bytes(tmp / META, meta_bytes)
+    atomic.write_json(tmp / COMPLETE, {"step": meta["step"], "meta_sha256": hashlib.sha256(meta_bytes).hexdigest()})
+    _install(tmp, final)
+    _prune(run_dir, meta["step"], keep_last)
 
 
 def _install(tmp: Path, final: Path) -> None:

@@ -226,12 +226,30 @@ class Trainer:
         self.cp_rank, self.cp_size = ps.get_context_parallel_rank(), ps.get_context_parallel_world_size()
 
     def _decide(self, decide: Callable[[], Any]) -> Any:
-        """`decide()` on rank 0, its result on every rank (so every rank takes the same branch)."""
+        """`decide()` on rank 0, its result on every rank (so every rank takes the same branch). When
+        `decide` raises on rank 0, every rank raises too (the same UserError line, or a RuntimeError naming
+        rank 0's error) instead of waiting for a broadcast that never comes."""
         import torch.distributed as dist
 
-        box = [decide() if self.rank == 0 else None]
+        from soraplan.planner.errors import UserError
+
+        box: list[Any] = [None]
+        failure: BaseException | None = None
+        if self.rank == 0:
+            try:
+                box = [("ok", decide())]
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks are told
+                failure = e
+                box = [("user" if isinstance(e, UserError) else "crash", " ".join(f"{type(e).__name__}: {e}".split())[:300])]
         dist.broadcast_object_list(box, 0)
-        return box[0]
+        kind, value = box[0]
+        if failure is not None:
+            raise failure
+        if kind == "user":
+            raise UserError(value.split(": ", 1)[1])
+        if kind == "crash":
+            raise RuntimeError(f"rank 0 failed while deciding for every rank: {value}")
+        return value
 
     def _claim_run_dir(self) -> None:
         """Rank 0 creates the run directory and takes its lock (models/run_lock.py), writing a fresh token
