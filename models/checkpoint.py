@@ -509,7 +509,7 @@ def load_first(paths: list[str], fallback: bool, model, optimizer, tp_rank: int,
         other = _first(views)
         if other:
             k, why = other
-            raise UserError(f"resume: rank {k} cannot read checkpoint {path_s} chosen by rank 0 ({why}); "
+            raise UserError(f"resume: rank {k} cannot read checkpoint {path.name} chosen by rank 0 ({why}); "
                             "the run directory must be the same filesystem on every rank")
         assert meta is not None
         if layout and rank == 0:

@@ -279,12 +279,14 @@ class Trainer:
             self.say(f"warning: the filesystem of {self.run_dir} does not support file locks; a second trainer "
                      "on this run directory would not be refused")
         seen = self.rank == 0 or read_token(self.run_dir) == token
-        flags: list[Any] = [None] * self.world
-        dist.all_gather_object(flags, seen)
-        blind = [r for r, ok in enumerate(flags) if not ok]
+        views: list[Any] = [None] * self.world
+        dist.all_gather_object(views, (seen, os.path.abspath(self.run_dir)))
+        blind = [r for r, (ok, _) in enumerate(views) if not ok]
         if blind:
-            raise UserError(f"run-dir: rank {blind[0]} does not see the run directory {self.run_dir} that rank 0 "
-                            "locked (its .lock differs); put --run-dir on a filesystem every node mounts at the same path")
+            k = blind[0]
+            raise UserError(f"run-dir: rank {k} does not see the run directory rank 0 locked (rank 0: {views[0][1]}, "
+                            f"rank {k}: {views[k][1]}, where .lock differs); put --run-dir on a filesystem every node "
+                            "mounts at the same path")
 
     def _finished_before(self) -> bool:
         """Rank 0 reads the run directory once and decides for every rank: finish the last interrupted

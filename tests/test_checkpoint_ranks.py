@@ -83,12 +83,13 @@ def test_a_rank_that_cannot_see_rank_0s_choice_stops_every_rank_with_one_line(tp
                  env={"SORAPLAN_TEST_VIEW_RANK": "1", "SORAPLAN_TEST_VIEW_DIR": str(tmp_path / "view")})
     assert r.returncode != 0 and time.time() - t0 < 200
     errs = _errors(r.stderr)
-    assert len(errs) == 2, r.stderr[-3000:]                   # one line per rank, nothing else from them
+    assert len(errs) == 2 and errs[0] == errs[1], r.stderr[-3000:]   # the same line from each rank, nothing else
     for e in errs:
         assert e.startswith("error: resume: rank 1 cannot read checkpoint") and "step-00000004" in e
-        assert "no such directory" in e and "same filesystem on every rank" in e
+        assert f"{tmp_path / 'view' / 'checkpoints' / 'step-00000004'}: no such directory" in e
+        assert "same filesystem on every rank" in e
     assert "Traceback (most recent call last):\n  File" not in r.stdout
-    assert not (run / "checkpoints" / "step-00000004.bak").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
     assert _losses(run) == _losses(ref_run)                   # nothing trained, nothing rewritten
 
 
@@ -100,5 +101,7 @@ def test_a_rank_with_another_run_directory_stops_before_reading_checkpoints(tmp_
                  env={"SORAPLAN_TEST_VIEW_RANK": "1", "SORAPLAN_TEST_VIEW_DIR": str(other)})
     assert r.returncode != 0
     errs = _errors(r.stderr)
-    assert len(errs) == 2 and all(e.startswith("error: run-dir: rank 1 does not see the run directory") for e in errs), r.stderr[-3000:]
+    assert len(errs) == 2 and errs[0] == errs[1], r.stderr[-3000:]
+    assert errs[0].startswith(f"error: run-dir: rank 1 does not see the run directory rank 0 locked (rank 0: {tmp_path / 'run'}, "
+                              f"rank 1: {other},")
     assert not (tmp_path / "run" / "log.jsonl").exists() and not other.exists()
