@@ -380,10 +380,13 @@ def read_manifest(path: Path) -> dict:
             raise Corrupt(f"{meta_path}: sha256 does not match the complete marker")
     try:
         meta = json.loads(data.decode())
-        if not isinstance(meta, dict) or not isinstance(meta.get("files", {}), dict):
-            raise ValueError("not a mapping")
     except ValueError:
         raise Corrupt(f"{meta_path}: not valid JSON (torn)") from None
+    files = meta.get("files", {}) if isinstance(meta, dict) else None
+    if (not isinstance(files, dict) or not isinstance(meta.get("step"), int)
+            or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("bytes"), int)
+                       for v in files.values())):
+        raise Corrupt(f"{meta_path}: not a checkpoint manifest (step, files: name -> sha256, bytes)")
     return meta
 
 
@@ -416,8 +419,8 @@ def _check_visible(path: Path, rank: int, world: int) -> tuple[dict | None, str 
             size = f.stat().st_size
         except OSError as e:
             return None, f"{f}: {_oserror(e)}"
-        if size != int(files[name].get("bytes", -1)):
-            return None, f"{f}: {size} bytes, the manifest says {files[name].get('bytes')} (truncated)"
+        if size != files[name]["bytes"]:
+            return None, f"{f}: {size} bytes, the manifest says {files[name]['bytes']} (truncated)"
     return meta, None
 
 
@@ -430,7 +433,7 @@ def _verify_mine(path: Path, meta: dict, rank: int, world: int) -> str | None:
             digest = atomic.sha256_file(f)
         except OSError as e:
             return f"{f}: {_oserror(e)}"
-        if digest != files[name].get("sha256"):
+        if digest != files[name]["sha256"]:
             return f"{f}: sha256 mismatch (the bytes changed after the checkpoint was written)"
     return None
 

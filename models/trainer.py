@@ -404,12 +404,11 @@ class Trainer:
         EXIT_PREEMPTED; an exception marks status.json "failed" and propagates.
         """
         a = self.args
+        for note in self._decide(self._trim_log):   # each step once: records past the resumed step are re-run
+            self.say(note)
         _Stop.requested = False
         old_handlers = {s: signal.signal(s, _Stop.handler) for s in STOP_SIGNALS}
         signal_at = int(os.environ.get(SIGNAL_AT_STEP_ENV, "-1"))
-        if self.rank == 0:               # each step once: records past the resumed step are re-run
-            for note in trim_log(self.log_path, self.start):
-                self.say(note)
         self.write_status("running", self.start, pid=os.getpid())
         self.log_file = open(self.log_path, "a") if self.rank == 0 else None
         self.last_saved = self.start if self.resumed else -1
@@ -445,6 +444,15 @@ class Trainer:
                 self.log_file = None
         self.write_status("finished" if code == EXIT_FINISHED else "preempted", step, exit_code=code)
         return code
+
+    def _trim_log(self) -> list[str]:
+        """Rank 0: cut log.jsonl back to the step the run starts from; an unusable path is a UserError."""
+        from soraplan.planner.errors import UserError
+
+        try:
+            return trim_log(self.log_path, self.start)
+        except OSError as e:
+            raise UserError(f"run-dir: cannot rewrite {self.log_path} ({e.strerror or e})") from None
 
     def step(self, step: int):
         """One optimizer step (0-based `step`) on every rank; returns the mean loss over the global batch

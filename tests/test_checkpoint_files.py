@@ -168,3 +168,26 @@ def test_bad_run_options_are_one_line_exit_2_before_any_work(tmp_path, flags, fi
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), r.stderr
     assert not (tmp_path / "run").exists()                     # refused before the run directory is touched
+
+
+@pytest.mark.parametrize("meta", [
+    '{"files": {}}',                                                   # no step
+    '{"step": 4, "files": []}',
+    '{"step": 4, "files": {"__0_0.distcp": "abc"}}',
+    '{"step": 4, "files": {"__0_0.distcp": {"sha256": "ab", "bytes": "12"}}}',
+    '[4]',
+])
+def test_a_manifest_of_the_wrong_shape_is_corrupt_not_a_crash(tmp_path, meta):
+    from soraplan.models import checkpoint as ckpt
+
+    d = tmp_path / "step-00000004"
+    d.mkdir()
+    (d / "meta.json").write_text(meta)
+    (d / "complete").write_text("4\n")                                # an unhashed marker: the shape is all we check
+    with pytest.raises(ckpt.Corrupt, match="meta.json: not a checkpoint manifest"):
+        ckpt.read_manifest(d)
+    (d / "meta.json").write_text('{"step": 4, "files": {"__0_0.distcp": {"sha256": "ab", "bytes": 12}}}')
+    assert ckpt.read_manifest(d)["step"] == 4
+    (d / "complete").write_text('{"step": 4, "meta_sha256": "00"}')
+    with pytest.raises(ckpt.Corrupt, match="meta.json: sha256 does not match the complete marker"):
+        ckpt.read_manifest(d)
