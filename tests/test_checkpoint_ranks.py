@@ -2,7 +2,6 @@
 every rank stops with one line; a rank that sees another run directory never leaves the others waiting."""
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
