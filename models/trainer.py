@@ -375,7 +375,7 @@ class Trainer:
                                    layout=layout, log=self.say)
             if meta is None:
                 raise UserError(f"resume: no checkpoint in {ckpt.ckpt_root(self.run_dir)} could be loaded (all corrupted); "
-                                "use --resume never with a new --run-dir to start over")
+                                "start over in a new --run-dir")
         if meta:
             self.start, self.resumed = int(meta["step"]), True
             if int(meta.get("seed", a.seed)) != a.seed:
