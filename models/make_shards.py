@@ -20,6 +20,8 @@ def write_shards(out_dir, arrays: dict, per_shard: int) -> list[Path]:
     import torch
     from safetensors.torch import save_file
 
+    from .atomic import fsync_dir, fsync_file
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = next(iter(arrays.values())).shape[0]
@@ -31,8 +33,10 @@ def write_shards(out_dir, arrays: dict, per_shard: int) -> list[Path]:
         path = out / f"shard-{i:05d}.safetensors"
         tmp = out / f".{path.name}.tmp"
         save_file(part, str(tmp))
+        fsync_file(tmp)
         os.replace(tmp, path)
         paths.append(path)
+    fsync_dir(out)
     return paths
 
 

@@ -12,12 +12,17 @@ Runs single-process, under torchrun or under srun (see models/parallel.py). `Tra
 Everything random is a function of (seed, step, rank), and checkpoints hold model + optimizer state,
 so a run stopped and resumed from a checkpoint reproduces the uninterrupted loss curve exactly (CPU).
 
-Run directory:
+Run directory (rank 0 decides everything about it once and broadcasts the decision, so every rank takes
+the same branch: the lock, the done marker, which checkpoint to resume):
+  .lock          flock held by rank 0 for the whole run: a second trainer refuses (models/run_lock.py)
   log.jsonl      one JSON object per step (loss, step_time_s, samples_per_s, tokens_per_s,
-                 tflops_per_gpu, mfu; FLOPs from soraplan.planner.flops)
+                 tflops_per_gpu, mfu; FLOPs from soraplan.planner.flops); cut back to the resumed step
+                 before training, so each step appears once
   status.json    {"state": "running" | "finished" | "preempted" | "failed", "step", "steps", ...}
   done           written when the run reached --steps: a finished run is never restarted
   checkpoints/   see models/checkpoint.py
+status.json, done and the log cut are written through soraplan.models.atomic (temp, fsync, rename, fsync of
+the directory); the log is fsynced before each checkpoint is renamed in.
 Exit codes: 0 finished (or already finished), 75 stopped by SIGTERM/SIGUSR2 after saving a checkpoint
 (requeue and resume), 2 bad input, 1 anything else.
 """
@@ -25,13 +30,16 @@ Exit codes: 0 finished (or already finished), 75 stopped by SIGTERM/SIGUSR2 afte
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
+
+from . import atomic
 
 EXIT_FINISHED, EXIT_PREEMPTED = 0, 75
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
@@ -63,10 +71,69 @@ class _Stop:
         cls.requested, cls.signum = True, signum
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj) + "\n")
-    os.replace(tmp, path)
+def _read_done(path: Path) -> tuple[dict | None, str | None]:
+    """The done marker: (its content, None), (None, None) when absent, (None, why) when unreadable or torn."""
+    if not path.exists():
+        return None, None
+    try:
+        info = atomic.read_json(path)
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        int(info.get("steps", 0))
+        return info, None
+    except (OSError, ValueError, TypeError) as e:
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
+
+
+def trim_log(path: Path, step: int) -> list[str]:
+    """Keep the records of steps 1..`step` of log.jsonl, each once (the last line of a step counts),
+    and replace the file atomically; torn or foreign lines are dropped.
+
+    Args:
+        path: log.jsonl.
+        step: the step the run continues from (0 for a fresh start).
+
+    Returns:
+        Notes to print (lines dropped because they were not JSON records).
+    """
+    if not path.exists():
+        return []
+    kept: dict[int, str] = {}
+    bad = 0
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            s = int(rec["step"])
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            continue
+        if 1 <= s <= step:
+            kept[s] = line
+    atomic.write_text(path, "".join(kept[s] + "\n" for s in sorted(kept)))
+    return [f"note: dropped {bad} unreadable line(s) from {path}"] if bad else []
+
+
+def check_args(a: TrainArgs) -> None:
+    """Refuse run options the trainer cannot honour (UserError naming the flag and the rule); pure, so the
+    CLI calls it before importing torch and every rank gets the same answer.
+
+    Args:
+        a: the run options.
+    """
+    from soraplan.planner.errors import UserError
+
+    if a.objective not in ("flow", "eps"):
+        raise UserError(f"objective: 'flow' or 'eps', got {a.objective!r}")
+    if a.steps < 1:
+        raise UserError(f"steps: at least 1, got {a.steps}")
+    if a.keep_last < 1:
+        raise UserError(f"keep-last: at least 1 (the checkpoint just written is always kept), got {a.keep_last}")
+    if a.log_every < 1:
+        raise UserError(f"log-every: at least 1 (a human line every N steps), got {a.log_every}")
+    if a.save_every < 0:
+        raise UserError(f"save-every: 0 (only at the end and on a signal) or more, got {a.save_every}")
+    if not math.isfinite(a.lr) or a.lr <= 0:
+        raise UserError(f"lr: a finite number > 0, got {a.lr}")
 
 
 def check_layout(spec, world: int) -> None:
@@ -104,15 +171,22 @@ class Trainer:
         self.resumed = False
         self.last_saved = -1
         self.log_file: TextIO | None = None
+        self.lock: Any = None          # rank 0: the run directory's RunLock while the run lasts
 
     # ------------------------------------------------------------------ the run
     def run(self) -> int:
-        """setup -> resume -> steps until --steps or a stop signal; returns the exit code."""
-        if not self.setup():
-            return EXIT_FINISHED
-        self.resume()
-        self.announce()
-        return self.train()
+        """setup -> resume -> steps until --steps or a stop signal; returns the exit code. The run
+        directory's lock is held from setup to the end and released on the way out."""
+        try:
+            if not self.setup():
+                return EXIT_FINISHED
+            self.resume()
+            self.announce()
+            return self.train()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
     def say(self, line: str) -> None:
         """One human line from rank 0."""
@@ -121,24 +195,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> bool:
-        """Check the arguments and the layout, join the process group, check the run directory, build the
-        model, optimizer and data. Returns False when the run directory holds a finished run (nothing to do)."""
+        """Check the arguments and the layout, join the process group, lock and check the run directory,
+        build the model, optimizer and data. Returns False when the run directory holds a finished run."""
         self._check_args()
         self._join()
+        self._claim_run_dir()
         if self._finished_before():
             return False
-        self._prepare_run_dir()
         self._build()
         return True
 
     def _check_args(self) -> None:
-        from soraplan.planner.errors import UserError
-
-        a = self.args
-        if a.objective not in ("flow", "eps"):
-            raise UserError(f"objective: 'flow' or 'eps', got {a.objective!r}")
-        if a.resume not in ("auto", "never") and not Path(a.resume).exists():
-            raise UserError(f"resume: {a.resume} does not exist (use auto, never or a checkpoint directory)")
+        """The run options alone (the same answer on every rank, before any collective)."""
+        check_args(self.args)
 
     def _join(self) -> None:
         """torch.distributed + megatron parallel state for the spec's layout; this process's ranks."""
@@ -156,31 +225,102 @@ class Trainer:
         self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
         self.cp_rank, self.cp_size = ps.get_context_parallel_rank(), ps.get_context_parallel_world_size()
 
-    def _finished_before(self) -> bool:
-        """--resume auto and a done marker for at least --steps: say so (nothing to do)."""
-        if self.args.resume != "auto" or not self.done_path.exists():
-            return False
-        info = json.loads(self.done_path.read_text() or "{}")
-        if int(info.get("steps", 0)) < self.args.steps:
-            return False
-        self.say(f"soraplan train: {self.run_dir} already finished at step {info.get('step')} (done marker); nothing to do")
-        return True
-
-    def _prepare_run_dir(self) -> None:
-        """Refuse --resume never over existing checkpoints; create the directory, drop a stale done marker."""
+    def _decide(self, decide: Callable[[], Any]) -> Any:
+        """`decide()` on rank 0, its result on every rank (so every rank takes the same branch). When
+        `decide` raises on rank 0, every rank raises too (the same UserError line, or a RuntimeError naming
+        rank 0's error) instead of waiting for a broadcast that never comes."""
         import torch.distributed as dist
 
         from soraplan.planner.errors import UserError
 
+        box: list[Any] = [None]
+        failure: BaseException | None = None
+        if self.rank == 0:
+            try:
+                box = [("ok", decide())]
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks are told
+                failure = e
+                box = [("user" if isinstance(e, UserError) else "crash", " ".join(f"{type(e).__name__}: {e}".split())[:300])]
+        dist.broadcast_object_list(box, 0)
+        kind, value = box[0]
+        if failure is not None:
+            raise failure
+        if kind == "user":
+            raise UserError(value.split(": ", 1)[1])
+        if kind == "crash":
+            raise RuntimeError(f"rank 0 failed while deciding for every rank: {value}")
+        return value
+
+    def _claim_run_dir(self) -> None:
+        """Rank 0 creates the run directory and takes its lock (models/run_lock.py), writing a fresh token
+        into the lock file; every other rank reads the token back, which proves it sees the same directory.
+        Any failure stops every rank with the same line (UserError), before the first checkpoint read."""
+        import torch.distributed as dist
+
+        from soraplan.planner.errors import UserError
+
+        from .run_lock import RunDirBusy, RunLock, read_token
+
+        def lock() -> tuple[str | None, str, bool]:
+            token = f"{os.getpid()}-{os.urandom(8).hex()}"
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.lock = RunLock(self.run_dir, token).acquire()
+            except RunDirBusy as e:
+                return str(e), token, True
+            except OSError as e:
+                return f"run-dir: cannot create or lock {self.run_dir} ({e.strerror or e})", token, True
+            return None, token, self.lock.supported
+
+        err, token, supported = self._decide(lock)
+        if err:
+            raise UserError(err)
+        if not supported:
+            self.say(f"warning: the filesystem of {self.run_dir} does not support file locks; a second trainer "
+                     "on this run directory would not be refused")
+        seen = self.rank == 0 or read_token(self.run_dir) == token
+        views: list[Any] = [None] * self.world
+        dist.all_gather_object(views, (seen, os.path.abspath(self.run_dir)))
+        blind = [r for r, (ok, _) in enumerate(views) if not ok]
+        if blind:
+            k = blind[0]
+            raise UserError(f"run-dir: rank {k} does not see the run directory rank 0 locked (rank 0: {views[0][1]}, "
+                            f"rank {k}: {views[k][1]}, where .lock differs); put --run-dir on a filesystem every node "
+                            "mounts at the same path")
+
+    def _finished_before(self) -> bool:
+        """Rank 0 reads the run directory once and decides for every rank: finish the last interrupted
+        checkpoint write (`checkpoint.recover`), say the run is already finished (--resume auto and a done
+        marker for at least --steps), refuse --resume never over existing checkpoints, drop a stale done."""
+        from soraplan.planner.errors import UserError
+
         from . import checkpoint as ckpt
 
-        if self.args.resume == "never" and ckpt.complete_checkpoints(self.run_dir):
-            raise UserError(f"resume: {self.run_dir} already holds checkpoints; use --resume auto to continue or a new --run-dir")
-        if self.rank == 0:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        def inspect() -> dict[str, Any]:
+            notes = ckpt.recover(self.run_dir)
+            done, why = _read_done(self.done_path)
+            if why:
+                notes.append(f"note: ignoring the unreadable done marker {self.done_path} ({why})")
+            if self.args.resume == "auto" and done and int(done.get("steps", 0)) >= self.args.steps:
+                return {"notes": notes, "finished": done.get("step")}
+            if self.args.resume == "never" and ckpt.complete_checkpoints(self.run_dir):
+                return {"notes": notes, "error": f"resume: {self.run_dir} already holds checkpoints; "
+                                                 "use --resume auto to continue or a new --run-dir"}
             if self.done_path.exists():
                 self.done_path.unlink()
-        dist.barrier()
+                atomic.fsync_dir(self.run_dir)
+            return {"notes": notes}
+
+        verdict = self._decide(inspect)
+        for note in verdict["notes"]:
+            self.say(note)
+        if verdict.get("error"):
+            raise UserError(verdict["error"])
+        if "finished" in verdict:
+            self.say(f"soraplan train: {self.run_dir} already finished at step {verdict['finished']} (done marker); "
+                     "nothing to do")
+            return True
+        return False
 
     def _build(self) -> None:
         """Data set, model (fp32 master weights), AdamW (ZeRO-1 over DP with --distributed-optimizer), loader."""
@@ -213,22 +353,29 @@ class Trainer:
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> int:
-        """Load model + optimizer state per --resume; returns the step to continue from (0 for a fresh run)."""
+        """Load model + optimizer state per --resume; returns the step to continue from (0 for a fresh run).
+
+        Rank 0 alone lists the checkpoints and broadcasts the list; every rank then walks that list
+        together (`checkpoint.load_first`), so all of them resume the same step or stop with the same line.
+        """
         from soraplan.planner.errors import UserError
 
         from . import checkpoint as ckpt
 
         a = self.args
+        plan = self._decide(lambda: ckpt.plan_resume(self.run_dir, a.resume))
+        for note in plan.notes:
+            self.say(note)
+        if plan.error:
+            raise UserError(plan.error)
         meta = None
-        if a.resume == "auto":
-            found = ckpt.complete_checkpoints(self.run_dir)
-            if found:
-                meta = ckpt.load_latest(self.run_dir, self.model, self.optimizer, self.tp_rank, self.pp_rank, log=self.say)
-                if meta is None:
-                    raise UserError(f"resume: no checkpoint in {ckpt.ckpt_root(self.run_dir)} could be loaded (all corrupted); "
-                                    "use --resume never to start over")
-        elif a.resume != "never":
-            meta = ckpt.load(a.resume, self.model, self.optimizer, self.tp_rank, self.pp_rank)
+        if plan.names:
+            layout = {"tp": self.spec.parallel.tp, "pp": self.spec.parallel.pp}
+            meta = ckpt.load_first(plan.paths(self.run_dir), plan.fallback, self.model, self.optimizer, self.tp_rank, self.pp_rank,
+                                   layout=layout, log=self.say)
+            if meta is None:
+                raise UserError(f"resume: no checkpoint in {ckpt.ckpt_root(self.run_dir)} could be loaded (all corrupted); "
+                                "start over in a new --run-dir")
         if meta:
             self.start, self.resumed = int(meta["step"]), True
             if int(meta.get("seed", a.seed)) != a.seed:
@@ -257,6 +404,8 @@ class Trainer:
         EXIT_PREEMPTED; an exception marks status.json "failed" and propagates.
         """
         a = self.args
+        for note in self._decide(self._trim_log):   # each step once: records past the resumed step are re-run
+            self.say(note)
         _Stop.requested = False
         old_handlers = {s: signal.signal(s, _Stop.handler) for s in STOP_SIGNALS}
         signal_at = int(os.environ.get(SIGNAL_AT_STEP_ENV, "-1"))
@@ -289,9 +438,21 @@ class Trainer:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             if self.log_file:
+                self.log_file.flush()
+                os.fsync(self.log_file.fileno())
                 self.log_file.close()
+                self.log_file = None
         self.write_status("finished" if code == EXIT_FINISHED else "preempted", step, exit_code=code)
         return code
+
+    def _trim_log(self) -> list[str]:
+        """Rank 0: cut log.jsonl back to the step the run starts from; an unusable path is a UserError."""
+        from soraplan.planner.errors import UserError
+
+        try:
+            return trim_log(self.log_path, self.start)
+        except OSError as e:
+            raise UserError(f"run-dir: cannot rewrite {self.log_path} ({e.strerror or e})") from None
 
     def step(self, step: int):
         """One optimizer step (0-based `step`) on every rank; returns the mean loss over the global batch
@@ -382,6 +543,9 @@ class Trainer:
         """A checkpoint of model + optimizer after `step` steps (every rank writes its shard)."""
         from . import checkpoint as ckpt
 
+        if self.log_file is not None:   # the log up to this step is durable before the checkpoint is
+            self.log_file.flush()
+            os.fsync(self.log_file.fileno())
         p = self.spec.parallel
         meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "dp": self.dp_size, "spec_name": self.spec.name,
                 "objective": self.args.objective, "samples": step * self.global_batch}
@@ -402,14 +566,14 @@ class Trainer:
         if self.last_saved != step:
             self.save(step)
         if self.rank == 0:
-            _write_json(self.done_path, {"step": step, "steps": self.args.steps, "time": time.time()})
+            atomic.write_json(self.done_path, {"step": step, "steps": self.args.steps, "time": time.time()})
         self.say(f"soraplan train: finished {step} steps; done marker {self.done_path}")
 
 
     def write_status(self, state: str, step: int, **extra: Any) -> None:
         """Rank 0: status.json = {"state", "step", "steps", **extra}, replaced atomically."""
         if self.rank == 0:
-            _write_json(self.status_path, {"state": state, "step": step, "steps": self.args.steps, **extra})
+            atomic.write_json(self.status_path, {"state": state, "step": step, "steps": self.args.steps, **extra})
 
 
 def _human(rec: dict[str, Any], steps: int, out: TextIO | None = None) -> None:
