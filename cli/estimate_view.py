@@ -6,6 +6,8 @@ from rich.table import Table
 from soraplan.planner.estimate import human
 from soraplan.planner.results import Estimate
 
+from .common import markup_literal
+
 
 def _t(title: str) -> Table:
     t = Table(title=title, title_justify="left", show_header=True, header_style="bold")
@@ -16,7 +18,7 @@ def render(r: Estimate, console: Console | None = None) -> None:
     c = console or Console()
     spec = r.spec
     par = spec.parallel
-    c.print(f"[bold]{r.name}[/] on [bold]{r.hardware.name}[/]  tp={par.tp} pp={par.pp} cp={par.cp} dp={par.dp} "
+    c.print(f"[bold]{markup_literal(r.name)}[/] on [bold]{markup_literal(r.hardware.name)}[/]  tp={par.tp} pp={par.pp} cp={par.cp} dp={par.dp} "
             f"(world {par.gpus})  micro-batch {par.micro_batch}  recompute {par.recompute}  "
             f"attention {spec.model.attention} ({spec.kernels.attention_kernel})")
     c.print(f"Sequence: {r.sequence['text']}")

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import print_json, user_errors
+from .common import literal, markup_literal, print_json, user_errors
 
 LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger", help="ledger SQLite file")]
 
@@ -26,7 +26,7 @@ def status(run: Annotated[Optional[str], typer.Argument(help="run name (all runs
         return
     t = Table("run", "backend", "state", "jobs", "detail", "run dir")
     for x in rows:
-        t.add_row(x.name, x.backend, x.state, ",".join(x.job_ids), str(x.detail), x.run_dir)
+        t.add_row(*(markup_literal(v) for v in (x.name, x.backend, x.state, ",".join(x.job_ids), x.detail, x.run_dir)))
     Console().print(t)
 
 
@@ -46,7 +46,7 @@ def cancel(run: Annotated[str, typer.Argument(help="run name")], ledger: LedgerO
     from soraplan.launch.runs import cancel_run
 
     cancel_run(run, ledger)
-    typer.echo(f"run {run}: cancelled")
+    typer.echo(f"run {literal(run)}: cancelled")
 
 
 def register(app: typer.Typer) -> None:

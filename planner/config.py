@@ -67,13 +67,14 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[leaf] = value
 
 
-def read_text(path: str | Path, field: str, hint: str = "") -> str:
+def read_text(path: str | Path, field: str, hint: str = "", missing: str = "") -> str:
     """The UTF-8 text of a file the user named; every way it can fail is one UserError naming `field`.
 
     Args:
         path: the file.
         field: the flag or field that named it (e.g. "--config"), for the message.
         hint: appended to the "no such file" message.
+        missing: the whole message for a missing file, in place of "FIELD: no such file: PATH".
 
     Returns:
         The file's text.
@@ -82,7 +83,7 @@ def read_text(path: str | Path, field: str, hint: str = "") -> str:
     try:
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{field}: no such file: {p}{hint}") from None
+        raise UserError(missing or f"{field}: no such file: {p}{hint}") from None
     except IsADirectoryError:
         raise UserError(f"{field}: {p} is a directory, not a file") from None
     except PermissionError:

@@ -246,7 +246,6 @@ def test_yaml_extra_sections(tmp_path: Path, files: dict[str, Path], doc: str, n
     (["logs", "x", "--ledger", "{not_db}"], ["--ledger"]),
     (["cancel", "x", "--ledger", "{not_db}"], ["--ledger"]),
     (["status", "--ledger", "{dir}"], ["--ledger"]),
-    (["launch", "--dry-run", "--ledger", "{not_db}", "--run-root", "{runs}"], ["--ledger"]),
     (["profile", "--preset", "animatediff", "--frames", "0"], ["--frames"]),
     (["profile", "--preset", "animatediff", "--res", "100000000000000000000"], ["--res"]),
 ])
