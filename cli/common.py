@@ -248,8 +248,10 @@ def parse_ints(text: str, flag: str, what: str = "integers", example: str = "",
         vals = tuple(int(x) for x in str(text).replace(" ", "").split(",") if x)
     except ValueError:
         raise UserError(f"{flag}: comma-separated {what} expected{example}, got {literal(text)[:80]!r}") from None
-    if not vals or min(vals) < 1 or max(vals) > high:
-        raise UserError(f"{flag}: {what} from 1 to {high:,} expected, got {literal(text)[:80]!r}")
+    if not vals or min(vals) < 1:
+        raise UserError(f"{flag}: positive {what} expected, got {literal(text)[:80]!r}")
+    if max(vals) > high:
+        raise UserError(f"{flag}: {what} of at most {high:,} expected, got {literal(text)[:80]!r}")
     if len(vals) > 1000:
         raise UserError(f"{flag}: at most 1,000 values, got {len(vals):,}")
     return vals
@@ -275,7 +277,10 @@ def check_search_flags(spec: Any, *, deadline_days: Any = None, headroom: Any = 
     """
     from soraplan.planner.errors import UserError
 
-    check_range(deadline_days, "--deadline-days", 0, 36_500, low_open=True, what="days")
+    if deadline_days is not None:
+        ok = isinstance(deadline_days, (int, float)) and not isinstance(deadline_days, bool)
+        if not ok or not 0 < deadline_days <= 36_500:                    # also refuses nan and inf
+            raise UserError(f"--deadline-days: must be positive and finite (at most 36,500 days), got {deadline_days!r}")
     check_range(headroom, "--headroom", 0, 0.99, what="the memory fraction kept free")
     check_range(top, "--top", 1, 1000)
     if max_tp_in_node is not None:
