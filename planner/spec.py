@@ -19,7 +19,7 @@ from .hardware import GPU, resolve_gpu
 DType = Literal["fp32", "bf16", "fp16"]
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2}
 
-# Upper bounds, checked when the Spec is validated (before any work; docs/spec-limits.md). Far beyond any real
+# Upper bounds, checked when the Spec is validated (before any work; docs/input-limits.md). Far beyond any real
 # run, they keep every formula finite and fast: a per-layer list stays short, products of sizes stay exact.
 MAX_LAYERS = 10_000                  # transformer layers (and vpp, recompute_layers)
 MAX_WIDTH = 1_048_576                # hidden, heads, text_dim, timestep_freq_dim (ffn_hidden: 4x)
