@@ -19,7 +19,7 @@ from .spec import Spec
 
 # Top-level YAML sections that are not part of the Spec (read by launch/report).
 EXTRA_SECTIONS = ("preset", "launch", "cluster", "report", "run")
-EXTRA_MAPPINGS = ("launch", "cluster", "report", "run")
+EXTRA_MAPPINGS = ("launch", "report")          # sections read by launch and report: each must be a mapping
 # Spec sections: each must be a mapping in the YAML.
 SPEC_SECTIONS = ("video", "model", "kernels", "parallel", "hardware", "training")
 
