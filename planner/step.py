@@ -99,7 +99,7 @@ def load_calibration(path: str | None, gpu: str, peak_tflops: float | None = Non
     p = Path(path)
     from .config import read_text
 
-    text = read_text(p, "hardware.calibration")
+    text = read_text(p, "hardware.calibration", missing=f"hardware.calibration: cannot read calibration file {p} (no such file)")
     try:
         data = json.loads(text)
     except ValueError:
