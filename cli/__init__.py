@@ -56,5 +56,29 @@ for _group in (plan, train, validate, launch, runs, report, profile, doctor):   
     _group.register(app)
 
 
-def main() -> None:
-    app()
+def main(args: list[str] | None = None) -> None:
+    """Run the `soraplan` command; exits with its status.
+
+    click's own errors (unknown option, wrong type, missing value) print one line on stderr and exit 2, like
+    every other bad input; `--help` and a bare group (its help) behave as usual.
+
+    Args:
+        args: the arguments (default: sys.argv[1:]).
+    """
+    import sys
+
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="soraplan", standalone_mode=False)
+    except typer.TyperException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help is already printed
+            sys.exit(2)
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        line = " ".join(f"{where}{e.format_message()}".split())
+        sys.stderr.write(f"error: {line}\n")
+        sys.exit(getattr(e, "exit_code", 2))
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

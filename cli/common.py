@@ -74,10 +74,63 @@ SPEC_OPTION_NAMES = [n for n, _ in SPEC_OPTIONS]
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
-    """Print one line on stderr and exit (default 2)."""
-    line = " ".join(str(message).split())
+    """Print one line on stderr and exit (default 2); control characters in it are shown escaped."""
+    line = literal(" ".join(str(message).split()))
     sys.stderr.write(f"error: {line}\n")
     raise typer.Exit(code)
+
+
+def literal(text: Any) -> str:
+    """`text` safe to print on a terminal as plain text: control and format characters (escape, bidi overrides,
+    newlines) are shown as escapes ('\\x1b'), everything else as written. Use `markup_literal` for rich markup."""
+    import unicodedata
+
+    out = []
+    for ch in str(text):
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            cat = unicodedata.category(ch)
+            out.append(ch.encode("unicode_escape").decode("ascii") if cat[0] in "CZ" else ch)
+    return "".join(out)
+
+
+def markup_literal(text: Any) -> str:
+    """`text` to interpolate into a rich markup string: printed exactly as written (brackets escaped, control
+    characters shown as escapes)."""
+    from rich.markup import escape
+
+    return escape(literal(text))
+
+
+def check_range(value: Any, flag: str, low: float, high: float, low_open: bool = False, what: str = "") -> Any:
+    """`value` (a flag's number) when finite and within [low, high] ((low, high] with `low_open`); else a
+    UserError naming the flag and the range. None passes through.
+
+    Args:
+        value: the number (int or float) or None.
+        flag: the flag, for the message.
+        low: the smallest allowed value.
+        high: the largest allowed value.
+        low_open: refuse `low` itself.
+        what: what the number is, for the message (e.g. "days").
+
+    Returns:
+        `value` unchanged.
+    """
+    import math
+
+    from soraplan.planner.errors import UserError
+
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise UserError(f"{flag}: must be a finite number{' of ' + what if what else ''} in {bracket}{low:g}, {high:g}], "
+                        f"got {value!r}")
+    return value
 
 
 # Optional packages -> the extra that installs them (pyproject.toml).
@@ -106,16 +159,21 @@ def require(*modules: str) -> None:
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UserError (and SpecError) into one line on stderr + exit 2; so is a missing optional extra."""
+    """Turn UserError (and SpecError) into one line on stderr + exit 2; so is a missing optional extra and a
+    ledger file that is not an SQLite database (the ledger is the only database soraplan opens)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         from soraplan.planner.errors import UserError
 
         try:
             return func(*args, **kwargs)
         except UserError as e:
             fail(str(e))
+        except sqlite3.DatabaseError as e:
+            fail(f"--ledger: the run ledger is not a usable SQLite database ({e})")
         except ModuleNotFoundError as e:
             msg = missing_extra_message(e.name or "")
             if msg is None:
@@ -175,7 +233,8 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def parse_ints(text: str, flag: str, what: str = "integers", example: str = "") -> tuple[int, ...]:
+def parse_ints(text: str, flag: str, what: str = "integers", example: str = "",
+               high: int = 10 ** 12) -> tuple[int, ...]:
     """Positive integers from a comma list ('200,300,400'); a UserError naming `flag` otherwise.
 
     Args:
@@ -183,6 +242,7 @@ def parse_ints(text: str, flag: str, what: str = "integers", example: str = "") 
         flag: the flag, for the message.
         what: what the numbers are, for the message.
         example: appended to the first message, e.g. ' (e.g. 200,300,400)'.
+        high: the largest value allowed.
 
     Returns:
         The integers, in the order given.
@@ -190,17 +250,49 @@ def parse_ints(text: str, flag: str, what: str = "integers", example: str = "") 
     from soraplan.planner.errors import UserError
 
     try:
-        vals = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+        vals = tuple(int(x) for x in str(text).replace(" ", "").split(",") if x)
     except ValueError:
-        raise UserError(f"{flag}: comma-separated {what} expected{example}, got {text!r}") from None
+        raise UserError(f"{flag}: comma-separated {what} expected{example}, got {literal(text)[:80]!r}") from None
     if not vals or min(vals) < 1:
-        raise UserError(f"{flag}: positive {what} expected, got {text!r}")
+        raise UserError(f"{flag}: positive {what} expected, got {literal(text)[:80]!r}")
+    if max(vals) > high:
+        raise UserError(f"{flag}: {what} of at most {high:,} expected, got {literal(text)[:80]!r}")
+    if len(vals) > 1000:
+        raise UserError(f"{flag}: at most 1,000 values, got {len(vals):,}")
     return vals
 
 
 def parse_gpu_counts(text: str) -> tuple[int, ...]:
-    """`--gpus 200,300,400` of `soraplan plan` and `soraplan report`."""
-    return parse_ints(text, "--gpus", "GPU counts", " (e.g. 200,300,400)")
+    """`--gpus 200,300,400` of `soraplan plan` and `soraplan report` (each count at most the Spec's MAX_GPUS)."""
+    from soraplan.planner.spec import MAX_GPUS
+
+    return parse_ints(text, "--gpus", "GPU counts", " (e.g. 200,300,400)", high=MAX_GPUS)
+
+
+def check_search_flags(spec: Any, *, deadline_days: Any = None, headroom: Any = None, max_tp_in_node: Any = None,
+                       top: Any = None) -> None:
+    """The layout-search flags of `plan` and `report`, checked before the search (UserError naming the flag).
+
+    Args:
+        spec: the Spec (its GPU's node size bounds --max-tp-in-node).
+        deadline_days: --deadline-days: finite, > 0 (at most 100 years).
+        headroom: --headroom: the memory fraction kept free, in [0, 1).
+        max_tp_in_node: --max-tp-in-node: 1 to the GPUs per node (larger TP would cross nodes).
+        top: --top: layouts shown per GPU count, 1 to 1000.
+    """
+    from soraplan.planner.errors import UserError
+
+    if deadline_days is not None:
+        ok = isinstance(deadline_days, (int, float)) and not isinstance(deadline_days, bool)
+        if not ok or not 0 < deadline_days <= 36_500:                    # also refuses nan and inf
+            raise UserError(f"--deadline-days: must be positive and finite (at most 36,500 days), got {deadline_days!r}")
+    check_range(headroom, "--headroom", 0, 0.99, what="the memory fraction kept free")
+    check_range(top, "--top", 1, 1000)
+    if max_tp_in_node is not None:
+        node = spec.hardware.spec.gpus_per_node
+        if not isinstance(max_tp_in_node, int) or not 1 <= max_tp_in_node <= node:
+            raise UserError(f"--max-tp-in-node: must be from 1 to the GPUs per node of {spec.hardware.spec.name} "
+                            f"({node}), got {max_tp_in_node!r}")
 
 
 # Spec flags that, when given, pin that dimension of the layout search (spec flag -> SearchOptions field).

@@ -10,13 +10,14 @@ from soraplan.planner.estimate import human
 from soraplan.planner.results import Estimate
 
 from .table_view import Grid, console, kv
+from .common import markup_literal
 
 
 def render(r: Estimate, console_: Console | None = None) -> None:
     c = console_ or console()
     spec = r.spec
     par = spec.parallel
-    c.print(f"[bold]{r.name}[/] on [bold]{r.hardware.name}[/]  tp={par.tp} pp={par.pp} cp={par.cp} dp={par.dp} "
+    c.print(f"[bold]{markup_literal(r.name)}[/] on [bold]{markup_literal(r.hardware.name)}[/]  tp={par.tp} pp={par.pp} cp={par.cp} dp={par.dp} "
             f"(world {par.gpus})  micro-batch {par.micro_batch}  recompute {par.recompute}  "
             f"attention {spec.model.attention} ({spec.kernels.attention_kernel})")
     c.print(f"Sequence: {r.sequence['text']}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import print_json, spec_from_flags, with_spec_options
+from .common import fail, literal, print_json, spec_from_flags, with_spec_options
 
 L, S, K8 = "Launch", "Slurm", "Kubernetes"
 
@@ -60,7 +60,11 @@ def launch(
     from soraplan.launch.launcher import launch_run
     from soraplan.launch.options import build_options
 
+    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
+        fail(f"--output-dir: {output_dir} exists and is not a directory")
     spec, extras = spec_from_flags(spec_flags)
+    if not isinstance(extras.get("launch") or {}, dict):
+        fail("launch: the YAML's launch section must be a mapping")
     cli = dict(cluster=cluster, dry_run=dry_run, resume=resume, force=force, debug=debug, steps=steps, tiny=tiny,
                save_every=save_every, train_args=tuple(train_arg or ()), run_root=run_root, partition=partition,
                account=account, qos=qos, time_min=time_min, mem_gib=mem_gib, cpus_per_task=cpus_per_task,
@@ -82,8 +86,8 @@ def launch(
         else:
             from .table_view import console
 
-            console().print(f"run {record.name}: {record.state} on {record.backend} (jobs: "
-                            f"{', '.join(record.job_ids) or '-'}); run dir {record.run_dir}", markup=False, highlight=False)
+            console().print(literal(f"run {record.name}: {record.state} on {record.backend} (jobs: "
+                            f"{', '.join(record.job_ids) or '-'}); run dir {record.run_dir}"), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import parse_gpu_counts, parse_ints, print_json, search_options, spec_from_flags, with_spec_options
+from .common import check_search_flags, parse_gpu_counts, parse_ints, print_json, search_options, spec_from_flags, with_spec_options
 from .progress import LazyProgress
 
 
@@ -34,18 +34,24 @@ def plan(gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU counts 
 
     Example (40 s 256x256 clips): soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400
     """
+    from pydantic import ValidationError
+
+    from soraplan.planner.config import format_validation_error
     from soraplan.planner.errors import UserError
     from soraplan.planner.plan import plan as run
     from soraplan.planner.spec import spec_with
 
     spec, _ = spec_from_flags(spec_flags)
+    check_search_flags(spec, deadline_days=deadline_days, headroom=headroom, max_tp_in_node=max_tp_in_node, top=top)
     over = {k: v for k, v in (("gemm_efficiency", gemm_efficiency), ("attention_efficiency", attention_efficiency),
                               ("hbm_efficiency", hbm_efficiency)) if v is not None}
     if over:
         try:
             spec = spec_with(spec, hardware=over)
+        except ValidationError as e:
+            raise UserError(f"efficiency override: {format_validation_error(e)}") from None
         except ValueError as e:
-            raise UserError(f"efficiency override: {str(e).splitlines()[-1].strip()}") from None
+            raise UserError(f"efficiency override: {e}") from None
     gbr = None
     if global_batch_range:
         lo_hi = parse_ints(global_batch_range, "--global-batch-range")

@@ -11,6 +11,7 @@ from rich.console import Console
 from soraplan.planner.results import Budget, CountSearch, Plan
 
 from .table_view import Grid, console
+from .common import markup_literal
 
 TERMS = (("gemm_s", "GEMM"), ("attention_s", "attention"), ("elementwise_s", "elementwise"),
          ("recompute_s", "  (of which recompute)"), ("compute_s", "compute"), ("tp_comm_s", "TP comm"),
@@ -64,7 +65,7 @@ def render(r: Plan, console_: Console | None = None) -> None:
     gpu = spec.hardware.custom.name if spec.hardware.custom else spec.hardware.gpu
     s = r.search
     e = s.efficiency
-    con.print(f"[bold]{spec.name}[/bold] plan on {gpu}: objective {r.objective}, {s.samples:,.0f} samples, "
+    con.print(f"[bold]{markup_literal(spec.name)}[/bold] plan on {markup_literal(gpu)}: objective {r.objective}, {s.samples:,.0f} samples, "
               f"headroom {s.headroom:.0%}, max TP in node {s.max_tp_in_node}, global batch "
               f"{s.global_batch_range[0]}-{s.global_batch_range[1]}, attention {', '.join(s.attentions)}")
     con.print(f"Efficiencies: GEMM {e['gemm']:.2f}, attention {e['attention']:.2f}, HBM {e['hbm']:.2f}, "
@@ -116,7 +117,7 @@ def render_budget(b: Budget, con: Console) -> None:
             rates = [r for r in st.per_gpus if r.feasible]
             rate = (f"{max(r.read_mb_s_per_gpu_latent or 0.0 for r in rates):.2f}|"
                     f"{max(r.read_mb_s_per_gpu_raw or 0.0 for r in rates):.2f}" if rates else "-")
-            t.add_row(f"{st.name}\n{st.geometry}", f"{st.sequence_length:,}", f"{st.samples / 1e6:,.4g} M", *cells, rate)
+            t.add_row(f"{markup_literal(st.name)}\n{markup_literal(st.geometry)}", f"{st.sequence_length:,}", f"{st.samples / 1e6:,.4g} M", *cells, rate)
         tot = ["total", "", ""] + [f"{x.days:.1f} d" if x.feasible else "-" for x in b.totals] + [""]
         t.add_row(*tot)
         con.print(t)

@@ -11,13 +11,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import print_json, user_errors
+from .common import markup_literal, print_json, user_errors
 
 
 @user_errors
 def profile(
-    module: Annotated[Optional[str], typer.Option("--module", help="the class to build: pkg.mod:Class")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="JSON object of constructor arguments")] = None,
+    module: Annotated[Optional[str], typer.Option("--module", help="IMPORTS AND RUNS CODE: the Python class pkg.mod:Class to import and build (your own code; only this flag names it, never a file)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="with --module: JSON object of constructor arguments (data only)")] = None,
     inputs: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="forward argument NAME=D1,D2,...[:dtype] (repeat)")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="modelscope-t2v | animatediff | i2vgen-xl (needs diffusers)")] = None,
     frames: Annotated[int, typer.Option("--frames", help="preset: pixel frames per clip")] = 16,
@@ -30,7 +30,8 @@ def profile(
 ) -> None:
     """Count FLOPs (FlopCounterMode), parameters and saved-activation bytes of a module built on the meta device.
 
-    No weights are allocated and nothing runs on a device. Example:
+    No weights are allocated and nothing runs on a device. --module imports the named Python module and runs its
+    code (its top level, the class's constructor and forward): give it only code you trust. Example:
     soraplan profile --preset modelscope-t2v --frames 16 --res 256
     """
     from soraplan.validation import profile as P
@@ -41,8 +42,11 @@ def profile(
         raise _err("--dtype: must be fp32, bf16 or fp16")
     if (preset is None) == (module is None):
         raise _err("give either --preset NAME or --module pkg.mod:Class (with --config and --input)")
-    if batch < 1 or frames < 1 or res < 1:
-        raise _err("--batch/--frames/--res: must be >= 1")
+    for flag, value, high in (("--batch", batch, 4096), ("--frames", frames, 100_000), ("--res", res, 65_536)):
+        if not 1 <= value <= high:
+            raise _err(f"{flag}: must be from 1 to {high:,}, got {value}")
+    if config is not None and module is None:
+        raise _err("--config: constructor arguments go with --module; a --preset has its own")
     out: dict[str, Any]
     from .progress import LazyProgress
 
@@ -61,10 +65,12 @@ def profile(
             raise _err("--input: give at least one NAME=D1,D2,... for the forward call")
         with bar:
             bar.step(f"building {module} on the meta device")
+            kwargs = P.read_config(config)          # the files first: nothing is imported for a bad config
+            specs = [P.parse_input(x) for x in inputs]
             cls = P.load_class(module)
-            mod = P.build_meta(cls, P.read_config(config), dt)
+            mod = P.build_meta(cls, kwargs, dt)
             bar.step(f"counting FLOPs and saved activations of {module}")
-            prof = P.profile_module(mod, [P.parse_input(x) for x in inputs], dt, module, backward)
+            prof = P.profile_module(mod, specs, dt, module, backward)
         out = prof.as_dict()
     if json_out:
         print_json(out)

@@ -8,13 +8,15 @@ from rich.console import Console
 
 from soraplan.planner.estimate import human
 
+from .common import markup_literal
 from .table_view import Grid, console, kv
 
 
 def render(r: dict[str, Any], console_: Console | None = None) -> None:
     """Print one `soraplan profile` result (the `--json` object)."""
     c = console_ or console()
-    c.print(f"[bold]{r.get('title', r['module'])}[/]  inputs {r['inputs']}  dtype {r['dtype']}", highlight=False)
+    c.print(f"[bold]{markup_literal(r.get('title', r['module']))}[/]  inputs {markup_literal(r['inputs'])}  dtype {r['dtype']}",
+            highlight=False)
     c.print(kv("Measured on the meta device (FlopCounterMode; 1 MAC = 2 FLOPs)", [
         ("parameters", f"{r['params']:,} ({human(r['params'])})"),
         ("forward FLOPs", human(r["flops"]["forward"])),

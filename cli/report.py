@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .common import fail, parse_gpu_counts, search_options, spec_from_flags, with_spec_options
+from .common import check_search_flags, fail, parse_gpu_counts, search_options, spec_from_flags, with_spec_options
 
 if TYPE_CHECKING:
     from soraplan.planner.report_data import Validation
@@ -53,17 +53,40 @@ def read_validation(path: Optional[Path]) -> "Optional[Validation]":
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temp file next to `path`, then rename over it (readers never see half a report)."""
     path = path.resolve()
-    if not path.parent.is_dir():
-        fail(f"--output: directory does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_output(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        fail(f"--output: cannot write in {path.parent}: {e.strerror or e}")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        fail(f"--output: cannot write {path}: {e.strerror or e}")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path: Path) -> None:
+    """Fail with one line unless `path` can be written: its directory exists and takes a new file, and `path`
+    itself is not a directory. Checked before the search, so a bad -o costs nothing."""
+    path = path.resolve()
+    if path.is_dir():
+        fail(f"--output: {path} is a directory; name the HTML file to write")
+    if not path.parent.is_dir():
+        fail(f"--output: directory does not exist: {path.parent}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as e:
+        fail(f"--output: cannot write in {path.parent}: {e.strerror or e}")
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
 
 
 PANEL = "Report"
@@ -97,19 +120,26 @@ def report(output: Annotated[Path, typer.Option("--output", "-o", help="HTML fil
     from .progress import LazyProgress
     from .report_view import render_html
 
-    if not output.resolve().parent.is_dir():  # before the search, not after it
-        fail(f"--output: directory does not exist: {output.resolve().parent}")
+    check_output(output)  # before the search, not after it
     spec, extras = spec_from_flags(spec_flags)
     section = extras.get("report") or {}
     if not isinstance(section, dict):
         fail("report: the YAML's report section must be a mapping")
     counts = parse_gpu_counts(gpus) if gpus is not None else section.get("gpus")
-    if isinstance(counts, (str, int)):
+    if gpus is None and counts is not None:                 # from the YAML's report section
+        if isinstance(counts, list) and counts:
+            counts = ",".join(str(c) for c in counts)
+        if not isinstance(counts, (str, int)) or isinstance(counts, bool):
+            fail(f"report.gpus: GPU counts expected (e.g. [200, 300, 400]), got {counts!r}")
         counts = parse_gpu_counts(str(counts))
     if deadline_days is None:
         deadline_days = section.get("deadline_days")
+    check_search_flags(spec, deadline_days=deadline_days, headroom=headroom, max_tp_in_node=max_tp_in_node)
     objective = objective or section.get("objective")
     curriculum = curriculum or section.get("curriculum")
+    for key, value in (("objective", objective), ("curriculum", curriculum), ("validation", section.get("validation"))):
+        if value is not None and not isinstance(value, str):
+            fail(f"report.{key}: a string expected, got {value!r}")
     val_path = validation
     if val_path is None and section.get("validation") is not None:
         val_path = Path(str(section["validation"]))

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import print_json, user_errors
+from .common import literal, markup_literal, print_json, user_errors
 
 LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger", help="ledger SQLite file")]
 
@@ -47,7 +47,7 @@ def cancel(run: Annotated[str, typer.Argument(help="run name")], ledger: LedgerO
     from soraplan.launch.runs import cancel_run
 
     cancel_run(run, ledger)
-    typer.echo(f"run {run}: cancelled")
+    typer.echo(f"run {literal(run)}: cancelled")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-
+from .common import markup_literal
 from .table_view import Grid, console
 
 
@@ -20,8 +19,8 @@ def render_status(rows: list[Any], console_: Console | None = None) -> None:
     c = console_ or console()
     t = Grid("", "run", "backend", "state", "jobs", "detail", "run dir")
     for x in rows:
-        t.add_row(escape(x.name), x.backend, x.state, ", ".join(x.job_ids), escape(str(x.detail)), escape(x.run_dir))
+        t.add_row(*(markup_literal(v) for v in (x.name, x.backend, x.state, ", ".join(x.job_ids), x.detail, x.run_dir)))
     c.print(t)
     for x in rows:
         if getattr(x, "explanation", ""):
-            c.print(f"[bold]{escape(x.name)}[/bold] {x.state}: {escape(x.explanation)}", highlight=False)
+            c.print(f"[bold]{markup_literal(x.name)}[/bold] {x.state}: {markup_literal(x.explanation)}", highlight=False)

@@ -181,10 +181,10 @@ def load_profile(path: Path | str | None) -> Profile:
     import yaml
 
     p = Path(path)
+    from soraplan.planner.config import read_text
+
     try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise UserError(f"--profile: {p} does not exist") from None
+        data = yaml.safe_load(read_text(p, "--profile", missing=f"--profile: {p} does not exist")) or {}
     except yaml.YAMLError as e:
         raise UserError(f"--profile: {p} is not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(data, dict):

@@ -61,12 +61,13 @@ def load_curriculum(source: Any) -> dict[str, Any]:
     else:
         import yaml
 
+        from .config import read_text
+
         p = Path(str(source))
-        if not p.is_file():
-            raise UserError(f"--curriculum: no such file: {p} (or say 'default')")
+        text = read_text(p, "--curriculum", " (or say 'default')")
         try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError:
+            data = yaml.safe_load(text)
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError):
             raise UserError(f"--curriculum: {p} is not valid YAML") from None
         if isinstance(data, list):
             data = {"stages": data}
@@ -74,6 +75,17 @@ def load_curriculum(source: Any) -> dict[str, Any]:
     if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) for s in stages):
         raise UserError("--curriculum: expected 'stages:' with a list of mappings")
     return {"stages": stages}
+
+
+def _stage_number(value: Any, stage: Any, field: str, high: float) -> float:
+    """A stage's samples or epochs as a float: positive, finite and at most `high`; else one UserError."""
+    try:
+        number = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not 0 < number <= high:                           # also refuses nan and inf
+        raise UserError(f"curriculum stage {stage!r}: {field} must be a positive number at most {high:g}, got {value!r}")
+    return number
 
 
 def stage_spec(spec: Spec, stage: dict[str, Any], i: int) -> tuple[Spec, float, tuple[int, int] | None]:
@@ -84,8 +96,11 @@ def stage_spec(spec: Spec, stage: dict[str, Any], i: int) -> tuple[Spec, float, 
         raise UserError(f"curriculum stage {name!r}: unknown keys {', '.join(sorted(unknown))}")
     d = spec.model_dump()
     d["parallel"] = {}
+    geometry = stage.get("geometry") or {}
+    if not isinstance(geometry, dict):
+        raise UserError(f"curriculum stage {name!r}: geometry must be a mapping of spec flags, got {geometry!r}")
     try:
-        d = deep_merge(d, flags_to_dict(dict(stage.get("geometry") or {})))
+        d = deep_merge(d, flags_to_dict(dict(geometry)))
     except SpecError as e:
         raise UserError(f"curriculum stage {name!r}: {e}") from None
     samples = stage.get("samples")
@@ -94,10 +109,8 @@ def stage_spec(spec: Spec, stage: dict[str, Any], i: int) -> tuple[Spec, float, 
             samples = get_dataset(str(stage["dataset"])).samples
         except ValueError as e:
             raise UserError(f"curriculum stage {name!r}: {e}") from None
-    samples = float(samples if samples is not None else spec.training.samples)
-    epochs = float(stage.get("epochs", 1))
-    if samples <= 0 or epochs <= 0:
-        raise UserError(f"curriculum stage {name!r}: samples and epochs must be positive")
+    samples = _stage_number(samples if samples is not None else spec.training.samples, name, "samples", 1e15)
+    epochs = _stage_number(stage.get("epochs", 1), name, "epochs", 1e6)
     d["training"]["samples"] = int(samples)
     d["training"]["epochs"] = epochs
     if stage.get("dataset"):

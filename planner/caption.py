@@ -23,6 +23,8 @@ TP communication is not modelled (inference all-reduces are small next to the we
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,9 @@ from .vlm_presets import LLM, VLM, VisionEncoder, get_llm, get_vlm
 
 BF16 = 2
 GIB = 1024**3
+
+
+MAX_COUNT = 1e15        # clips (a count read by parse_count)
 
 
 def parse_count(text: str | int | float, field: str = "--clips") -> int:
@@ -48,8 +53,8 @@ def parse_count(text: str | int | float, field: str = "--clips") -> int:
             value = float(s) * mult
         except ValueError:
             raise UserError(f"{field}: expected a count like 10M, 2.5e6 or 1000, got {text!r}") from None
-    if value < 1:
-        raise UserError(f"{field}: must be at least 1, got {text!r}")
+    if not math.isfinite(value) or not 1 <= value <= MAX_COUNT:
+        raise UserError(f"{field}: must be a finite count from 1 to {MAX_COUNT:.0e}, got {text!r}")
     return int(round(value))
 
 
@@ -181,15 +186,19 @@ def caption_estimate(vlm: str, clips: int | str, frames_per_clip: int = 8, capti
     except (KeyError, UnknownGPU) as e:
         raise UserError(str(e.args[0])) from None
     n_clips = parse_count(clips)
-    for field, value, low in (("--frames-per-clip", frames_per_clip, 1), ("--caption-tokens", caption_tokens, 1),
-                              ("--prompt-tokens", prompt_tokens, 0), ("--batch", batch, 1), ("--gpus", gpus, 1),
-                              ("--summary-tokens", summary_tokens, 1)):
-        if value < low:
-            raise UserError(f"{field}: must be >= {low}, got {value}")
+    for field, value, low, high in (("--frames-per-clip", frames_per_clip, 1, 100_000),
+                                    ("--caption-tokens", caption_tokens, 1, 1_000_000),
+                                    ("--prompt-tokens", prompt_tokens, 0, 1_000_000), ("--batch", batch, 1, 1_000_000),
+                                    ("--gpus", gpus, 1, 1_000_000), ("--summary-tokens", summary_tokens, 1, 1_000_000)):
+        if not low <= value <= high:
+            raise UserError(f"{field}: must be from {low} to {high:,}, got {value}")
     if tp is not None and tp not in (1, 2, 4, 8):
         raise UserError(f"--tp: must be 1, 2, 4 or 8, got {tp}")
-    if not 0 < efficiency <= 1 or not 0 < bw_efficiency <= 1:
-        raise UserError("--efficiency/--bw-efficiency: must be in (0, 1]")
+    for field, eff in (("--efficiency", efficiency), ("--bw-efficiency", bw_efficiency)):
+        if not 0 < eff <= 1:                              # also refuses nan
+            raise UserError(f"{field}: must be in (0, 1], got {eff}")
+    if price is not None and not 0 <= price <= 1e6:       # also refuses nan and inf
+        raise UserError(f"--price: USD per GPU-hour must be from 0 to 1e6, got {price}")
     usd = g.usd_per_hour if price is None else price
     v, llm = model.vision, model.llm
     f, c, p = frames_per_clip, caption_tokens, prompt_tokens

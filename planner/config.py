@@ -19,6 +19,9 @@ from .spec import Spec
 
 # Top-level YAML sections that are not part of the Spec (read by launch/report).
 EXTRA_SECTIONS = ("preset", "launch", "cluster", "report", "run")
+EXTRA_MAPPINGS = ("launch", "report")          # sections read by launch and report: each must be a mapping
+# Spec sections: each must be a mapping in the YAML.
+SPEC_SECTIONS = ("video", "model", "kernels", "parallel", "hardware", "training")
 
 # CLI flag -> one or more dotted Spec paths.
 FLAG_PATHS: dict[str, tuple[str, ...]] = {
@@ -64,20 +67,60 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[leaf] = value
 
 
+def read_text(path: str | Path, field: str, hint: str = "", missing: str = "") -> str:
+    """The UTF-8 text of a file the user named; every way it can fail is one UserError naming `field`.
+
+    Args:
+        path: the file.
+        field: the flag or field that named it (e.g. "--config"), for the message.
+        hint: appended to the "no such file" message.
+        missing: the whole message for a missing file, in place of "FIELD: no such file: PATH".
+
+    Returns:
+        The file's text.
+    """
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(missing or f"{field}: no such file: {p}{hint}") from None
+    except IsADirectoryError:
+        raise UserError(f"{field}: {p} is a directory, not a file") from None
+    except PermissionError:
+        raise UserError(f"{field}: permission denied reading {p}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{field}: {p} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{field}: cannot read {p}: {e.strerror or e}") from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a `--config` YAML file; one SpecError for a missing, unreadable or malformed file."""
     import yaml
 
     p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"--config: no such file: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = read_text(p, "--config")
+    except UserError as e:
+        raise SpecError(str(e)) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise SpecError(f"--config: {p} is not valid YAML{where}") from None
+    except (ValueError, TypeError, RecursionError):   # e.g. an unhashable key, a too deeply nested document
+        raise SpecError(f"--config: {p} is not a YAML document soraplan can read") from None
     if not isinstance(data, dict):
         raise SpecError(f"--config: {p} must hold a mapping at the top level")
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise SpecError(f"--config: {p}: top-level keys must be section names, got {key!r}")
+        if key in SPEC_SECTIONS + EXTRA_MAPPINGS and value is not None and not isinstance(value, dict):
+            raise SpecError(f"{key}: must be a mapping of fields, got {type(value).__name__} in {p}")
+    preset = data.get("preset")
+    if preset is not None and (not isinstance(preset, str) or not preset.strip()):
+        raise SpecError(f"preset: must be a preset name, got {preset!r}")
     return data
 
 
@@ -111,7 +154,12 @@ def merged_dict(preset: str | None = None, config: str | Path | None = None,
     flags = dict(flags or {})
     yaml_data = read_yaml(config) if config else {}
     extras = {k: yaml_data.pop(k) for k in list(yaml_data) if k in EXTRA_SECTIONS}
-    preset_name = flags.pop("model", None) or extras.get("preset") or "soraplan-6B"
+    model_flag = flags.pop("model", None)
+    if model_flag is not None and not str(model_flag).strip():
+        raise SpecError("--model: a preset name is required, got an empty string")
+    preset_name = model_flag or extras.get("preset") or "soraplan-6B"
+    if len(str(preset_name)) > 128:
+        raise SpecError(f"model: a preset name has at most 128 characters, got {len(str(preset_name)):,}")
     try:
         base = get_preset(str(preset_name))
     except ValueError as e:
@@ -126,6 +174,8 @@ def merged_dict(preset: str | None = None, config: str | Path | None = None,
 def _apply_dataset(merged: dict[str, Any], explicit_samples: bool) -> None:
     training = merged.get("training") or {}
     name = training.get("dataset")
+    if name is not None and not str(name).strip():
+        raise SpecError("training.dataset: a dataset name is required, got an empty string")
     if not name or explicit_samples:
         return
     from .datasets import get_dataset

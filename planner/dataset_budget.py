@@ -57,8 +57,10 @@ def dataset_budget(spec: Spec, dataset: str | None = None, samples_per_s: float 
         raise UserError("--tokens: the dataset budget needs a video geometry (frames, resolution), not --tokens")
     if latent_bytes not in (1, 2, 4):
         raise UserError(f"--latent-bytes: must be 1, 2 or 4, got {latent_bytes}")
-    if samples_per_s is not None and samples_per_s <= 0:
-        raise UserError(f"--samples-per-s: must be > 0, got {samples_per_s}")
+    if samples_per_s is not None and not 0 < samples_per_s <= 1e12:      # also refuses nan and inf
+        raise UserError(f"--samples-per-s: must be > 0 and at most 1e12, got {samples_per_s}")
+    if vae_flops_pixel is not None and not 0 < vae_flops_pixel <= 1e12:
+        raise UserError(f"--vae-flops-per-pixel: must be > 0 and at most 1e12, got {vae_flops_pixel}")
     v = spec.video
     clip_s = v.frames / v.fps
     frames = 1 if ds.kind == "image" else v.frames

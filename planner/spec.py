@@ -20,28 +20,41 @@ from .names import check_display_name
 DType = Literal["fp32", "bf16", "fp16"]
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2}
 
+# Upper bounds, checked when the Spec is validated (before any work; docs/input-limits.md). Far beyond any real
+# run, they keep every formula finite and fast: a per-layer list stays short, products of sizes stay exact.
+MAX_LAYERS = 10_000                  # transformer layers (and vpp, recompute_layers)
+MAX_WIDTH = 1_048_576                # hidden, heads, text_dim, timestep_freq_dim (ffn_hidden: 4x)
+MAX_FRAMES = 1_000_000               # pixel frames per clip (11.5 hours at 24 fps)
+MAX_PIXELS = 65_536                  # pixel height and width
+MAX_SMALL = 4_096                    # VAE strides, patch sizes, latent channels
+MAX_TOKENS = 1_000_000_000           # tokens (given directly), text tokens, in-sequence tokens, classes
+MAX_GPUS = 1_000_000                 # tp, pp, cp, dp, world size; each --compare-gpus count
+MAX_BATCH = 1_000_000_000            # micro and global batch (samples)
+MAX_SAMPLES = 10 ** 15               # training samples
+MAX_NAME = 128                       # characters of a run or model name
+
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class Video(_Frozen):
     """Clip geometry, VAE compression, patching and text conditioning."""
 
-    frames: int = Field(960, ge=1, description="pixel frames per clip")
-    height: int = Field(256, ge=1)
-    width: int = Field(256, ge=1)
-    fps: float = Field(24.0, gt=0)
-    vae_stride_t: int = Field(4, ge=1)
-    vae_stride_s: int = Field(8, ge=1)
-    latent_channels: int = Field(16, ge=1)
+    frames: int = Field(960, ge=1, le=MAX_FRAMES, description="pixel frames per clip")
+    height: int = Field(256, ge=1, le=MAX_PIXELS)
+    width: int = Field(256, ge=1, le=MAX_PIXELS)
+    fps: float = Field(24.0, gt=0, le=1000)
+    vae_stride_t: int = Field(4, ge=1, le=MAX_SMALL)
+    vae_stride_s: int = Field(8, ge=1, le=MAX_SMALL)
+    latent_channels: int = Field(16, ge=1, le=MAX_SMALL)
     causal_first_frame: bool = Field(False, description="latent frames = 1 + (F-1)/st (causal VAE)")
-    patch_t: int = Field(2, ge=1)
-    patch_h: int = Field(2, ge=1)
-    patch_w: int = Field(2, ge=1)
-    text_tokens: int = Field(512, ge=0)
-    text_dim: int = Field(4096, ge=1)
-    tokens: int | None = Field(None, ge=1, description="give the sequence length directly")
+    patch_t: int = Field(2, ge=1, le=MAX_SMALL)
+    patch_h: int = Field(2, ge=1, le=MAX_SMALL)
+    patch_w: int = Field(2, ge=1, le=MAX_SMALL)
+    text_tokens: int = Field(512, ge=0, le=MAX_TOKENS)
+    text_dim: int = Field(4096, ge=1, le=MAX_WIDTH)
+    tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="give the sequence length directly")
 
     @model_validator(mode="after")
     def _tiles(self) -> "Video":
@@ -91,6 +104,22 @@ class Video(_Frozen):
         return self.frames / self.fps
 
 
+def _as_int(v: Any) -> int | None:
+    """`v` as an int when it is a whole finite number (or a string of one), else None."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v) if math.isfinite(v) and v.is_integer() else None
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            return None
+    return None
+
+
 def parse_attention(pattern: str) -> tuple[str, tuple[int, int, int] | None]:
     """'full' | 'spatial-temporal' | 'window:T,H,W' -> (kind, window)."""
     if pattern in ("full", "spatial-temporal"):
@@ -110,20 +139,20 @@ def parse_attention(pattern: str) -> tuple[str, tuple[int, int, int] | None]:
 class Model(_Frozen):
     """The DiT architecture (see docs/model.md for every parameter group)."""
 
-    name: str = "soraplan-6B"
-    layers: int = Field(40, ge=1)
-    hidden: int = Field(3072, ge=1)
-    heads: int = Field(24, ge=1)
-    ffn_hidden: int | None = Field(None, ge=1, description="default 4 x hidden")
+    name: str = Field("soraplan-6B", min_length=1, max_length=MAX_NAME)
+    layers: int = Field(40, ge=1, le=MAX_LAYERS)
+    hidden: int = Field(3072, ge=1, le=MAX_WIDTH)
+    heads: int = Field(24, ge=1, le=MAX_WIDTH)
+    ffn_hidden: int | None = Field(None, ge=1, le=4 * MAX_WIDTH, description="default 4 x hidden")
     cross_attn: bool = True
     adaln: Literal["per-block", "single", "none"] = "single"
     attention: str = "full"
     conditioning: Literal["text", "class"] = "text"
-    num_classes: int = Field(1000, ge=1, description="class-conditional models: table has num_classes+1 rows (null class)")
+    num_classes: int = Field(1000, ge=1, le=MAX_TOKENS, description="class-conditional models: table has num_classes+1 rows (null class)")
     learn_sigma: bool = Field(False, description="output 2C channels (DiT learns the variance)")
-    timestep_freq_dim: int = Field(256, ge=2)
+    timestep_freq_dim: int = Field(256, ge=2, le=MAX_WIDTH)
     long_skip: bool = Field(False, description="U-ViT long skip connections between shallow and deep blocks")
-    tokens_in_sequence: int = Field(0, ge=0, description="extra conditioning tokens in the sequence (U-ViT: time + class)")
+    tokens_in_sequence: int = Field(0, ge=0, le=MAX_TOKENS, description="extra conditioning tokens in the sequence (U-ViT: time + class)")
     # U-ViT details (defaults keep every DiT-style preset unchanged):
     qkv_bias: bool = Field(True, description="bias on the fused QKV projection (U-ViT: False)")
     time_mlp: bool = Field(True, description="timestep MLP after the sinusoid (U-ViT: False, the sinusoid of width h is the time token)")
@@ -133,8 +162,10 @@ class Model(_Frozen):
     @classmethod
     def _defaults(cls, data):
         if isinstance(data, dict) and data.get("ffn_hidden") is None:
-            data = dict(data)
-            data["ffn_hidden"] = 4 * int(data.get("hidden", 3072))
+            hidden = _as_int(data.get("hidden", 3072))
+            if hidden is not None:                 # else the hidden field reports the bad value
+                data = dict(data)
+                data["ffn_hidden"] = 4 * hidden
         return data
 
     @model_validator(mode="after")
@@ -176,7 +207,7 @@ class Kernels(_Frozen):
     grad_dtype: DType = "fp32"
     master_dtype: DType = "fp32"
     optimizer_dtype: DType = "fp32"
-    optimizer_states: int = Field(2, ge=0, description="Adam: 2 (m, v)")
+    optimizer_states: int = Field(2, ge=0, le=16, description="Adam: 2 (m, v)")
     cpu_semantics: bool = Field(False, description="dropout masks stored at the activation dtype (CPU) instead of 1 byte (GPU)")
 
     @property
@@ -187,17 +218,17 @@ class Kernels(_Frozen):
 class Parallel(_Frozen):
     """Parallel layout and batch."""
 
-    tp: int = Field(1, ge=1)
-    pp: int = Field(1, ge=1)
-    vpp: int = Field(1, ge=1, description="virtual pipeline stages per rank (interleaved 1F1B)")
-    cp: int = Field(1, ge=1)
-    dp: int | None = Field(None, ge=1)
-    gpus: int | None = Field(None, ge=1, description="world size; dp = gpus / (tp*pp*cp)")
+    tp: int = Field(1, ge=1, le=MAX_GPUS)
+    pp: int = Field(1, ge=1, le=MAX_GPUS)
+    vpp: int = Field(1, ge=1, le=MAX_LAYERS, description="virtual pipeline stages per rank (interleaved 1F1B)")
+    cp: int = Field(1, ge=1, le=MAX_GPUS)
+    dp: int | None = Field(None, ge=1, le=MAX_GPUS)
+    gpus: int | None = Field(None, ge=1, le=MAX_GPUS, description="world size; dp = gpus / (tp*pp*cp)")
     sequence_parallel: bool = True
-    micro_batch: int = Field(1, ge=1)
-    global_batch: int | None = Field(None, ge=1)
+    micro_batch: int = Field(1, ge=1, le=MAX_BATCH)
+    global_batch: int | None = Field(None, ge=1, le=MAX_BATCH)
     recompute: Literal["none", "selective", "full"] = "none"
-    recompute_layers: int | None = Field(None, ge=0, description="full recompute: layers per stage recomputed (default all)")
+    recompute_layers: int | None = Field(None, ge=0, le=MAX_LAYERS, description="full recompute: layers per stage recomputed (default all)")
     distributed_optimizer: bool = True
 
     @model_validator(mode="before")
@@ -206,8 +237,12 @@ class Parallel(_Frozen):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        mp = int(data.get("tp", 1) or 1) * int(data.get("pp", 1) or 1) * int(data.get("cp", 1) or 1)
+        sizes = [_as_int(data.get(k, 1) or 1) for k in ("tp", "pp", "cp")]
         dp, gpus = data.get("dp"), data.get("gpus")
+        given = sizes + [_as_int(x) for x in (dp, gpus) if x is not None]
+        if any(n is None or n > MAX_GPUS for n in given):
+            return data                            # the fields themselves report the bad value
+        mp = math.prod(s for s in sizes if s is not None)
         if dp is None and gpus is None:
             data["dp"], data["gpus"] = 1, mp
         elif dp is None:
@@ -263,8 +298,8 @@ class Hardware(_Frozen):
     gemm_efficiency: float | None = Field(None, gt=0, le=1.0, description="override the table's GEMM efficiency")
     attention_efficiency: float | None = Field(None, gt=0, le=1.0, description="override the table's attention-kernel efficiency")
     hbm_efficiency: float | None = Field(None, gt=0, le=1.0, description="override the achieved fraction of HBM bandwidth (elementwise ops)")
-    usd_per_gpu_hour: float | None = Field(None, ge=0, description="default from the GPU table")
-    buffer_gib: float = Field(3.0, ge=0, description="allowance for CUDA context, NCCL buffers, allocator fragmentation")
+    usd_per_gpu_hour: float | None = Field(None, ge=0, le=1e6, description="default from the GPU table")
+    buffer_gib: float = Field(3.0, ge=0, le=1e6, description="allowance for CUDA context, NCCL buffers, allocator fragmentation")
     calibration: str | None = Field(None, description="path of a calibration JSON from `soraplan validate --device cuda`")
 
     @model_validator(mode="after")
@@ -285,8 +320,8 @@ class Hardware(_Frozen):
 class Training(_Frozen):
     """How much data: samples (clips) x epochs, or a dataset preset's count."""
 
-    samples: int = Field(10_000_000, ge=1)
-    epochs: float = Field(1.0, gt=0)
+    samples: int = Field(10_000_000, ge=1, le=MAX_SAMPLES)
+    epochs: float = Field(1.0, gt=0, le=1e6)
     dataset: str | None = None
     compare_gpus: tuple[int, ...] = (200, 300, 400)
 
@@ -300,11 +335,18 @@ class Training(_Frozen):
                 raise ValueError(f"training.compare_gpus: comma-separated integers expected, got {v!r}") from None
         return v
 
+    @field_validator("compare_gpus")
+    @classmethod
+    def _counts(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(not 1 <= n <= MAX_GPUS for n in v):
+            raise ValueError(f"training.compare_gpus: one or more GPU counts from 1 to {MAX_GPUS:,} expected, got {v!r}")
+        return v
+
 
 class Spec(_Frozen):
     """The whole run: video, model, kernels, parallel layout, hardware, training."""
 
-    name: str = "soraplan-6B"
+    name: str = Field("soraplan-6B", min_length=1, max_length=MAX_NAME)
     video: Video = Video()
     model: Model = Model()
     kernels: Kernels = Kernels()

@@ -97,10 +97,9 @@ def load_calibration(path: str | None, gpu: str, peak_tflops: float | None = Non
     if not path:
         return {}
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError:
-        raise UserError(f"hardware.calibration: cannot read calibration file {p}") from None
+    from .config import read_text
+
+    text = read_text(p, "hardware.calibration", missing=f"hardware.calibration: cannot read calibration file {p} (no such file)")
     try:
         data = json.loads(text)
     except ValueError:

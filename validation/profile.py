@@ -89,7 +89,12 @@ def parse_input(text: str) -> InputSpec:
 
 
 def load_class(path: str) -> Any:
-    """'pkg.mod:Class' (or 'diffusers:UNet3DConditionModel') -> the class."""
+    """'pkg.mod:Class' (or 'diffusers:UNet3DConditionModel') -> the class.
+
+    This imports `pkg.mod` (running its top-level code) and the caller then calls the class. It is reached only
+    from the `--module` flag, which the user types (their own code), and from the packaged UNet presets, which
+    name only diffusers classes (`_preset_class`); never from a YAML or JSON file the user passes.
+    """
     if ":" not in path:
         raise UserError(f"--module: expected pkg.mod:Class, got {path!r}")
     mod_name, _, attr = path.partition(":")
@@ -109,11 +114,12 @@ def load_class(path: str) -> Any:
 def read_config(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
+    from soraplan.planner.config import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"--config: no such file: {p}")
+    text = read_text(p, "--config")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"--config: {p} is not valid JSON (line {e.lineno})") from None
     if not isinstance(data, dict):
@@ -245,10 +251,18 @@ def _call(module: Any, kwargs: dict[str, Any]) -> Any:
         raise UserError(f"--input: forward failed on these shapes: {msg}") from None
 
 
+def _preset_class(preset: dict[str, Any]) -> Any:
+    """The diffusers class a packaged preset names; any other module in a preset file is refused."""
+    name = str(preset.get("class", ""))
+    if not name.startswith("diffusers:"):
+        raise UserError(f"--preset {preset.get('name')!r}: a preset names a diffusers class, got {name!r}")
+    return load_class(name)
+
+
 def profile_preset(name: str, frames: int, res: int, batch: int = 1, dtype: str = "float32",
                    backward: bool = True) -> tuple[dict[str, Any], Profile]:
     preset = get_preset(name)
-    cls = load_class(preset["class"])
+    cls = _preset_class(preset)
     module = build_meta(cls, preset["config"], dtype)
     return preset, profile_module(module, preset_inputs(preset, frames, res, batch), dtype, preset["name"], backward)
 
