@@ -288,6 +288,9 @@ class Parallel(_Frozen):
         return self.microbatches * self.micro_batch * self.dp_size
 
 
+MIN_EFFICIENCY = 1e-6   # smallest achieved/peak fraction a step-time model accepts
+
+
 class Hardware(_Frozen):
     """The GPU: a name from the table in hardware.py, or a custom entry (YAML `hardware.custom`)."""
 
@@ -301,6 +304,14 @@ class Hardware(_Frozen):
     usd_per_gpu_hour: float | None = Field(None, ge=0, le=1e6, description="default from the GPU table")
     buffer_gib: float = Field(3.0, ge=0, le=1e6, description="allowance for CUDA context, NCCL buffers, allocator fragmentation")
     calibration: str | None = Field(None, description="path of a calibration JSON from `soraplan validate --device cuda`")
+
+    @field_validator("efficiency", "gemm_efficiency", "attention_efficiency", "hbm_efficiency")
+    @classmethod
+    def _plausible(cls, v: float | None, info) -> float | None:
+        """Below 1e-6 of peak the step time overflows to inf: no real kernel is that slow."""
+        if v is not None and v < MIN_EFFICIENCY:
+            raise ValueError(f"hardware.{info.field_name}: must be >= {MIN_EFFICIENCY:g} (a fraction of peak), got {v:g}")
+        return v
 
     @model_validator(mode="after")
     def _known(self) -> "Hardware":
