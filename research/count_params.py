@@ -204,7 +204,7 @@ def main(argv: list[str]) -> int:
         print(f"{name:<22}{c['total']:>18,}{rel:>18,}  {verdict}")
         detail = ", ".join(f"{k}={v:,}" for k, v in c.items() if k != "total")
         print(f"    {detail}")
-        expected = m["params"].get("groups", {})
+        expected = dict(m["params"].get("groups", {}), total=m["params"].get("total", c["total"]))
         for k, v in expected.items():
             if c.get(k) != v:
                 print(f"    group {k}: yaml says {v:,}, recomputed {c.get(k)!r}")
