@@ -253,7 +253,7 @@ def stage_activations(spec: Spec) -> dict[str, float]:
     """Activation bytes of the most loaded pipeline stage (the first), all in-flight micro-batches."""
     p, m = spec.parallel, spec.model
     s, b, t, d = _layout(spec)
-    per_stage = m.layers // p.pp
+    per_stage = m.depth // p.pp
     full = [layer_bytes(spec, i) for i in range(per_stage)]
     freed = [layer_bytes(spec, i, only=SELECTIVE) for i in range(per_stage)]
     if p.recompute == "full":
