@@ -10,7 +10,7 @@ g key/value heads, d = h / a head dim, D text-encoder width, P pooled-text width
                all heads (split); cross-attention: linear_q h -> h, linear_kv h -> 2gd (text projected to h)
   ffn          gelu: fc1 h -> f, fc2 f -> h; swiglu / geglu: fc1 h -> 2f (gate and up, fused), fc2 f -> h
   norms        LayerNorm 2h (weight, bias), RMSNorm h (weight); none when modulated without affine
-  adaLN        per-block Linear(e, 6h); single: a 6h table per block + one shared Linear(h, 6h);
+  adaLN        per-block Linear(e, 6h) (replicated over TP, like every modulation here); single: a 6h table per block + one shared Linear(h, 6h);
                expert (CogVideoX): two Linear(e, 6h) per block (video and text shift/scale/gate)
   mmdit        double-stream: the block above twice (video and text weights), joint attention
                asymmetric (Mochi, text_hidden < h): video qkv h -> 3h, text qkv h_y -> 3h, proj_y h -> h_y,
@@ -109,11 +109,11 @@ def dit_layer(spec: Spec) -> list[Group]:
         out.append(("norms", 2 * norm_params(m, h), 0))
     e = adaln_width(m)
     if m.adaln == "per-block":
-        out.append(("adaln.linear", lin(e, 6 * h, True), lin(e, 6 * h, True)))
+        out.append(("adaln.linear", lin(e, 6 * h, True), 0))
     elif m.adaln == "single":
         out.append(("adaln.scale_shift_table", 6 * h, 0))
     elif m.adaln == "expert":
-        out.append(("adaln.expert", 2 * lin(e, 6 * h, True), 2 * lin(e, 6 * h, True)))
+        out.append(("adaln.expert", 2 * lin(e, 6 * h, True), 0))
     return out
 
 
@@ -127,7 +127,7 @@ def mmdit_layer(spec: Spec) -> list[Group]:
         if m.affine_norms:
             out.append((f"{stream}.norms", 2 * norm_params(m, h), 0))
         mod = lin(adaln_width(m), 6 * h, True)
-        out.append((f"{stream}.adaln.linear", mod, mod))
+        out.append((f"{stream}.adaln.linear", mod, 0))
     return out
 
 
@@ -140,7 +140,7 @@ def asymmetric_layer(spec: Spec, last: bool) -> list[Group]:
     proj_x = lin(h, h, m.out_bias)
     mod_x = lin(h, 4 * h, True)
     mod_y = lin(h, hy if last else 4 * hy, True)
-    out: list[Group] = [("img.adaln.linear", mod_x, mod_x), ("txt.adaln.linear", mod_y, mod_y),
+    out: list[Group] = [("img.adaln.linear", mod_x, 0), ("txt.adaln.linear", mod_y, 0),
                         ("img.linear_qkv", qkv_x, qkv_x), ("txt.linear_qkv", qkv_y, qkv_y),
                         ("img.linear_proj", proj_x, proj_x - (h if m.out_bias else 0))]
     out += [(f"img.{n}", t, s) for n, t, s in _qk_norms(m, "attn", h, h)]
@@ -166,7 +166,7 @@ def single_layer(spec: Spec) -> list[Group]:
         out.append(("norm", norm_params(m, h), 0))
     if m.adaln != "none":
         mod = lin(adaln_width(m), 3 * h, True)
-        out.append(("adaln.linear", mod, mod))
+        out.append(("adaln.linear", mod, 0))
     return out
 
 

