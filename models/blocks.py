@@ -284,9 +284,9 @@ class DoubleStreamLayer(nn.Module):
             return [None, out[0], None, None, None, None]
         return out
 
-    def forward(self, x, cond, angles=None, text_tokens: int = 0):
-        T = text_tokens
-        xt, xv = x[:T], x[T:]
+    def forward(self, xt, xv, cond, angles=None):
+        """xt [T, B, h_y] text, xv [S, B, h] video -> both updated (the text unchanged in Mochi's last block)."""
+        T = xt.shape[0]
         n = 4 if self.asym else 6
         mi, mt = self._mods(self.img, cond, n), self._mods(self.txt, cond, n if self.update_text else 1)
         yv = _modulate(self.img.norm1(xv), mi[0], mi[1])
@@ -302,7 +302,7 @@ class DoubleStreamLayer(nn.Module):
         if self.update_text:
             xt = xt + mt[2][None] * _out(self.txt.attn.linear_proj(ot))
             xt = xt + mt[5][None] * self.txt.mlp(_modulate(self.txt.norm2(xt), mt[3], mt[4]))
-        return torch.cat([xt, xv])
+        return xt, xv
 
 
 class SingleStreamLayer(nn.Module):
@@ -501,15 +501,19 @@ class CurrentDiT(nn.Module):
         return None
 
     def _blocks(self, x, cond, context=None, context_mask=None):
+        """x [S, B, h] (with the text first when it is in the sequence); mmdit: context is the text stream."""
         angles = self._angles(x.device)
-        for blk in self.blocks:
-            if isinstance(blk, DoubleStreamLayer):
-                x = blk(x, cond, angles, self.T)
-            else:
+        if self.m.text_mode == "mmdit":
+            xt = context
+            for blk in self.blocks:
+                xt, x = blk(xt, x, cond, angles)
+            x = torch.cat([xt, x]) if self.m.single_layers else x
+        else:
+            for blk in self.blocks:
                 x = blk(x, cond, context, context_mask, angles)
         for blk in getattr(self, "single_blocks", []):
             x = blk(x, cond, angles)
-        return x
+        return x[self.T:] if self.m.single_layers and self.m.text_mode == "mmdit" else x
 
     def forward_lm(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, S] -> logits [S, B, V]."""
@@ -548,8 +552,10 @@ class CurrentDiT(nn.Module):
             x = x + self.sincos[:, None]
         cond_vec = self.t_block(c) if m.adaln == "single" else c
         mask = None if text_mask is None else ~text_mask.bool()[:, None, None, :]
-        if self.joint:
+        if m.text_mode == "in-sequence":
             x = self._blocks(torch.cat([txt, x]), cond_vec)[self.T:]
+        elif m.text_mode == "mmdit":
+            x = self._blocks(x, cond_vec, txt)
         else:
             x = self._blocks(x, cond_vec, txt, mask if m.cross_attn else None)
         x = self.final_layer(x, c)                                                        # [S, B, pv*C]
