@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from megatron.core import tensor_parallel
 
 from .embed import TimestepEmbedder, sincos_3d
-from .rope import apply_rope, learned_angles, rope_angles
+from .rope import apply_rope, learned_angles, rope_angles, rope_tables
 
 
 def _tp(config) -> int:
@@ -102,18 +102,26 @@ def split_qkv(qkv: torch.Tensor, heads: int, groups: int, d: int):
     S, B = qkv.shape[:2]
     x = qkv.view(S, B, groups, (heads // groups + 2) * d)
     q, k, v = x.split([heads // groups * d, d, d], dim=-1)
-    return q.reshape(S, B, heads, d), k, v
+    if heads == groups:
+        return q, k, v
+    return q.reshape(S, B, heads, d).contiguous(), k, v     # GQA: q regrouped into a copy (on every TP layout)
 
 
 def core_attention(q, k, v, causal: bool = False, key_padding: torch.Tensor | None = None) -> torch.Tensor:
     """q [S, B, a, d], k / v [K, B, g, d] -> [S, B, a*d] (flash SDPA; GQA repeats the key/value heads)."""
     a, g = q.shape[2], k.shape[2]
-    if g != a:
-        k, v = k.repeat_interleave(a // g, dim=2), v.repeat_interleave(a // g, dim=2)
-    qb, kb, vb = (x.permute(1, 2, 0, 3) for x in (q, k, v))          # [B, a, S, d]
+    qb, kb, vb = (x.permute(1, 2, 0, 3) for x in (q, k, v))          # [B, a | g, S, d]
     mask = None if key_padding is None else ~key_padding                # True = attend
-    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, is_causal=causal and mask is None)
+    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, is_causal=causal and mask is None,
+                                         enable_gqa=int(g) != int(a))
     return out.permute(2, 0, 1, 3).flatten(2)                          # [S, B, a*d]
+
+
+class CoreAttention(nn.Module):
+    """The attention core as a module (so FLOP counters and saved-tensor hooks can name it)."""
+
+    def forward(self, q, k, v, causal: bool = False, key_padding=None):
+        return core_attention(q, k, v, causal, key_padding)
 
 
 class SelfAttention(nn.Module):
@@ -128,6 +136,7 @@ class SelfAttention(nn.Module):
         self.linear_qkv = col(config, w, h + 2 * g * d, m.qkv_bias)
         self.linear_proj = row(config, h, w, m.out_bias) if proj else None
         self.qk = QKNorm(m, h // tp, g * d // tp, dtype=config.params_dtype) if m.qk_norm != "none" else None
+        self.core_attention = CoreAttention()
 
     def qkv(self, x: torch.Tensor, angles: torch.Tensor | None):
         q, k, v = split_qkv(_out(self.linear_qkv(x)), self.heads, self.groups, self.d)
@@ -139,7 +148,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, angles=None, causal: bool = False):
         q, k, v = self.qkv(x, angles)
-        return _out(self.linear_proj(core_attention(q, k, v, causal)))
+        return _out(self.linear_proj(self.core_attention(q, k, v, causal)))
 
 
 class CrossAttention(nn.Module):
@@ -154,6 +163,7 @@ class CrossAttention(nn.Module):
         self.linear_kv = col(config, h, 2 * g * d, m.qkv_bias)
         self.linear_proj = row(config, h, h, m.out_bias)
         self.qk = QKNorm(m, h // tp, g * d // tp, dtype=config.params_dtype) if m.qk_norm != "none" else None
+        self.core_attention = CoreAttention()
 
     def forward(self, x, context, context_mask=None):
         S, B = x.shape[:2]
@@ -163,7 +173,7 @@ class CrossAttention(nn.Module):
         k, v = kv.chunk(2, -1)
         if self.qk is not None:
             q, k = self.qk(q, k)
-        return _out(self.linear_proj(core_attention(q, k.contiguous(), v.contiguous(), key_padding=context_mask)))
+        return _out(self.linear_proj(self.core_attention(q, k, v, key_padding=context_mask)))
 
 
 class MLP(nn.Module):
@@ -275,6 +285,7 @@ class DoubleStreamLayer(nn.Module):
         self.update_text = not (self.asym and last)
         self.img = Stream(m, config, h, m.ffn, mod, h, True, True)
         self.txt = Stream(m, config, hy, fy, mod if self.update_text else 1, hy, self.update_text, self.update_text)
+        self.core_attention = CoreAttention()
 
     def _mods(self, stream, cond, n):
         out = list(stream.adaln_linear(F.silu(cond)).chunk(n, -1))
@@ -291,11 +302,11 @@ class DoubleStreamLayer(nn.Module):
         mi, mt = self._mods(self.img, cond, n), self._mods(self.txt, cond, n if self.update_text else 1)
         yv = _modulate(self.img.norm1(xv), mi[0], mi[1])
         yt = _modulate(self.txt.norm1(xt), mt[0], mt[1])
-        ang_t = angles[:T] if angles is not None else None
-        ang_v = angles[T:] if angles is not None else None
+        ang_t = (angles[0][:T], angles[1][:T]) if angles is not None else None
+        ang_v = (angles[0][T:], angles[1][T:]) if angles is not None else None
         qv, kv_, vv = self.img.attn.qkv(yv, ang_v)
         qt, kt, vt = self.txt.attn.qkv(yt, ang_t)
-        o = core_attention(torch.cat([qt, qv]), torch.cat([kt, kv_]), torch.cat([vt, vv]), self.causal)
+        o = self.core_attention(torch.cat([qt, qv]), torch.cat([kt, kv_]), torch.cat([vt, vv]), self.causal)
         ot, ov = o[:T], o[T:]
         xv = xv + mi[2][None] * _out(self.img.attn.linear_proj(ov))
         xv = xv + mi[5][None] * self.img.mlp(_modulate(self.img.norm2(xv), mi[3], mi[4]))
@@ -323,6 +334,7 @@ class SingleStreamLayer(nn.Module):
         self.modulated = m.adaln != "none"
         if self.modulated:
             self.adaln_linear = nn.Linear(m.adaln_dim or h, 3 * h, dtype=config.params_dtype)
+        self.core_attention = CoreAttention()
 
     def forward(self, x, cond, angles=None):
         y = self.norm(x)
@@ -335,7 +347,7 @@ class SingleStreamLayer(nn.Module):
             q, k = self.qk(q, k)
         if angles is not None:
             q, k = apply_rope(q, angles), apply_rope(k, angles)
-        o = core_attention(q, k, v, self.causal)
+        o = self.core_attention(q, k, v, self.causal)
         out = _out(self.linear2(torch.cat([o, activation(self.kind, mlp_in)], -1)))
         return x + (gate[None] * out if self.modulated else out)
 
@@ -428,6 +440,14 @@ class FinalLayer(nn.Module):
         return self.linear(y)
 
 
+class Table(nn.Module):
+    """A learned table as a module, so that its parameter group is named after the attribute."""
+
+    def __init__(self, *shape: int, dtype=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(*shape, dtype=dtype))
+
+
 class CurrentDiT(nn.Module):
     """Video DiT (or language model) of the current block vocabulary (see the module docstring)."""
 
@@ -444,7 +464,7 @@ class CurrentDiT(nn.Module):
             self.token_embed = tensor_parallel.VocabParallelEmbedding(m.vocab_size, h, init_method=config.init_method,
                                                                       config=config)
             if m.learned_pos_embed:
-                self.pos_embed = nn.Parameter(torch.zeros(spec.seq_len, h, dtype=dtype))
+                self.pos_embed = Table(spec.seq_len, h, dtype=dtype)
         else:
             self.patch = (v.patch_t, v.patch_h, v.patch_w)
             self.c_out = v.latent_channels * (2 if m.learn_sigma else 1)
@@ -464,9 +484,9 @@ class CurrentDiT(nn.Module):
                     "linear": lambda: nn.Linear(P, h, dtype=dtype),
                     "attn-pool": lambda: AttentionPool(P, h, dtype=dtype)}[m.pooled_text]()
             if m.learned_pos_embed:
-                self.pos_embed = nn.Parameter(torch.zeros(spec.seq_len, h, dtype=dtype))
+                self.pos_embed = Table(spec.seq_len, h, dtype=dtype)
             if m.pos == "rope3d-learned":
-                self.pos_frequencies = nn.Parameter(torch.zeros(3, m.heads, m.head_dim // 2, dtype=dtype))
+                self.pos_frequencies = Table(3, m.heads, m.head_dim // 2, dtype=dtype)
             if m.adaln == "single":
                 self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h, dtype=dtype))
             if m.text_mode != "none":
@@ -493,12 +513,16 @@ class CurrentDiT(nn.Module):
             self.final_layer = FinalLayer(m, v.patch_volume * self.c_out, dtype)
 
     def _angles(self, device):
+        """(cos, sin) of the RoPE angles, computed once per forward and shared by every block."""
         m = self.m
         if m.pos == "rope3d":
-            return rope_angles(self.grid, m.head_dim, self.T).to(device)
-        if m.pos == "rope3d-learned":
-            return learned_angles(self.pos_frequencies, self.grid, self.T)
-        return None
+            angles = rope_angles(self.grid, m.head_dim, self.T).to(device)
+        elif m.pos == "rope3d-learned":
+            angles = learned_angles(self.pos_frequencies.weight, self.grid, self.T)
+        else:
+            return None
+        return rope_tables(angles, self.patch_embed.weight.dtype if hasattr(self, "patch_embed")
+                           else self.token_embed.weight.dtype)
 
     def _blocks(self, x, cond, context=None, context_mask=None):
         """x [S, B, h] (with the text first when it is in the sequence); mmdit: context is the text stream."""
@@ -519,7 +543,7 @@ class CurrentDiT(nn.Module):
         """tokens [B, S] -> logits [S, B, V]."""
         x = self.token_embed(tokens.t())                                       # [S, B, h]
         if hasattr(self, "pos_embed"):
-            x = x + self.pos_embed[:, None]
+            x = x + self.pos_embed.weight[:, None]
         x = self.final_layer(self._blocks(x, None))
         if self.m.tied_embeddings:
             return F.linear(x, self.token_embed.weight)
@@ -530,6 +554,9 @@ class CurrentDiT(nn.Module):
         """latents [B, C, T, H, W] -> prediction of the same shape (a language model: `forward_lm`)."""
         m = self.m
         B = latents.shape[0]
+        dtype = self.patch_embed.weight.dtype
+        latents = latents.to(dtype)
+        text_states = text_states.to(dtype) if text_states is not None else None
         c = self.t_embedder(timesteps) if hasattr(self, "t_embedder") else None          # [B, e]
         if m.guidance_embed:
             c = c + self.guidance_embedder(guidance if guidance is not None else torch.full_like(timesteps, 6.0))

@@ -22,7 +22,7 @@ def synthetic_batch(spec, batch_size: int, device="cpu", generator: torch.Genera
     v, m = spec.video, spec.model
     g = generator
     batch = {"latents": torch.randn(batch_size, *latent_shape(spec), generator=g).to(device)}
-    if m.cross_attn:
+    if m.text_mode != "none":
         batch["text_states"] = torch.randn(batch_size, v.text_tokens, v.text_dim, generator=g).to(device)
         lengths = torch.randint(1, v.text_tokens + 1, (batch_size,), generator=g)
         batch["text_mask"] = (torch.arange(v.text_tokens)[None] < lengths[:, None]).to(device)

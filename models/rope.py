@@ -39,16 +39,22 @@ def rope_angles(grid: tuple[int, int, int], head_dim: int, text_tokens: int = 0,
 def learned_angles(pos_frequencies: torch.Tensor, grid: tuple[int, int, int], text_tokens: int = 0) -> torch.Tensor:
     """[S, heads, head_dim/2] angles from learned frequencies [3, heads, head_dim/2] (Mochi)."""
     pos = grid_positions(grid, text_tokens).to(pos_frequencies.device, pos_frequencies.dtype)   # [S, 3]
-    return torch.einsum("sa,ahf->shf", pos, pos_frequencies)
+    # elementwise over the three axes (a 3-term sum, not a matmul)
+    return sum(pos[:, a, None, None] * pos_frequencies[a][None] for a in range(3))
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of x [S, B, heads, d] by angles [S, d/2] or [S, heads, d/2]."""
+def rope_tables(angles: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) broadcastable to [S, B, heads, d/2] from angles [S, d/2] or [S, heads, d/2]."""
     if angles.dim() == 2:
         angles = angles[:, None, None, :]                    # [S, 1, 1, d/2]
     else:
         angles = angles[:, None, :, :]                       # [S, 1, heads, d/2]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate channel pairs of x [S, B, heads, d] by the (cos, sin) tables of `rope_tables`."""
+    cos, sin = tables
     x1, x2 = x[..., 0::2], x[..., 1::2]                      # [S, B, heads, d/2]
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
     return out.flatten(-2)                                   # [S, B, heads, d]

@@ -130,4 +130,27 @@ def data_input_macs(spec: Spec) -> dict[str, int]:
     if m.text_mode != "none":
         w = h if m.text_proj == "refiner" else (m.text_hidden or h)
         out["text_proj.fc1"] = v.text_tokens * v.text_dim * w
+        if m.text_proj == "refiner":          # its timestep MLP and the context MLP read data too
+            out["text_proj.t_embedder.fc1"] = m.timestep_freq_dim * h
+            out["text_proj.c_embedder.fc1"] = v.text_dim * h
+    if m.guidance_embed:
+        out["guidance_embedder.fc1"] = m.timestep_freq_dim * adaln_width(m)
+    if m.cond_in_channels:
+        out["cond_embed"] = v.seq_len * m.cond_in_channels * h
+    if m.pooled_text_dim:
+        P = m.pooled_text_dim
+        out["pooled_text_proj.fc1"] = P * h if m.pooled_text != "attn-pool" else v.text_tokens * P * 2 * P + P * P
+    return out
+
+
+def embed_core_macs(spec: Spec) -> int:
+    """Attention-core MACs outside the blocks, per sample: the token refiner's self-attention and the
+    attention pool (flash recomputes half of them in backward, like the blocks' cores)."""
+    m, v = spec.model, spec.video
+    T = v.text_tokens
+    out = 0
+    if m.text_mode != "none" and m.text_proj == "refiner":
+        out += m.text_refiner_layers * 2 * T * T * m.hidden
+    if m.pooled_text_dim and m.pooled_text == "attn-pool":
+        out += 2 * T * m.pooled_text_dim
     return out

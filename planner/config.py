@@ -41,6 +41,12 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "samples": ("training.samples",), "epochs": ("training.epochs",), "dataset": ("training.dataset",),
     "compare_gpus": ("training.compare_gpus",), "name": ("name",),
 }
+# the block vocabulary of current video DiTs and LLMs (planner/blocks.py): spec fields settable by name
+FLAG_PATHS.update({key: (f"model.{key}",) for key in (
+    "text", "single_layers", "ffn_type", "norm", "norm_affine", "cross_attn_norm", "qk_norm", "qk_norm_width",
+    "kv_heads", "pos", "qkv_bias", "out_bias", "ffn_bias", "adaln_dim", "text_hidden", "text_ffn_hidden",
+    "text_proj", "text_refiner_layers", "pooled_text_dim", "pooled_text", "guidance_embed", "cond_in_channels",
+    "vocab_size", "tied_embeddings", "causal", "timestep_freq_dim")})
 
 
 class SpecError(UserError):

@@ -154,6 +154,10 @@ def flash_backward_recompute(spec: Spec) -> int:
     if k.attention_kernel != "flash" or (k.dropout > 0 and k.cpu_semantics):
         return 0
     f = flops(spec)
+    if spec.model.extended:   # plus the cores of the text refiner / attention pool (planner/blocks_flops.py)
+        from .blocks_flops import embed_core_macs
+
+        return (f.by_part["self_attn_core"] + f.by_part["cross_attn_core"] + 2 * embed_core_macs(spec)) // 2
     return (f.by_part["self_attn_core"] + f.by_part["cross_attn_core"]) // 2
 
 

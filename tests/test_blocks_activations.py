@@ -9,9 +9,10 @@ def test_llama_layer_terms_by_hand():
     h, f, kv, B = 4096, 14336, 1024, 2
     t = layer_terms(spec)
     assert t["self_attn.qkv"].per_token == (h + 2 * kv) * B          # GQA: 8 kv heads
-    assert t["self_attn.rope_qk"].per_token == (h + kv) * B          # rotated q and k are new tensors
+    assert t["self_attn.qk_new"].per_token == (h + kv) * B           # rotated q and k are new tensors
     assert t["mlp.fc1_out"].per_token == 2 * f * B and t["mlp.act_out"].per_token == f * B
-    assert t["norm1.stats"].per_token == 4                            # RMSNorm: rstd only (fp32)
+    assert t["norm1.stats"].per_token == 4 + 2                        # RMSNorm: rstd in fp32 and in bf16
+    assert t["norm1.fp32_input"].per_token == 4 * h                   # the fp32 copy its square keeps
     assert "adaln.mod" not in t and "cross_attn.q" not in t
 
 
