@@ -16,7 +16,7 @@ VocabParallelEmbedding; everything else is plain torch.
   LM         token embedding (+ learned positions) -> blocks -> final norm -> logits (tied or untied)
 
 Limits (refused by build_model with one line): pipeline and context parallelism, sequence parallelism
-(the blocks run on whole sequences), and q/k norms over all heads with tp > 1.
+(the blocks run on whole sequences; pass --no-sequence-parallel), and q/k norms over all heads with tp > 1.
 """
 
 from __future__ import annotations
@@ -597,6 +597,9 @@ def check_supported(spec) -> str | None:
     p, m = spec.parallel, spec.model
     if p.pp > 1 or p.cp > 1 or p.vpp > 1:
         return "parallel.pp: the current block vocabulary runs with tp (and dp) only; pp/cp layouts are planned analytically"
+    if p.sequence_parallel and p.tp > 1:
+        return ("parallel.sequence_parallel: the current block vocabulary runs whole sequences on each TP rank; "
+                "use --no-sequence-parallel")
     if m.qk_norm != "none" and m.qk_norm_width == "all" and p.tp > 1:
         return "parallel.tp: q/k norms over all heads (qk_norm_width all) run with tp = 1 only"
     if m.long_skip or m.tokens_in_sequence:
