@@ -549,10 +549,13 @@ class CurrentDiT(nn.Module):
             return F.linear(x, self.token_embed.weight)
         return _out(self.output_head(x))
 
-    def forward(self, latents, timesteps, text_states=None, text_mask=None, class_labels=None,
+    def forward(self, latents, timesteps=None, text_states=None, text_mask=None, class_labels=None,
                 pooled_text=None, guidance=None, cond_latents=None):
-        """latents [B, C, T, H, W] -> prediction of the same shape (a language model: `forward_lm`)."""
+        """latents [B, C, T, H, W] -> prediction of the same shape (a language model: token ids [B, S] ->
+        logits [S, B, V], `forward_lm`)."""
         m = self.m
+        if m.vocab_size:
+            return self.forward_lm(latents)
         B = latents.shape[0]
         dtype = self.patch_embed.weight.dtype
         latents = latents.to(dtype)

@@ -17,8 +17,8 @@ heads, d head dim, kv = g*d, e adaLN width, V vocabulary. What each op keeps:
   mmdit              every token passes its own stream's ops: the same per-token terms, two modulations; the
                      joint attention keeps the concatenated q, k, v (copies), not the streams' own
   causal             a causal flash kernel keeps the same tensors as a bidirectional one
-  LM head            the final norm, the logits' input (h), the logits (V at the activation dtype) and the
-                     fp32 softmax of the cross-entropy (V x 4 bytes) per token; the token ids (int64)
+  LM head            the final norm, the logits' input (h) and the fp32 log-softmax of the cross-entropy
+                     (V x 4 bytes) per token; the token ids and the targets (int64)
 
 Mochi's narrower text stream is counted at the video width (an overestimate of (h - h_y) x T per layer).
 """
@@ -195,11 +195,20 @@ def outside_terms(spec: Spec) -> dict[str, Term]:
     n_stats = 2 if m.norm == "layernorm" else 1
     stats = n_stats * (B if k.cpu_semantics else FP32)
     if m.vocab_size:
-        return {"embed.token_ids": Term(8.0, 0.0, "1"),
-                "final.norm_input": Term(h * B + stats, 0.0, "1"),
-                "final.linear_input": Term(h * B, 0.0, "1"),
-                "loss.logits": Term(m.vocab_size * B, 0.0, "1"),
-                "loss.softmax": Term(m.vocab_size * FP32, 0.0, "1")}
+        # token ids (int64) kept by the embedding, the final norm (as in the blocks), the logits' input, the
+        # cross-entropy's fp32 log-softmax and its int64 targets; the logits themselves are only cast
+        out_lm = {"embed.token_ids": Term(8.0, 0.0, "1")}
+        if m.norm == "rmsnorm":
+            out_lm["final.norm_input"] = Term(h * B + FP32 + (B if B != FP32 else 0), 0.0, "1")
+            if B != FP32:
+                out_lm["final.fp32_input"] = Term(h * FP32, 0.0, "1")
+            out_lm["final.normed"] = Term(h * B, 0.0, "1")
+        else:
+            out_lm["final.norm_input"] = Term(h * B + stats, 0.0, "1")
+        out_lm["final.linear_input"] = Term(h * B, 0.0, "1")
+        out_lm["loss.log_softmax"] = Term(m.vocab_size * FP32, 0.0, "1")
+        out_lm["loss.targets"] = Term(8.0, 0.0, "1")
+        return out_lm
     out: dict[str, Term] = {}
     e = adaln_width(m)
     out["embed.t_embedder"] = Term(0.0, (m.timestep_freq_dim + 2 * e) * B, "1")

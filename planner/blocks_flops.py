@@ -5,7 +5,7 @@ are elementwise work). s tokens in the attention (video + text for `in-sequence`
 tokens, T text tokens, g key/value heads, d head dim, e adaLN width, K keys per query:
 
   attention   qkv s*h*(h + 2gd), proj s*h*h; core 2*s*K*h (GQA shares K/V, the query heads set the cost);
-              causal (flash skips the masked half): h*s*(s+1) instead of 2*s*s*h
+              causal (flash skips the masked half): h*s*s instead of 2*s*s*h
   cross-attn  q s*h*h, kv T*h*2gd, proj s*h*h; core 2*s*T*h
   ffn         gelu 2*s*h*f; gated (swiglu / geglu) 3*s*h*f
   mmdit       both streams' projections over their own tokens (same widths: the formulas above over s);
@@ -26,7 +26,7 @@ def _core(spec: Spec, layer: int) -> int:
     m = spec.model
     s, h = spec.seq_len, m.hidden
     if m.causal and m.attention_kind == "full":
-        return h * s * (s + 1)                    # QK^T and AV over the s(s+1)/2 unmasked pairs
+        return h * s * s                          # QK^T and AV over half the pairs (flash skips the masked half)
     return 2 * s * attention_keys(spec, layer) * h
 
 

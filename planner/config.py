@@ -46,7 +46,7 @@ FLAG_PATHS.update({key: (f"model.{key}",) for key in (
     "text", "single_layers", "ffn_type", "norm", "norm_affine", "cross_attn_norm", "qk_norm", "qk_norm_width",
     "kv_heads", "pos", "qkv_bias", "out_bias", "ffn_bias", "adaln_dim", "text_hidden", "text_ffn_hidden",
     "text_proj", "text_refiner_layers", "pooled_text_dim", "pooled_text", "guidance_embed", "cond_in_channels",
-    "vocab_size", "tied_embeddings", "causal", "timestep_freq_dim")})
+    "vocab_size", "tied_embeddings", "causal", "timestep_freq_dim", "time_mlp", "learned_pos_embed")})
 
 
 class SpecError(UserError):

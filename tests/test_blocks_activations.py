@@ -19,7 +19,7 @@ def test_llama_layer_terms_by_hand():
 def test_lm_head_and_loss_are_counted():
     spec = build_spec(flags={"model": "llama-3-8b"})
     o = outside_terms(spec)
-    assert o["loss.logits"].per_token == 128256 * 2 and o["loss.softmax"].per_token == 128256 * 4
+    assert o["loss.log_softmax"].per_token == 128256 * 4 and o["embed.token_ids"].per_token == 8
 
 
 def test_mmdit_and_single_blocks_are_in_the_stage():

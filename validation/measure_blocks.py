@@ -30,6 +30,15 @@ BLOCK_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
       "pooled_text_dim": 32, "pooled_text": "attn-pool", "ffn_bias": False, "qkv_bias": False}),
 )
 
+LM = {"vocab_size": 97, "tokens": 32, "text": "none", "adaln": "none", "time_mlp": False, "causal": True}
+BLOCK_CASES += (
+    ("LM: causal, GQA, SwiGLU, RMSNorm, RoPE, untied logits",
+     {**LM, "kv_heads": 2, "ffn_type": "swiglu", "norm": "rmsnorm", "norm_affine": True, "pos": "rope3d",
+      "qkv_bias": False, "out_bias": False, "ffn_bias": False}),
+    ("LM: causal, LayerNorm, GELU, learned positions, tied embeddings",
+     {**LM, "learned_pos_embed": True, "tied_embeddings": True}),
+)
+
 TP_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("TP=2: SwiGLU, GQA, RMSNorm, QK-norm, RoPE (2 gloo ranks)",
      {"tp": 2, "gpus": 2, "sequence_parallel": False, "ffn_type": "swiglu", "norm": "rmsnorm", "kv_heads": 2,

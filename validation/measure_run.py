@@ -91,7 +91,7 @@ def measure_spec(spec, device: str = "cpu", fvcore: bool = True, seed: int = 0) 
         },
     }
     del loss
-    if fvcore:
+    if fvcore and "latents" in batch:      # (a language model's forward takes token ids: no fvcore trace)
         out["fvcore"] = _fvcore(model, batch, meta_ctx=device == "meta")
     return out
 
