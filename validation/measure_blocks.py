@@ -40,10 +40,10 @@ BLOCK_CASES += (
 )
 
 TP_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("TP=2: SwiGLU, GQA, RMSNorm, QK-norm, RoPE (2 gloo ranks)",
+    ("SwiGLU, GQA, RMSNorm, QK-norm, RoPE at TP=2 (2 gloo ranks)",
      {"tp": 2, "gpus": 2, "sequence_parallel": False, "ffn_type": "swiglu", "norm": "rmsnorm", "kv_heads": 2,
       "qk_norm": "rmsnorm", "pos": "rope3d"}),
-    ("TP=2: MMDiT double + single stream (2 gloo ranks)",
+    ("MMDiT double + single stream at TP=2 (2 gloo ranks)",
      {"tp": 2, "gpus": 2, "sequence_parallel": False, "text": "mmdit", "single_layers": 2, "adaln": "per-block",
       "qk_norm": "rmsnorm", "pos": "rope3d", "text_proj": "linear"}),
 )
