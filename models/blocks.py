@@ -82,13 +82,11 @@ class QKNorm(nn.Module):
 
     def __init__(self, m, q_width: int, k_width: int, dtype=None):
         super().__init__()
-        d = m.head_dim
-        affine = True
         if m.qk_norm_width == "head":
-            q_width = k_width = d
+            q_width = k_width = m.head_dim
         self.per_head = m.qk_norm_width == "head"
-        self.q_norm = make_norm(m.qk_norm, q_width, affine, dtype)
-        self.k_norm = make_norm(m.qk_norm, k_width, affine, dtype)
+        self.q_norm = make_norm(m.qk_norm, q_width, True, dtype)     # q/k norms carry a weight
+        self.k_norm = make_norm(m.qk_norm, k_width, True, dtype)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # q [S, B, a, d], k [S, B, g, d]
