@@ -64,7 +64,7 @@ def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
     if m.extended:  # current video DiTs and LLMs: planner/blocks_activations.py
         from .blocks_activations import layer_terms as extended_layer_terms
 
-        return extended_layer_terms(spec, layer)
+        return {name: Term(*t) for name, t in extended_layer_terms(spec, layer).items()}
     h, f, a = m.hidden, m.ffn, m.heads
     B = k.act_bytes
     cpu = k.cpu_semantics
@@ -207,7 +207,7 @@ def outside_terms(spec: Spec) -> dict[str, Term]:
     if m.extended:
         from .blocks_activations import outside_terms as extended_outside_terms
 
-        return extended_outside_terms(spec)
+        return {name: Term(*t) for name, t in extended_outside_terms(spec).items()}
     h, B = m.hidden, k.act_bytes
     stats = 2 * (B if k.cpu_semantics else FP32)
     modulated = m.adaln != "none"

@@ -25,9 +25,21 @@ Mochi's narrower text stream is counted at the video width (an overestimate of (
 
 from __future__ import annotations
 
-from .activations import FP32, Term
+from typing import NamedTuple
+
 from .blocks import adaln_width, gated
 from .spec import Spec
+
+FP32 = 4
+
+
+class Term(NamedTuple):
+    """The fields of planner.activations.Term (which converts these): bytes per token and per sample, and
+    the divisor ("1", "t" or "d")."""
+
+    per_token: float
+    per_sample: float
+    divisor: str
 
 
 def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:

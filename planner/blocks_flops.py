@@ -18,45 +18,48 @@ tokens, T text tokens, g key/value heads, d head dim, e adaLN width, K keys per 
 from __future__ import annotations
 
 from .blocks import adaln_width, asymmetric, gated
-from .flops import LayerMACs, attention_keys
 from .spec import Spec
 
+Macs = tuple[int, int, int, int, int, int]   # the fields of planner.flops.LayerMACs, in order
 
-def _core(spec: Spec, layer: int) -> int:
+
+def _core(spec: Spec, keys: int) -> int:
     m = spec.model
     s, h = spec.seq_len, m.hidden
     if m.causal and m.attention_kind == "full":
         return h * s * s                          # QK^T and AV over half the pairs (flash skips the masked half)
-    return 2 * s * attention_keys(spec, layer) * h
+    return 2 * s * keys * h
 
 
-def layer_macs(spec: Spec, layer: int) -> LayerMACs:
+def layer_macs(spec: Spec, layer: int, keys: int) -> Macs:
     """MACs of block `layer` (0-based over the main stack, then the single-stream blocks) for one sample.
 
     Args:
         spec: the spec (any block type).
         layer: block index.
+        keys: keys per query in this block (planner.flops.attention_keys).
 
     Returns:
-        LayerMACs (single-stream blocks: their fused projections split into attention and MLP parts).
+        (self_linear, self_core, cross_linear, cross_core, mlp, adaln), the fields of planner.flops.LayerMACs
+        (single-stream blocks: their fused projections split into attention and MLP parts).
     """
     m, v = spec.model, spec.video
     s, h, f, T = spec.seq_len, m.hidden, m.ffn, v.text_tokens
     kv = 2 * m.n_kv_heads * m.head_dim
     e = adaln_width(m)
     nf = 3 if gated(m) else 2
-    core = _core(spec, layer)
+    core = _core(spec, keys)
     if layer >= m.layers:                                     # single-stream block
         attn = s * h * (h + kv) + s * h * h
         mlp = s * h * f * (nf - 1) + s * f * h
-        return LayerMACs(attn, core, 0, 0, mlp, e * 3 * h if m.adaln != "none" else 0)
+        return (attn, core, 0, 0, mlp, e * 3 * h if m.adaln != "none" else 0)
     if m.text_mode == "mmdit" and asymmetric(spec):
         hy, fy = m.text_hidden or h, m.text_ffn_hidden or f
         sv = s - T
         last = layer == m.layers - 1
         attn = sv * (3 * h * h + h * h) + T * hy * 3 * h + (0 if last else T * h * hy)
         mlp = sv * nf * h * f + (0 if last else T * nf * hy * fy)
-        return LayerMACs(attn, core, 0, 0, mlp, h * 4 * h + h * (hy if last else 4 * hy))
+        return (attn, core, 0, 0, mlp, h * 4 * h + h * (hy if last else 4 * hy))
     attn = s * h * (h + kv) + s * h * h
     mlp = s * nf * h * f
     if m.cross_attn:
@@ -66,7 +69,7 @@ def layer_macs(spec: Spec, layer: int) -> LayerMACs:
     adaln = {"per-block": e * 6 * h, "expert": 2 * e * 6 * h}.get(m.adaln, 0)
     if m.text_mode == "mmdit":
         adaln *= 2                                            # one modulation per stream
-    return LayerMACs(attn, core, cross_linear, cross_core, mlp, adaln)
+    return (attn, core, cross_linear, cross_core, mlp, adaln)
 
 
 def text_proj_macs(spec: Spec) -> int:

@@ -58,7 +58,7 @@ def layer_macs(spec: Spec, layer: int) -> LayerMACs:
     if m.extended:  # current video DiTs and LLMs (planner/blocks_flops.py)
         from .blocks_flops import layer_macs as extended_layer_macs
 
-        return extended_layer_macs(spec, layer)
+        return LayerMACs(*extended_layer_macs(spec, layer, attention_keys(spec, layer)))
     s, h, f = spec.seq_len, m.hidden, m.ffn
     tt = v.text_tokens
     self_linear = s * 3 * h * h + s * h * h                    # qkv: s*h*3h, proj: s*h*h
