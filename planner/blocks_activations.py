@@ -254,6 +254,8 @@ def _asymmetric(terms: dict[str, Term], spec: Spec, layer: int) -> None:
 
     add("norm2.input", h * B, "d")
     add("norm2.stats", stat, "d")
+    if "norm1.fp32_input" in terms:
+        add("norm2.fp32_input", h * FP32, "d")
     add("norm2.x_norm", h * B, "d")
     add("mlp.fc1_input", h * B, "d")
     add("mlp.fc1_out", nf * f * B, "t")
@@ -269,7 +271,9 @@ def _asymmetric(terms: dict[str, Term], spec: Spec, layer: int) -> None:
              "norm2.stats": (stat / B, 0 if last else stat / B), "norm2.x_norm": (h, 0 if last else hy),
              "mlp.fc1_input": (h, 0 if last else hy), "mlp.fc1_out": (nf * f, 0 if last else nf * fy),
              "mlp.gelu_input": (f, 0 if last else fy), "mlp.act_out": (f, 0 if last else fy),
-             "mlp.fc2_input": (f, 0 if last else fy), "gate2.mlp_out": (h, 0 if last else hy)}
+             "mlp.fc2_input": (f, 0 if last else fy), "gate2.mlp_out": (h, 0 if last else hy),
+             "norm1.fp32_input": (h * FP32 / B, hy * FP32 / B),
+             "norm2.fp32_input": (h * FP32 / B, 0 if last else hy * FP32 / B)}
     for name, (video_w, text_w) in width.items():
         if name in terms:
             t = terms[name]
