@@ -2,7 +2,7 @@
 
 Each entry is (name, spec flags): BLOCK_CASES run the tiny model on CPU (on top of the matrix's BASE flags),
 TP_CASES in two gloo ranks (parameters and saved bytes per rank), META_CASES a released-model preset at full
-size on the meta device (parameters and FLOPs).
+size on the meta device (parameters, FLOPs and saved bytes at bf16).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ MATRIX: tuple[Case, ...] = (
     # the current block vocabulary (planner/blocks.py, models/blocks.py)
     *(Case(name, flags) for name, flags in BLOCK_CASES),
     *(Case(name, flags, device="tp") for name, flags in TP_CASES),
-    *(Case(name, flags, device="meta", base=False, saved=False) for name, flags in META_CASES),
+    *(Case(name, flags, device="meta", base=False) for name, flags in META_CASES),
 )
 
 
