@@ -93,3 +93,25 @@ def test_every_preset_validates_at_full_size(megatron_pg, name):
     rows, errors = run_spec(build_spec(flags={"model": name}))
     assert not errors
     assert rows and not [(r.quantity, r.measured, r.predicted) for r in rows if not r.ok]
+
+
+@pytest.mark.parametrize("name", sorted(CURRENT_PRESETS))
+def test_train_tiny_shrinks_every_preset(megatron_pg, name):
+    """`soraplan train --tiny --model NAME`: the shrunken spec builds and takes a training loss step."""
+    import torch
+
+    from soraplan.models.build import build_model
+    from soraplan.models.loss import synthetic_batch, training_loss
+    from soraplan.models.tiny import shrink_spec
+    from soraplan.planner.config import build_spec
+    from soraplan.planner.params import params_breakdown
+
+    spec = shrink_spec(build_spec(flags={"model": name}))
+    model = build_model(spec, device="cpu", dtype=torch.float32)
+    from soraplan.models.build import param_groups
+
+    assert param_groups(model) == params_breakdown(spec)
+    g = torch.Generator().manual_seed(0)
+    loss = training_loss(model, synthetic_batch(spec, 2, "cpu", g), generator=g)
+    loss.backward()
+    assert torch.isfinite(loss)
