@@ -63,7 +63,8 @@ def shrink_spec(spec):
              patch_h=2, patch_w=2, tokens=None, text_tokens=TINY_FLAGS["text_tokens"] if m["cross_attn"] else 0,
              text_dim=TINY_FLAGS["text_dim"])
     v["latent_channels"] = min(v["latent_channels"], MAX_LATENT_CHANNELS)
-    _shrink_current(m, v, p)
+    if spec.model.extended:
+        _shrink_current(m, v, p)
     if m["attention"].startswith("window"):
         grid = (1 if image else 2, 4, 4)                     # the tiny latent grid (t, h, w) after patching
         m["attention"] = "window:" + ",".join(str(min(int(w), g)) for w, g in zip(m["attention"][7:].split(","), grid))
