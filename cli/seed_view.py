@@ -110,11 +110,13 @@ def render_dataset(r: dict[str, Any], console_: Console | None = None) -> None:
 def preset_listing() -> dict[str, Any]:
     from soraplan.validation.profile import list_presets
     from soraplan.planner.datasets import DATASETS
+    from soraplan.planner.preset_table import preset_rows
     from soraplan.planner.presets import FAMILIES, PRESETS
     from soraplan.planner.vlm_presets import LLMS, VLMS
 
     return {
         "backbones": {"families": FAMILIES, "names": list(PRESETS)},
+        "models": preset_rows(),
         "captioners": {n: {"vision": v.vision.name, "llm": v.llm.name, "params_b": v.params_published_b} for n, v in VLMS.items()},
         "summarizers": list(LLMS),
         "datasets": {n: d.note for n, d in DATASETS.items()},
@@ -127,6 +129,10 @@ def render_presets(r: dict[str, Any], console_: Console | None = None) -> None:
     t = _t("Backbones: soraplan estimate --model NAME", "family", "what")
     for fam, what in r["backbones"]["families"].items():
         t.add_row(fam, what)
+    c.print(t)
+    t = _t("Model presets: parameters and default geometry", "name", "params", "geometry", "tokens", "blocks", "source")
+    for row in r.get("models", []):
+        t.add_row(row["name"], f"{row['params']:,}", row["geometry"], f"{row['tokens']:,}", str(row["blocks"]) + (f"+{row['single_blocks']}" if row["single_blocks"] else ""), row["source"])
     c.print(t)
     t = _t("Captioners: soraplan estimate caption --vlm NAME", "name", "vision encoder", "LLM", "params")
     for n, v in r["captioners"].items():

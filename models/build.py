@@ -27,6 +27,12 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     if p.cp > 1 and (spec.model.attention_kind != "full" or spec.kernels.attention_kernel != "flash" or p.pp > 1):
         raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) runs full attention with the flash kernel and pp=1 "
                         "only; other layouts are planned analytically")
+    if spec.model.extended:   # the current block vocabulary: models/blocks.py
+        from .blocks import check_supported
+
+        why = check_supported(spec)
+        if why:
+            raise UserError(why)
     initialize(spec)
     if ps.get_tensor_model_parallel_world_size() != p.tp:
         raise UserError(f"parallel.tp: parallel state has tp={ps.get_tensor_model_parallel_world_size()}, spec says {p.tp}")
@@ -37,6 +43,8 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
         seed_model_parallel_rng(seed)
     overrides = dict(params_dtype=dtype, pipeline_dtype=dtype, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16)
     stage = dict(pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage())
+    if spec.model.extended:
+        return _build_current(spec, device, overrides)
     if device == "meta":
         overrides.update(use_cpu_initialization=True, perform_initialization=False)
         with torch.device("meta"):
@@ -51,6 +59,19 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     if p.pp > 1:
         sync_every_stage_params(model)
     return model
+
+
+def _build_current(spec, device: str, overrides: dict):
+    """The current block vocabulary (models/blocks.py): whole sequences on each TP rank (no SP)."""
+    import torch
+
+    from .blocks import CurrentDiT
+    from .config import transformer_config
+
+    overrides.update(sequence_parallel=False, use_cpu_initialization=device != "cuda",
+                     perform_initialization=device != "meta")
+    with torch.device(device):
+        return CurrentDiT(spec, transformer_config(spec, **overrides))
 
 
 def every_stage_params(model):

@@ -21,8 +21,10 @@ def synthetic_batch(spec, batch_size: int, device="cpu", generator: torch.Genera
 
     v, m = spec.video, spec.model
     g = generator
+    if m.vocab_size:      # a language model: S + 1 token ids (inputs and next-token targets)
+        return {"tokens": torch.randint(0, m.vocab_size, (batch_size, spec.seq_len + 1), generator=g).to(device)}
     batch = {"latents": torch.randn(batch_size, *latent_shape(spec), generator=g).to(device)}
-    if m.cross_attn:
+    if m.text_mode != "none":
         batch["text_states"] = torch.randn(batch_size, v.text_tokens, v.text_dim, generator=g).to(device)
         lengths = torch.randint(1, v.text_tokens + 1, (batch_size,), generator=g)
         batch["text_mask"] = (torch.arange(v.text_tokens)[None] < lengths[:, None]).to(device)
@@ -76,7 +78,13 @@ def drop_labels(batch: dict, num_classes: int, generator: torch.Generator | None
 
 
 def training_loss(model, batch: dict, objective: str = "flow", generator: torch.Generator | None = None) -> torch.Tensor:
-    """Scalar diffusion loss of `model` on `batch` (noise, timesteps and label dropout from `generator`)."""
+    """Scalar diffusion loss of `model` on `batch` (noise, timesteps and label dropout from `generator`);
+    a language model's batch ("tokens"): next-token cross-entropy."""
+    if "tokens" in batch:
+        tokens = batch["tokens"]                                             # [B, S + 1]
+        logits = model(tokens[:, :-1])                                       # [S, B, V]
+        targets = tokens[:, 1:].t()                                          # [S, B]
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
     x_t, timesteps, target = diffusion_inputs(batch, objective, generator)
     if getattr(model, "class_cond", False) and model.training:
         batch = drop_labels(batch, model.spec.model.num_classes, generator)

@@ -63,6 +63,8 @@ def shrink_spec(spec):
              patch_h=2, patch_w=2, tokens=None, text_tokens=TINY_FLAGS["text_tokens"] if m["cross_attn"] else 0,
              text_dim=TINY_FLAGS["text_dim"])
     v["latent_channels"] = min(v["latent_channels"], MAX_LATENT_CHANNELS)
+    if spec.model.extended:
+        _shrink_current(m, v, p)
     if m["attention"].startswith("window"):
         grid = (1 if image else 2, 4, 4)                     # the tiny latent grid (t, h, w) after patching
         m["attention"] = "window:" + ",".join(str(min(int(w), g)) for w, g in zip(m["attention"][7:].split(","), grid))
@@ -72,3 +74,30 @@ def shrink_spec(spec):
         k.update(param_dtype="fp32", activation_dtype="fp32")
     d["name"] = f"{d['name']}-tiny"
     return Spec.model_validate(d)
+
+
+def _shrink_current(m: dict, v: dict, p: dict) -> None:
+    """The current block vocabulary at tiny sizes (in place): text in the sequence / MMDiT keep 8 text
+    tokens, GQA keeps 2 query heads per key/value head (or one per TP rank), Mochi's text stream is half
+    the width, widths derived from the hidden size follow it, a language model keeps 32 tokens."""
+    h = m["hidden"]
+    if m.get("text") in ("in-sequence", "mmdit"):
+        v["text_tokens"] = TINY_FLAGS["text_tokens"]
+    if m.get("kv_heads"):
+        m["kv_heads"] = max(p["tp"], m["heads"] // 2)
+    if m.get("text_hidden"):
+        m.update(text_hidden=h // 2, text_ffn_hidden=FFN_RATIO * h // 2)
+    if m.get("adaln_dim"):
+        m["adaln_dim"] = h // 2
+    if m["timestep_freq_dim"] > 256:
+        m["timestep_freq_dim"] = h                          # CogVideoX: the sinusoid has the model's width
+    if m.get("pooled_text_dim"):
+        m["pooled_text_dim"] = v["text_dim"] if m.get("pooled_text") == "attn-pool" else 16
+    if m.get("cond_in_channels"):
+        m["cond_in_channels"] = min(m["cond_in_channels"], 8)
+    if m.get("single_layers"):
+        m["single_layers"] = m["layers"]
+    v.pop("vae_chunk", None)
+    if m.get("vocab_size"):
+        m["vocab_size"] = 97
+        v.update(tokens=32, text_tokens=0)

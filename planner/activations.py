@@ -61,6 +61,10 @@ def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
     cross-attention, whose q*scale takes its place).
     """
     m, k, v = spec.model, spec.kernels, spec.video
+    if m.extended:  # current video DiTs and LLMs: planner/blocks_activations.py
+        from .blocks_activations import layer_terms as extended_layer_terms
+
+        return {name: Term(*t) for name, t in extended_layer_terms(spec, layer).items()}
     h, f, a = m.hidden, m.ffn, m.heads
     B = k.act_bytes
     cpu = k.cpu_semantics
@@ -200,6 +204,10 @@ def outside_terms(spec: Spec) -> dict[str, Term]:
       loss            (out - target) in fp32, kept by the square: C latent channels x patch volume / token
     """
     m, k, v = spec.model, spec.kernels, spec.video
+    if m.extended:
+        from .blocks_activations import outside_terms as extended_outside_terms
+
+        return {name: Term(*t) for name, t in extended_outside_terms(spec).items()}
     h, B = m.hidden, k.act_bytes
     stats = 2 * (B if k.cpu_semantics else FP32)
     modulated = m.adaln != "none"
@@ -245,6 +253,8 @@ def shared_terms(spec: Spec) -> dict[str, Term]:
         out["adaln_cond"] = Term(0.0, m.hidden * B, "1")
     elif m.adaln == "single":
         out["adaln_cond"] = Term(0.0, 6 * m.hidden * B, "1")
+    elif m.adaln == "expert":
+        out["adaln_cond"] = Term(0.0, (m.adaln_dim or m.hidden) * B, "1")
     out.update(outside_terms(spec))
     return out
 
@@ -253,7 +263,7 @@ def stage_activations(spec: Spec) -> dict[str, float]:
     """Activation bytes of the most loaded pipeline stage (the first), all in-flight micro-batches."""
     p, m = spec.parallel, spec.model
     s, b, t, d = _layout(spec)
-    per_stage = m.layers // p.pp
+    per_stage = m.depth // p.pp
     full = [layer_bytes(spec, i) for i in range(per_stage)]
     freed = [layer_bytes(spec, i, only=SELECTIVE) for i in range(per_stage)]
     if p.recompute == "full":

@@ -44,6 +44,12 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "samples": ("training.samples",), "epochs": ("training.epochs",), "dataset": ("training.dataset",),
     "compare_gpus": ("training.compare_gpus",), "name": ("name",),
 }
+# the block vocabulary of current video DiTs and LLMs (planner/blocks.py): spec fields settable by name
+FLAG_PATHS.update({key: (f"model.{key}",) for key in (
+    "text", "single_layers", "ffn_type", "norm", "norm_affine", "cross_attn_norm", "qk_norm", "qk_norm_width",
+    "kv_heads", "pos", "qkv_bias", "out_bias", "ffn_bias", "adaln_dim", "text_hidden", "text_ffn_hidden",
+    "text_proj", "text_refiner_layers", "pooled_text_dim", "pooled_text", "guidance_embed", "cond_in_channels",
+    "vocab_size", "tied_embeddings", "causal", "timestep_freq_dim", "time_mlp", "learned_pos_embed")})
 
 
 class SpecError(UserError):
@@ -165,10 +171,37 @@ def merged_dict(preset: str | None = None, config: str | Path | None = None,
     except ValueError as e:
         raise SpecError(str(e)) from None
     merged = deep_merge(base, yaml_data)
-    merged = deep_merge(merged, flags_to_dict(flags))
+    flag_dict = flags_to_dict(flags)
+    _keep_ratios(merged.get("model") or {}, flag_dict.get("model") or {})
+    merged = deep_merge(merged, flag_dict)
     _apply_dataset(merged, explicit_samples=("samples" in flags and flags["samples"] is not None)
                    or "samples" in (yaml_data.get("training") or {}))
     return merged, extras
+
+
+def _keep_ratios(before: dict[str, Any], model_flags: dict[str, Any]) -> None:
+    """`--hidden` without `--ffn-hidden` keeps the preset's FFN ratio (ffn_hidden / hidden), and without
+    `--heads` keeps its head dimension (hidden / heads); a width the ratio does not divide is refused.
+
+    Args:
+        before: the model section of the preset merged with the YAML file.
+        model_flags: the model fields given as flags (completed in place).
+    """
+    if "hidden" not in model_flags:
+        return
+    new_h = int(model_flags["hidden"])
+    old_h = int(before.get("hidden", 3072))
+    if "ffn_hidden" not in model_flags and before.get("ffn_hidden") is not None and new_h > 0:
+        ffn = int(before["ffn_hidden"]) * new_h
+        if ffn % old_h:
+            raise SpecError(f"model.ffn_hidden: hidden {new_h} x the preset's FFN ratio ({before['ffn_hidden']}/{old_h}) is not an "
+                            "integer; give --ffn-hidden")
+        model_flags["ffn_hidden"] = ffn // old_h
+    if "heads" not in model_flags and new_h > 0:
+        head_dim = old_h // int(before.get("heads", 24))
+        if new_h % head_dim:
+            raise SpecError(f"model.heads: hidden ({new_h}) % the preset's head dimension ({head_dim}) != 0; give --heads")
+        model_flags["heads"] = new_h // head_dim
 
 
 def _apply_dataset(merged: dict[str, Any], explicit_samples: bool) -> None:

@@ -55,6 +55,10 @@ class LayerMACs:
 
 def layer_macs(spec: Spec, layer: int) -> LayerMACs:
     m, v = spec.model, spec.video
+    if m.extended:  # current video DiTs and LLMs (planner/blocks_flops.py)
+        from .blocks_flops import layer_macs as extended_layer_macs
+
+        return LayerMACs(*extended_layer_macs(spec, layer, attention_keys(spec, layer)))
     s, h, f = spec.seq_len, m.hidden, m.ffn
     tt = v.text_tokens
     self_linear = s * 3 * h * h + s * h * h                    # qkv: s*h*3h, proj: s*h*h
@@ -72,6 +76,10 @@ def layer_macs(spec: Spec, layer: int) -> LayerMACs:
 def embed_macs(spec: Spec) -> dict[str, int]:
     """MACs outside the transformer layers, once per sample."""
     m, v = spec.model, spec.video
+    if m.extended:
+        from .blocks_flops import embed_macs as extended_embed_macs
+
+        return extended_embed_macs(spec)
     s_video, h = v.seq_len, m.hidden
     c_out = v.latent_channels * (2 if m.learn_sigma else 1)
     out = {"patch_embed": s_video * v.latent_channels * v.patch_volume * h}   # conv as a matmul per patch
@@ -98,7 +106,7 @@ class Flops:
 
 
 def flops(spec: Spec) -> Flops:
-    L = spec.model.layers
+    L = spec.model.depth
     layers = [layer_macs(spec, i) for i in range(L)]
     emb = embed_macs(spec)
     linear = sum(x.linear for x in layers)
@@ -127,6 +135,10 @@ def data_input_macs(spec: Spec) -> dict[str, int]:
     Linear (text-encoder states). Their backward computes the weight gradient only (no input gradient)."""
     m, v = spec.model, spec.video
     h = m.hidden
+    if m.extended:
+        from .blocks_flops import data_input_macs as extended_data_input_macs
+
+        return extended_data_input_macs(spec)
     out = {"patch_embed": v.seq_len * v.latent_channels * v.patch_volume * h,
            "t_embedder.fc1": m.timestep_freq_dim * h}
     if m.cross_attn:
@@ -142,6 +154,10 @@ def flash_backward_recompute(spec: Spec) -> int:
     if k.attention_kernel != "flash" or (k.dropout > 0 and k.cpu_semantics):
         return 0
     f = flops(spec)
+    if spec.model.extended:   # plus the cores of the text refiner / attention pool (planner/blocks_flops.py)
+        from .blocks_flops import embed_core_macs
+
+        return (f.by_part["self_attn_core"] + f.by_part["cross_attn_core"] + 2 * embed_core_macs(spec)) // 2
     return (f.by_part["self_attn_core"] + f.by_part["cross_attn_core"]) // 2
 
 

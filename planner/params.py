@@ -66,6 +66,8 @@ def layer_groups(spec: Spec) -> list[tuple[str, int, int]]:
 
 def param_groups(spec: Spec) -> list[ParamGroup]:
     m, v = spec.model, spec.video
+    if m.extended:
+        return _extended_groups(spec)
     h, L = m.hidden, m.layers
     c_out = v.latent_channels * (2 if m.learn_sigma else 1)
     groups = [ParamGroup("patch_embed", v.latent_channels * v.patch_volume * h + h, 0, "first")]
@@ -87,6 +89,18 @@ def param_groups(spec: Spec) -> list[ParamGroup]:
     final_mod = {"per-block": 2 * h * h + 2 * h, "single": 2 * h, "none": 2 * h}[m.adaln]
     groups.append(ParamGroup("final_layer", final_mod + h * v.patch_volume * c_out + v.patch_volume * c_out, 0, "last"))
     return groups
+
+
+def _extended_groups(spec: Spec) -> list[ParamGroup]:
+    """Groups of the current video-DiT / LLM vocabulary (planner/blocks.py): embedders, the block stacks,
+    then the final layer (and an untied output head)."""
+    from .blocks import block_stacks, embed_groups
+
+    outer = [ParamGroup(*g) for g in embed_groups(spec)]
+    tail = [g for g in outer if g.name in ("final_layer", "output_head")]
+    head = [g for g in outer if g.name not in ("final_layer", "output_head")]
+    stacks = [ParamGroup(name, total, split, "blocks") for name, total, split in block_stacks(spec)]
+    return head + stacks + tail
 
 
 def total_params(spec: Spec) -> int:

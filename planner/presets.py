@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .presets_current import CURRENT_PRESETS
+
 # soraplan-6B: a "6B video transformer", the size the reference estimate assumes. 40 x 3072, 24 heads (head dim 128), FFN 4x,
 # cross-attention to 512 T5-XXL-style text states (4096-d), PixArt-alpha adaLN-single,
 # VAE 4x8x8 with 16 latent channels, patch 2x2x2 -> 960 frames at 256^2 = 120*16*16 = 30,720 tokens.
@@ -87,12 +89,17 @@ for _s in ("S", "M", "L", "H"):
 PRESETS["U-ViT-L/4@512"] = _uvit("L", 4, 512)
 PRESETS["U-ViT-H/4@512"] = _uvit("H", 4, 512)
 
+PRESETS.update(CURRENT_PRESETS)
+
 # One line per family for `--model` help and `soraplan estimate --help`.
 FAMILIES: dict[str, str] = {
     "soraplan-6B": "the seed's 6B video DiT (default)",
     "DiT-{S,B,L,XL}/{2,4,8}": "Peebles & Xie 2023, ImageNet 256^2, adaLN-Zero (XL/2: 675 M, 118.6 GMACs)",
     "SiT-{S,B,L,XL}/{2,4,8}": "Ma et al. 2024: DiT backbone, interpolant loss (same cost as DiT)",
     "U-ViT-{S,M,L,H}/{2,4}[@512]": "Bao et al. 2023: tokens for time/class, long skips (H/2: 501 M, 133 GMACs)",
+    "wan2.1-t2v-{1.3b,14b}, hunyuanvideo, cogvideox-{2b,5b}, open-sora-2.0, step-video-t2v, mochi-1, ltx-video, movie-gen-30b":
+        "released video DiTs at their published geometry (`soraplan estimate presets`)",
+    "llama-3-{8b,70b}, gpt-3-175b": "language models: causal attention, token embedding and logits",
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from .hardware import GPU, resolve_gpu
 from .names import check_display_name
@@ -55,13 +55,25 @@ class Video(_Frozen):
     text_tokens: int = Field(512, ge=0, le=MAX_TOKENS)
     text_dim: int = Field(4096, ge=1, le=MAX_WIDTH)
     tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="give the sequence length directly")
+    vae_chunk: tuple[int, int] | None = Field(
+        None, description="(frames, latent frames) per VAE chunk, for VAEs that encode fixed chunks (Step-Video: 17 -> 3)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        out = handler(self)
+        if isinstance(out, dict) and out.get("vae_chunk") is None:
+            out.pop("vae_chunk", None)
+        return out
 
     @model_validator(mode="after")
     def _tiles(self) -> "Video":
         if self.tokens is not None:
             return self
         st, ss = self.vae_stride_t, self.vae_stride_s
-        if self.causal_first_frame:
+        if self.vae_chunk is not None:
+            if self.frames % self.vae_chunk[0]:
+                raise ValueError(f"video.frames: frames ({self.frames}) % VAE chunk ({self.vae_chunk[0]}) != 0")
+        elif self.causal_first_frame:
             if (self.frames - 1) % st:
                 raise ValueError(f"video.frames: (frames-1) ({self.frames - 1}) % vae_stride_t ({st}) != 0 with a causal first frame")
         elif self.frames % st:
@@ -80,6 +92,8 @@ class Video(_Frozen):
         """Latent grid (T', H', W') after the VAE."""
         st, ss = self.vae_stride_t, self.vae_stride_s
         lt = 1 + (self.frames - 1) // st if self.causal_first_frame else self.frames // st
+        if self.vae_chunk is not None:
+            lt = self.frames // self.vae_chunk[0] * self.vae_chunk[1]
         return lt, self.height // ss, self.width // ss
 
     @property
@@ -145,7 +159,7 @@ class Model(_Frozen):
     heads: int = Field(24, ge=1, le=MAX_WIDTH)
     ffn_hidden: int | None = Field(None, ge=1, le=4 * MAX_WIDTH, description="default 4 x hidden")
     cross_attn: bool = True
-    adaln: Literal["per-block", "single", "none"] = "single"
+    adaln: Literal["per-block", "single", "none", "expert"] = "single"
     attention: str = "full"
     conditioning: Literal["text", "class"] = "text"
     num_classes: int = Field(1000, ge=1, le=MAX_TOKENS, description="class-conditional models: table has num_classes+1 rows (null class)")
@@ -157,16 +171,59 @@ class Model(_Frozen):
     qkv_bias: bool = Field(True, description="bias on the fused QKV projection (U-ViT: False)")
     time_mlp: bool = Field(True, description="timestep MLP after the sinusoid (U-ViT: False, the sinusoid of width h is the time token)")
     learned_pos_embed: bool = Field(False, description="learned position table of (tokens + in-sequence tokens) x h (U-ViT); else fixed sin-cos")
+    # Block vocabulary of current video DiTs and LLMs (planner/blocks.py; docs/presets.md). Every default
+    # keeps the DiT / PixArt blocks above, and fields at their default are left out of the JSON dump.
+    text: Literal["cross-attn", "in-sequence", "mmdit", "none"] | None = Field(
+        None, description="text conditioning; default from cross_attn (in-sequence: CogVideoX; mmdit: SD3 / HunyuanVideo)")
+    single_layers: int = Field(0, ge=0, le=MAX_LAYERS, description="single-stream blocks (fused parallel attention + MLP) after the layers")
+    ffn_type: Literal["gelu", "gelu-tanh", "swiglu", "geglu"] = Field("gelu", description="gated kinds: three matrices")
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_affine: bool | None = Field(None, description="block norms carry weights (default: only without adaLN)")
+    cross_attn_norm: bool = Field(False, description="an affine norm before cross-attention (Wan)")
+    qk_norm: Literal["none", "layernorm", "rmsnorm"] = "none"
+    qk_norm_width: Literal["head", "all"] = Field("head", description="q/k norm over one head or all heads")
+    kv_heads: int | None = Field(None, ge=1, le=MAX_WIDTH, description="key/value heads (GQA / MQA); default heads")
+    pos: Literal["sincos3d", "rope3d", "rope3d-learned"] = Field(
+        "sincos3d", description="rope3d: no parameters; rope3d-learned: learned frequencies (Mochi)")
+    out_bias: bool = Field(True, description="bias on attention output projections")
+    ffn_bias: bool = Field(True, description="biases in the FFN")
+    adaln_dim: int | None = Field(None, ge=1, le=MAX_WIDTH, description="width of the timestep embedding that drives adaLN (CogVideoX 512)")
+    text_hidden: int | None = Field(None, ge=1, le=MAX_WIDTH, description="mmdit: width of a narrower text stream (Mochi)")
+    text_ffn_hidden: int | None = Field(None, ge=1, le=4 * MAX_WIDTH, description="mmdit: FFN of the narrower text stream")
+    text_proj: Literal["mlp", "linear", "refiner"] = Field("mlp", description="text-encoder states -> model width")
+    text_refiner_layers: int = Field(2, ge=0, le=MAX_LAYERS, description="text_proj refiner: token-refiner blocks (HunyuanVideo)")
+    pooled_text_dim: int = Field(0, ge=0, le=MAX_WIDTH, description="pooled text vector width added to the timestep (0: none)")
+    pooled_text: Literal["mlp", "linear", "attn-pool"] = "mlp"
+    guidance_embed: bool = Field(False, description="guidance-scale embedder (cfg-distilled HunyuanVideo)")
+    cond_in_channels: int = Field(0, ge=0, le=MAX_WIDTH, description="image-condition embedder input channels (Open-Sora 2.0)")
+    vocab_size: int = Field(0, ge=0, le=MAX_TOKENS, description="language model: token embedding and output logits (0: video model)")
+    tied_embeddings: bool = False
+    causal: bool = Field(False, description="causal self-attention (flash skips the masked half)")
 
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("ffn"), str):   # YAML `ffn: swiglu`
+            data = dict(data)
+            data["ffn_type"] = data.pop("ffn")
+        if isinstance(data, dict) and data.get("text") is not None:      # `text` decides `cross_attn`
+            data = dict(data)
+            data["cross_attn"] = data["text"] == "cross-attn"
         if isinstance(data, dict) and data.get("ffn_hidden") is None:
             hidden = _as_int(data.get("hidden", 3072))
             if hidden is not None:                 # else the hidden field reports the bad value
                 data = dict(data)
                 data["ffn_hidden"] = 4 * hidden
         return data
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        out = handler(self)
+        if isinstance(out, dict):
+            for key, default in _EXTENDED_DEFAULTS.items():
+                if key in out and out[key] == default:
+                    del out[key]
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> "Model":
@@ -177,7 +234,41 @@ class Model(_Frozen):
             raise ValueError("model.cross_attn: a class-conditional model has no text to cross-attend to")
         if self.long_skip and self.layers % 2 == 0:
             raise ValueError(f"model.layers: U-ViT long skips need an odd layer count (in, mid, out), got {self.layers}")
+        if self.kv_heads is not None and self.heads % self.kv_heads:
+            raise ValueError(f"model.kv_heads: heads ({self.heads}) % kv_heads ({self.kv_heads}) != 0")
+        if self.single_layers and self.text_mode not in ("mmdit", "in-sequence", "none"):
+            raise ValueError("model.single_layers: single-stream blocks need text 'mmdit', 'in-sequence' or 'none'")
+        if self.text_hidden is not None and self.text_mode != "mmdit":
+            raise ValueError("model.text_hidden: a separate text width needs text 'mmdit'")
+        if self.vocab_size and (self.conditioning != "text" or self.text_mode != "none"):
+            raise ValueError("model.vocab_size: a language model has no text encoder (text 'none')")
         return self
+
+    @property
+    def text_mode(self) -> str:
+        """cross-attn | in-sequence | mmdit | none (`text`, else from `cross_attn`)."""
+        if self.text is not None:
+            return self.text
+        return "cross-attn" if self.cross_attn else "none"
+
+    @property
+    def extended(self) -> bool:
+        """True when any field of the current-DiT / LLM vocabulary differs from its default."""
+        return any(getattr(self, k) != v for k, v in _EXTENDED_DEFAULTS.items())
+
+    @property
+    def depth(self) -> int:
+        """Transformer blocks: layers (double-stream for mmdit) + single-stream blocks."""
+        return self.layers + self.single_layers
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.kv_heads if self.kv_heads is not None else self.heads
+
+    @property
+    def affine_norms(self) -> bool:
+        """Whether the pre-attention / pre-MLP norms carry weights."""
+        return self.norm_affine if self.norm_affine is not None else self.adaln == "none"
 
     @property
     def ffn(self) -> int:
@@ -195,6 +286,14 @@ class Model(_Frozen):
     @property
     def window(self) -> tuple[int, int, int] | None:
         return parse_attention(self.attention)[1]
+
+
+_EXTENDED_DEFAULTS: dict[str, Any] = {
+    name: f.default for name, f in Model.model_fields.items()
+    if name in ("text", "single_layers", "ffn_type", "norm", "norm_affine", "cross_attn_norm", "qk_norm",
+                "qk_norm_width", "kv_heads", "pos", "out_bias", "ffn_bias", "adaln_dim", "text_hidden",
+                "text_ffn_hidden", "text_proj", "text_refiner_layers", "pooled_text_dim", "pooled_text",
+                "guidance_embed", "cond_in_channels", "vocab_size", "tied_embeddings", "causal")}
 
 
 class Kernels(_Frozen):
@@ -378,9 +477,9 @@ class Spec(_Frozen):
             raise ValueError(f"parallel.tp: heads ({m.heads}) % tp ({p.tp}) != 0")
         if m.ffn % p.tp:
             raise ValueError(f"parallel.tp: ffn_hidden ({m.ffn}) % tp ({p.tp}) != 0")
-        if m.layers % (p.pp * p.vpp):
-            raise ValueError(f"parallel.pp: layers ({m.layers}) % (pp*vpp = {p.pp * p.vpp}) != 0")
-        s = v.seq_len + m.tokens_in_sequence
+        if m.depth % (p.pp * p.vpp):
+            raise ValueError(f"parallel.pp: layers ({m.depth}) % (pp*vpp = {p.pp * p.vpp}) != 0")
+        s = self.seq_len
         if s % p.cp:
             raise ValueError(f"parallel.cp: sequence length ({s}) % cp ({p.cp}) != 0")
         if p.sequence_parallel and (s // p.cp) % p.tp:
@@ -400,12 +499,18 @@ class Spec(_Frozen):
             raise ValueError("model.attention: spatial-temporal attention needs a video grid, not --tokens")
         if m.cross_attn and v.text_tokens == 0:
             raise ValueError("video.text_tokens: cross-attention needs text_tokens > 0")
+        if m.text_mode in ("in-sequence", "mmdit") and v.text_tokens == 0:
+            raise ValueError(f"video.text_tokens: text '{m.text_mode}' needs text_tokens > 0")
+        if m.kv_heads is not None and m.kv_heads % p.tp:
+            raise ValueError(f"parallel.tp: kv_heads ({m.kv_heads}) % tp ({p.tp}) != 0")
         return self
 
     @property
     def seq_len(self) -> int:
-        """Tokens the transformer sees per sample (video patches + in-sequence conditioning tokens)."""
-        return self.video.seq_len + self.model.tokens_in_sequence
+        """Tokens the transformer sees per sample (video patches + in-sequence conditioning tokens, and the
+        text tokens when text shares the attention: `in-sequence` and `mmdit`)."""
+        joint = self.video.text_tokens if self.model.text_mode in ("in-sequence", "mmdit") else 0
+        return self.video.seq_len + self.model.tokens_in_sequence + joint
 
 
 def spec_with(spec: Spec, **sections: dict[str, Any]) -> Spec:

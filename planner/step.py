@@ -210,7 +210,7 @@ def op_work(spec: Spec) -> OpWork:
     m, p, k = spec.model, spec.parallel, spec.kernels
     fl = flops(spec)
     flash = k.attention_kernel == "flash"
-    L = m.layers
+    L = m.depth
     macs = [layer_macs(spec, i) for i in range(L)]
     lin, core = sum(x.linear for x in macs), sum(x.self_core + x.cross_core for x in macs)
     # forward FLOPs by class; flops.py's recompute split the same way
@@ -265,7 +265,7 @@ def hw_constants(spec: Spec) -> HwConstants:
     # Adam: read grad twice (global norm + update), read + write master and moments, write the param
     opt = 2 * g + 2 * memory_constants(spec).optimizer_bytes_per_param + pb
     return HwConstants(gpu.peak_tflops * 1e12, gpu.hbm_tbs * 1e12, gpu.intra_node_gbs * 1e9, gpu.inter_node_gbs * 1e9,
-                       gpu.gpus_per_node, op_efficiency(spec), spec.model.hidden, spec.seq_len, spec.model.layers,
+                       gpu.gpus_per_node, op_efficiency(spec), spec.model.hidden, spec.seq_len, spec.model.depth,
                        3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt))
 
 
@@ -430,7 +430,7 @@ def step_time(spec: Spec) -> StepTime:
     p = spec.parallel
     c = hw_constants(spec)
     w = op_work(spec)
-    work = StepWork(**{key: getattr(w, key) for key in WORK_KEYS}, ring=ring_layers(w, spec.model.layers // p.pp, p.cp))
+    work = StepWork(**{key: getattr(w, key) for key in WORK_KEYS}, ring=ring_layers(w, spec.model.depth // p.pp, p.cp))
     layout = StepLayout(tp=p.tp, pp=p.pp, vpp=p.vpp, cp=p.cp, dp=p.dp_size, micro_batch=p.micro_batch,
                         microbatches=p.microbatches, sequence_parallel=p.sequence_parallel,
                         distributed_optimizer=p.distributed_optimizer, n_params=params_per_gpu(spec))

@@ -41,16 +41,20 @@ def params_by_group(model: torch.nn.Module) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------ FLOPs
-def _sdpa_cpu_fwd_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+def _sdpa_cpu_fwd_flops(query_shape, key_shape, value_shape, dropout_p=0.0, is_causal=False, *args, out_shape=None,
+                        **kwargs) -> int:
     from torch.utils.flop_counter import sdpa_flop_count
 
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
+    n = sdpa_flop_count(query_shape, key_shape, value_shape)
+    return n // 2 if is_causal else n           # a causal flash kernel skips the masked half
 
 
 def _sdpa_cpu_bwd_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     from torch.utils.flop_counter import sdpa_backward_flop_count
 
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    n = sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    causal = len(args) > 3 and args[3] is True   # (out, logsumexp, dropout_p, is_causal, ...)
+    return n // 2 if causal else n
 
 
 def custom_flop_mapping() -> dict[Any, Callable[..., int]]:

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from soraplan.models.tiny import FFN_RATIO, MAX_LATENT_CHANNELS, TINY_FLAGS, tiny_flags
 
+from .measure_blocks import BLOCK_CASES, META_CASES, TP_CASES
+
 # the tiny model (soraplan.models.tiny) with its ffn and latent channels scaled down as `train --tiny` does,
 # CPU semantics, 2 samples per micro-batch
 BASE: dict[str, Any] = tiny_flags(latent_channels=MAX_LATENT_CHANNELS, ffn_hidden=FFN_RATIO * TINY_FLAGS["hidden"],
@@ -26,6 +28,7 @@ class Case:
     device: str = "cpu"          # "cpu" | "meta" | "tp" (tp gloo processes)
     base: bool = True            # start from BASE (False: from the preset named in flags / the default 6B)
     quick: bool = False
+    saved: bool = True           # compare saved bytes (False: parameters and FLOPs only)
 
     def all_flags(self) -> dict[str, Any]:
         return {**(BASE if self.base else {}), **self.flags}
@@ -53,6 +56,10 @@ MATRIX: tuple[Case, ...] = (
     Case("soraplan-6B on meta (30,720 tokens, bf16)", {}, device="meta", base=False, quick=True),
     Case("TP=2 + sequence parallel (2 gloo ranks)", {"tp": 2, "gpus": 2, "sequence_parallel": True}, device="tp"),
     Case("TP=2, no sequence parallel (2 gloo ranks)", {"tp": 2, "gpus": 2, "sequence_parallel": False}, device="tp"),
+    # the current block vocabulary (planner/blocks.py, models/blocks.py)
+    *(Case(name, flags) for name, flags in BLOCK_CASES),
+    *(Case(name, flags, device="tp") for name, flags in TP_CASES),
+    *(Case(name, flags, device="meta", base=False) for name, flags in META_CASES),
 )
 
 
@@ -81,7 +88,7 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
         try:
             spec = spec_for(c)
             m = measure_spec(spec, c.device, fvcore=c.device != "meta")
-            rows += rows_for(c.name, spec, m)
+            rows += [r for r in rows_for(c.name, spec, m) if c.saved or not r.quantity.startswith("saved bytes")]
         except Exception as e:  # noqa: BLE001 - reported as a failed case
             errors.append({"config": c.name, "error": f"{type(e).__name__}: {e}"})
     if tp:

@@ -13,6 +13,22 @@ import re
 from typing import Any
 
 CORE_RE = re.compile(r"^decoder\.layers\.\d+\.(self|cross)_attention\.core_attention$")
+# the current block vocabulary (models/blocks.py): blocks.N / single_blocks.N, joint attention at block level
+CORE_RE_BLOCKS = re.compile(r"^(?:single_)?blocks\.\d+\.(?:(self|cross)_attn\.)?core_attention$")
+
+
+def block_roots(model) -> tuple[str, ...]:
+    """Module prefixes of the transformer blocks: `decoder` (VideoDiT) or `blocks` (+ `single_blocks`)."""
+    if hasattr(model, "decoder"):
+        return ("decoder",)
+    return ("blocks", "single_blocks") if hasattr(model, "single_blocks") else ("blocks",)
+
+
+def layer_prefixes(model) -> list[str]:
+    """Module prefix of every block, in order."""
+    if hasattr(model, "decoder"):
+        return [f"decoder.layers.{i}" for i in range(len(model.decoder.layers))]
+    return [f"{root}.{i}" for root in block_roots(model) for i in range(len(getattr(model, root)))]
 
 
 def _core_flops(by_module: dict[str, int]) -> dict[str, int]:
@@ -21,6 +37,9 @@ def _core_flops(by_module: dict[str, int]) -> dict[str, int]:
         m = CORE_RE.match(name)
         if m:
             out[m.group(1)] += n
+        m = CORE_RE_BLOCKS.match(name)
+        if m:
+            out[m.group(1) or "self"] += n
     return out
 
 
@@ -48,6 +67,7 @@ def measure_spec(spec, device: str = "cpu", fvcore: bool = True, seed: int = 0) 
         with count_flops(root) as bwd:
             loss.backward()
     f, bk = fwd["flops"], bwd["flops"]
+    roots, layers = block_roots(model), layer_prefixes(model)
     out: dict[str, Any] = {
         "device": device,
         "micro_batch": b,
@@ -55,7 +75,7 @@ def measure_spec(spec, device: str = "cpu", fvcore: bool = True, seed: int = 0) 
         "flops": {
             "forward": f.total,
             "forward_core": _core_flops(f.by_module),
-            "forward_blocks": f.under("decoder"),
+            "forward_blocks": sum(f.under(r) for r in roots),
             "backward": bk.total,
             "forward_by_op": f.by_op,
             "backward_by_op": bk.by_op,
@@ -63,15 +83,15 @@ def measure_spec(spec, device: str = "cpu", fvcore: bool = True, seed: int = 0) 
             "elementwise_backward": bwd["elementwise"],
         },
         "saved": {
-            "blocks": saved.under("decoder"),
-            "layers": [saved.under(f"decoder.layers.{i}") for i in range(len(model.decoder.layers))],
-            "outside": saved.outside("decoder"),
+            "blocks": sum(saved.under(r) for r in roots),
+            "layers": [saved.under(x) for x in layers],
+            "outside": saved.total - sum(saved.under(r) for r in roots),
             "total": saved.total,
-            "listing_layer1": saved.listing("decoder.layers.1") if len(model.decoder.layers) > 1 else [],
+            "listing_layer1": saved.listing(layers[1]) if len(layers) > 1 else [],
         },
     }
     del loss
-    if fvcore:
+    if fvcore and "latents" in batch:      # (a language model's forward takes token ids: no fvcore trace)
         out["fvcore"] = _fvcore(model, batch, meta_ctx=device == "meta")
     return out
 

@@ -80,8 +80,11 @@ def _worker(spec_path: str, out_dir: str) -> None:
         with record_saved(model) as saved:
             loss = training_loss(model, batch, generator=g)
         loss.backward()                                 # the TP collectives of backward run too
+        from .measure_run import block_roots
+
+        in_blocks = sum(saved.under(r) for r in block_roots(model))
         results.append({"rank": rank, "params": sum(p.numel() for p in model.parameters()),
-                        "saved_blocks": saved.under("decoder"), "saved_outside": saved.outside("decoder")})
+                        "saved_blocks": in_blocks, "saved_outside": saved.total - in_blocks})
         del model, loss
     tmp = Path(out_dir) / f".rank{rank}.json"
     tmp.write_text(json.dumps(results))
