@@ -91,12 +91,14 @@ def warnings_off() -> None:
 
 
 def _cuda_document(result: dict[str, Any]) -> dict[str, Any]:
-    """The `--device cuda` JSON object: machine, rows, calibration, failed, ok, complete."""
+    """The `--device cuda` JSON object: machine, rows, calibration, failed, ok, complete, soraplan_version."""
+    from soraplan import __version__
+
     rows = result["rows"]
     failed = sum(1 for r in rows if not r.ok)
     return {"machine": _machine(), "device": "cuda", "complete": result["complete"],
             "rows": [r.as_dict() for r in rows], "calibration": result["calibration"], "failed": failed,
-            "ok": failed == 0}
+            "ok": failed == 0, "soraplan_version": __version__}
 
 
 def _cuda(given: dict, spec_flags: Any, calibration_out: Optional[Path], results_out: Optional[Path], steps: int,

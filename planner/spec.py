@@ -456,7 +456,7 @@ class Training(_Frozen):
 class Spec(_Frozen):
     """The whole run: video, model, kernels, parallel layout, hardware, training."""
 
-    name: str = Field("soraplan-6B", min_length=1, max_length=MAX_NAME)
+    name: str = "soraplan-6B"   # a display name: planner/names.check_display_name (1-128 printable characters)
     video: Video = Video()
     model: Model = Model()
     kernels: Kernels = Kernels()
