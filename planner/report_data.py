@@ -26,7 +26,7 @@ from .rank import TERM_WORDS, format_layout
 from .results import Layout, Plan
 from .spec import Spec, spec_with
 
-LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
+LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "cp_comm", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
                "distributed_optimizer", "attention")
 TOP_LAYOUTS = 5
 HEADROOM_WARN = 0.10  # the plan's default memory headroom (SearchOptions.headroom): less than this is flagged
@@ -46,6 +46,7 @@ def spec_for_layout(spec: Spec, entry: dict[str, Any]) -> Spec:
                                        "sequence_parallel", "recompute", "distributed_optimizer")}
     par["gpus"] = entry["tp"] * entry["pp"] * entry["cp"] * entry["dp"]
     par["recompute_layers"] = entry.get("recompute_layers")
+    par["cp_comm"] = entry.get("cp_comm") or spec.parallel.cp_comm
     return spec_with(spec, parallel=par, model={"attention": entry.get("attention") or spec.model.attention})
 
 

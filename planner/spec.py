@@ -190,6 +190,8 @@ class Parallel(_Frozen):
     pp: int = Field(1, ge=1)
     vpp: int = Field(1, ge=1, description="virtual pipeline stages per rank (interleaved 1F1B)")
     cp: int = Field(1, ge=1)
+    cp_comm: Literal["p2p", "all-gather", "a2a"] = Field(
+        "p2p", description="context parallel K/V exchange: p2p ring attention | all-gather K/V | a2a (Ulysses)")
     dp: int | None = Field(None, ge=1)
     gpus: int | None = Field(None, ge=1, description="world size; dp = gpus / (tp*pp*cp)")
     sequence_parallel: bool = True

@@ -84,8 +84,10 @@ def flop_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
 def _outside_bytes(spec) -> float:
     from soraplan.planner.activations import _cost, _layout, outside_terms
 
+    from soraplan.planner.cp import cp_outside_bytes
+
     s, b, t, d = _layout(spec)
-    return sum(_cost(x, s, b, t, d) for x in outside_terms(spec).values())
+    return sum(_cost(x, s, b, t, d) for x in outside_terms(spec).values()) + cp_outside_bytes(spec)
 
 
 def activation_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
