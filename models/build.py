@@ -24,9 +24,14 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     p = spec.parallel
     if p.vpp > 1:
         raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp})")
-    if p.cp > 1 and (spec.model.attention_kind != "full" or spec.kernels.attention_kernel != "flash" or p.pp > 1):
-        raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) runs full attention with the flash kernel and pp=1 "
-                        "only; other layouts are planned analytically")
+    from soraplan.planner.cp import spec_cp_refusal
+
+    reason = spec_cp_refusal(spec)
+    if reason:
+        raise UserError(reason)
+    if p.cp > 1 and p.pp > 1:
+        raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) trains at pp=1 only; other layouts are "
+                        "planned analytically")
     initialize(spec)
     if ps.get_tensor_model_parallel_world_size() != p.tp:
         raise UserError(f"parallel.tp: parallel state has tp={ps.get_tensor_model_parallel_world_size()}, spec says {p.tp}")
