@@ -21,17 +21,12 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     from .parallel import initialize
     from .shims import seed_model_parallel_rng
 
-    p = spec.parallel
-    if p.vpp > 1:
-        raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp})")
-    from soraplan.planner.cp import spec_cp_refusal
+    from soraplan.planner.trainable import train_refusal
 
-    reason = spec_cp_refusal(spec)
+    p = spec.parallel
+    reason = train_refusal(spec)          # the rule `plan` and `launch` apply too
     if reason:
         raise UserError(reason)
-    if p.cp > 1 and p.pp > 1:
-        raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) trains at pp=1 only; other layouts are "
-                        "planned analytically")
     initialize(spec)
     if ps.get_tensor_model_parallel_world_size() != p.tp:
         raise UserError(f"parallel.tp: parallel state has tp={ps.get_tensor_model_parallel_world_size()}, spec says {p.tp}")

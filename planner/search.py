@@ -19,8 +19,9 @@ Rules (in the order a layout is rejected):
                 windows % cp), fewer GPUs than tp*pp*cp, and Megatron's interleaved schedule (m % pp with vpp > 1)
   batch         global batch (m * micro_batch * dp) outside --global-batch-range
   memory        total > capacity * (1 - headroom)
-  unsupported   a context-parallel combination the model cannot train (`cp.cp_refusal`: the same rule
-                `soraplan launch` and the model apply); checked after divisibility
+  unsupported   a layout `soraplan train` refuses (`trainable.train_refusal`: the context-parallel
+                combinations the model cannot run, interleaved 1F1B); the same rule `soraplan launch` and
+                the trainer apply; checked after divisibility
 cp_comm (p2p | all-gather | a2a) is an axis of the search for cp > 1; cp = 1 layouts carry the first choice.
 dp = GPUs // (tp*pp*cp): a layout may leave up to tp*pp*cp - 1 GPUs idle (reported as gpus_used).
 """
@@ -34,11 +35,12 @@ from typing import Any
 import numpy as np
 
 from .activations import SELECTIVE, Term, layer_input_term, layer_terms, shared_terms
-from .cp import CP_COMMS, CpConstants, cp_constants, cp_extra, cp_refusal, spec_cp_refusal
+from .cp import CP_COMMS, CpConstants, cp_constants, cp_extra, cp_refusal
 from .errors import UserError
 from .memory import MemoryConstants, memory, memory_constants, memory_terms
 from .params import params_per_gpu
 from .spec import Spec, parse_attention, spec_with
+from .trainable import train_refusal
 from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
                    step_time)
 
@@ -413,7 +415,7 @@ class Space:
                    | ((win > 0) & (win % cp != 0)) | (dp < 1) | ((vpp > 1) & (pp == 1)))
         tp_i = np.minimum(tp, self.cp_supported.shape[1] - 1)
         cp_i = np.minimum(cp, self.cp_supported.shape[2] - 1)
-        unsupported = ~self.cp_supported[att, tp_i, cp_i, comm]
+        unsupported = ~self.cp_supported[att, tp_i, cp_i, comm] | (vpp > 1)   # trainable.train_refusal
         return np.where(tp > self.max_tp_in_node, TP_OVER_NODE,
                         np.where(bad_div, DIVISIBILITY, np.where(unsupported, UNSUPPORTED, OK)))
 
@@ -540,7 +542,7 @@ def reference_evaluate(space: Space, gpus: int, x: LayoutArrays, idx: Any = None
         except ValueError:
             out.append({**rec, "reason": DIVISIBILITY})
             continue
-        if spec_cp_refusal(spec) is not None:
+        if train_refusal(spec) is not None:
             out.append({**rec, "reason": UNSUPPORTED})
             continue
         gb = spec.parallel.global_batch_size
