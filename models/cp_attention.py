@@ -31,13 +31,18 @@ def _cp_group():
 
 
 def _ring_exchange(send: torch.Tensor, group) -> torch.Tensor:
-    """Send `send` to the next CP rank, receive the previous rank's tensor of the same shape."""
+    """Send `send` to the next CP rank, receive the previous rank's tensor of the same shape (isend/irecv,
+    even ranks sending first and odd ranks receiving first, as Megatron's P2P does, so no ring deadlocks)."""
     size, rank = dist.get_world_size(group), dist.get_rank(group)
     nxt = dist.get_global_rank(group, (rank + 1) % size)
     prv = dist.get_global_rank(group, (rank - 1) % size)
+    send = send.contiguous()
     recv = torch.empty_like(send)
-    ops = [dist.P2POp(dist.isend, send, nxt, group), dist.P2POp(dist.irecv, recv, prv, group)]
-    for req in dist.batch_isend_irecv(ops):
+    if rank % 2 == 0:
+        reqs = [dist.isend(send, nxt, group=group), dist.irecv(recv, prv, group=group)]
+    else:
+        reqs = [dist.irecv(recv, prv, group=group), dist.isend(send, nxt, group=group)]
+    for req in reqs:
         req.wait()
     return recv
 

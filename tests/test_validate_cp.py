@@ -58,3 +58,35 @@ def test_wrong_cp_divisor_makes_validate_exit_1(monkeypatch):
     assert failed and all(r["layout"]["cp"] == 2 and r["rank"] in (0, 1) for r in failed)
     assert {r["quantity"] for r in failed} == {"rank 0 saved bytes, whole micro-batch",
                                                "rank 1 saved bytes, whole micro-batch"}
+
+
+def test_wrong_comm_formula_makes_validate_exit_1(monkeypatch):
+    """TP=2 + SP: a communication model without the backward re-all-gather of the layer input fails."""
+    from typer.testing import CliRunner
+
+    import soraplan.planner.comm as comm
+    from soraplan.cli import app
+    from soraplan.validation import measure_matrix as mm
+
+    case = next(c for c in mm.MATRIX if c.name.startswith("TP=2 + sequence parallel"))
+    monkeypatch.setattr(mm, "cases", lambda quick=False: [case])
+    runner = CliRunner()
+    good = runner.invoke(app, ["validate", "--json"])
+    assert good.exit_code == 0, good.output
+    rows = json.loads(good.stdout)["rows"]
+    measured = {r["quantity"]: r["measured"] for r in rows if r["rank"] == 0}
+    assert measured["comm bytes all_gather_into_tensor TP"] > 0 and measured["comm bytes reduce_scatter_tensor TP"] > 0
+    original = comm.comm_bytes
+
+    def no_regather(spec):
+        out = dict(original(spec))
+        p, m = spec.parallel, spec.model
+        x = spec.seq_len * p.micro_batch * m.hidden * spec.kernels.act_bytes
+        out["all_gather_into_tensor TP"] -= m.layers * 3 * x // p.tp        # 4 collectives per sub-block, not 5
+        return out
+
+    monkeypatch.setattr(comm, "comm_bytes", no_regather)
+    bad = runner.invoke(app, ["validate", "--json"])
+    assert bad.exit_code == 1, bad.output
+    failed = {(r["quantity"], r["rank"]) for r in json.loads(bad.stdout)["rows"] if not r["ok"]}
+    assert failed == {("comm bytes all_gather_into_tensor TP", 0), ("comm bytes all_gather_into_tensor TP", 1)}

@@ -137,4 +137,15 @@ def tp_rows(config: str, spec, ranks: list[dict[str, Any]]) -> list[Row]:
                         predicted, ACTIVATION_TOL, "B", lay, rank))
         rows.append(Row(config, f"rank {rank} saved bytes, transformer block", r["saved_blocks"],
                         predicted - _outside_bytes(spec), ACTIVATION_TOL, "B", lay, rank))
+        rows += comm_rows(config, spec, r.get("comm", {}), lay, rank)
     return rows
+
+
+def comm_rows(config: str, spec, measured: dict[str, int], layout: dict[str, Any], rank: int) -> list[Row]:
+    """`comm bytes <kind> <group>`: the bytes one rank's forward + backward moved (validation.comm_count)
+    against `planner.comm.comm_bytes`, exactly (the counts are deterministic)."""
+    from soraplan.planner.comm import comm_bytes
+
+    predicted = comm_bytes(spec)
+    return [Row(config, f"comm bytes {key}", measured.get(key, 0), predicted.get(key, 0), 0, "B", layout, rank)
+            for key in sorted(set(measured) | set(predicted))]

@@ -66,6 +66,7 @@ def _worker(spec_path: str, out_dir: str) -> None:
 
     from soraplan.models.build import build_model
     from soraplan.models.loss import synthetic_batch, training_loss
+    from .comm_count import comm_table, count_comm
     from .measure import record_saved
     from soraplan.models.parallel import destroy
 
@@ -77,11 +78,13 @@ def _worker(spec_path: str, out_dir: str) -> None:
         rank = torch.distributed.get_rank()
         g = torch.Generator().manual_seed(0)          # same batch on every TP and CP rank
         batch = synthetic_batch(spec, spec.parallel.micro_batch, "cpu", g)
-        with record_saved(model) as saved:
-            loss = training_loss(model, batch, generator=g)
-        loss.backward()                                 # the TP collectives of backward run too
+        with count_comm() as comm:
+            with record_saved(model) as saved:
+                loss = training_loss(model, batch, generator=g)
+            loss.backward()                             # the TP / CP collectives of backward run too
         results.append({"rank": rank, "params": sum(p.numel() for p in model.parameters()),
-                        "saved_blocks": saved.under("decoder"), "saved_outside": saved.outside("decoder")})
+                        "saved_blocks": saved.under("decoder"), "saved_outside": saved.outside("decoder"),
+                        "comm": comm_table(comm)})
         del model, loss
     tmp = Path(out_dir) / f".rank{rank}.json"
     tmp.write_text(json.dumps(results))
