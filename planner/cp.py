@@ -134,7 +134,7 @@ def cp_outside_bytes(spec: Spec) -> float:
     return p.micro_batch * s * (p.cp - 1) * cp_constants(spec).outside_per_token
 
 
-def cp_comm_bytes(xp: Any, comm: Any, act_tp: Any, act: Any, cp: Any, rc_full: Any) -> tuple[Any, Any]:
+def cp_comm_bytes(xp: Any, comm: Any, act_tp: Any, act: Any, cp: Any, rerun: Any) -> tuple[Any, Any]:
     """Bytes one CP rank sends per micro-batch: (per layer whose attention crosses CP ranks, once per
     micro-batch outside the layers). The same numbers `soraplan validate` counts (`planner.comm`).
 
@@ -144,7 +144,7 @@ def cp_comm_bytes(xp: Any, comm: Any, act_tp: Any, act: Any, cp: Any, rc_full: A
         act_tp: one micro-batch's [s, b, h/t] tensor on this rank, bytes (K, V, q and the output each).
         act: one micro-batch's [s, b, h] hidden states, bytes.
         cp: context-parallel size.
-        rc_full: 1 with full recompute (the forward's exchange runs again), else 0.
+        rerun: 1 when the attention core runs forward again (full or selective recompute): its exchange too.
     Returns:
         (bytes per layer, bytes outside the layers).
 
@@ -155,9 +155,9 @@ def cp_comm_bytes(xp: Any, comm: Any, act_tp: Any, act: Any, cp: Any, rc_full: A
     all-gather of the hidden states and the reduce-scatter of its gradient, (cp-1) act each.
     """
     kv = 2 * act_tp
-    p2p = (cp - 1) * kv * (1 + rc_full) + (cp - 1) * kv + cp * kv
-    ag = (cp - 1) * kv * (2 + rc_full)
-    a2a = (cp - 1) / cp * 4 * act_tp * (2 + rc_full)
+    p2p = (cp - 1) * kv * (1 + rerun) + (cp - 1) * kv + cp * kv
+    ag = (cp - 1) * kv * (2 + rerun)
+    a2a = (cp - 1) / cp * 4 * act_tp * (2 + rerun)
     layer = xp.where(comm == P2P, p2p, xp.where(comm == ALL_GATHER, ag, a2a))
     on = xp.where(cp > 1, 1.0, 0.0)
     return layer * on, 2 * (cp - 1) * act * on

@@ -197,6 +197,7 @@ class OpWork:
     frame_layers: tuple[int, ...]      # per layer: 1 if its keys are one frame (spatial): local iff grid T % cp == 0
     grid_t: int
     rc_full: int             # 1 with full recompute (forward comm runs again), else 0
+    rc_core: int = 0         # 1 when the attention core runs forward again (full or selective): its CP exchange too
 
 
 def elementwise_bytes(spec: Spec) -> tuple[float, float, float, float]:
@@ -252,7 +253,8 @@ def op_work(spec: Spec) -> OpWork:
     ring = tuple(1 if kind == "full" or (kind == "spatial-temporal" and i % 2 == 1) else 0 for i in range(L))
     frame = tuple(1 if kind == "spatial-temporal" and i % 2 == 0 else 0 for i in range(L))
     return OpWork(gemm, attn, g_rc, c_rc, float(fl.train), gemm + attn, 3 * out_f + rc_out, 3 * in_f + rc_in, rc_out, rc_in,
-                  ring, frame, spec.video.grid[0], 1 if p.recompute == "full" else 0)
+                  ring, frame, spec.video.grid[0], 1 if p.recompute == "full" else 0,
+                  1 if p.recompute in ("full", "selective") else 0)
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,7 @@ class StepWork:
     ew_in_rc_tok: Any
     rc_full: Any
     ring: Any
+    rc_core: Any = 0
 
 
 STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute_s", "tp_comm_s", "cp_comm_s",
@@ -367,7 +370,7 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     tp_comm = units * c.sub_blocks * (tp - 1) / tp * act / bw_tp * ls * m
     # --- CP: bytes per rank from cp.cp_comm_bytes (the variant's exchange); p2p hides behind attention
     bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
-    cp_layer, cp_final = cp_comm_bytes(xp, layout.cp_comm, act / tp, act, cp, w.rc_full)
+    cp_layer, cp_final = cp_comm_bytes(xp, layout.cp_comm, act / tp, act, cp, w.rc_core)
     cp_layers = xp.where(layout.cp_comm == A2A, xp.where(cp > 1, ls, 0), w.ring)
     cp_total = (cp_layer * cp_layers + cp_final) / bw_cp * m
     hide_cp = attn * w.ring / ls                   # attention time of the ring layers
@@ -403,7 +406,7 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
 
 
 WORK_KEYS = ("gemm_flops", "attn_flops", "gemm_rc_flops", "attn_rc_flops", "model_flops", "hw_flops", "ew_out_tok",
-             "ew_in_tok", "ew_out_rc_tok", "ew_in_rc_tok", "rc_full")
+             "ew_in_tok", "ew_out_rc_tok", "ew_in_rc_tok", "rc_full", "rc_core")
 
 
 def ring_layers(w: OpWork, layers_per_stage: int, cp: int) -> int:
