@@ -271,7 +271,8 @@ def _cp_extra(spec: Spec, per_stage: int) -> tuple[float, float]:
     full = per_stage if spec.model.attention_kind == "full" else 0
     recomputed = {"none": 0, "selective": full,
                   "full": min(full, per_stage if p.recompute_layers is None else p.recompute_layers)}[p.recompute]
-    return cp_extra(ScalarOps, cp_constants(spec), s, b, t, p.sequence_parallel, p.cp, CP_COMMS.index(p.cp_comm),
+    outside = sum(x.per_token for x in outside_terms(spec).values())
+    return cp_extra(ScalarOps, cp_constants(spec, outside), s, b, t, p.sequence_parallel, p.cp, CP_COMMS.index(p.cp_comm),
                     full - recomputed, 1 if recomputed else 0, full - recomputed)
 
 

@@ -49,13 +49,11 @@ class CpConstants:
     input_per_token: float      # the first layer's input: h B
 
 
-def cp_constants(spec: Spec) -> CpConstants:
-    """The constants of `cp_extra` for this spec."""
-    from .activations import outside_terms
-
+def cp_constants(spec: Spec, outside_per_token: float) -> CpConstants:
+    """The constants of `cp_extra` for this spec; `outside_per_token`: the per-token bytes of
+    `activations.outside_terms` (summed by the caller: the activation model imports this module)."""
     h, B = spec.model.hidden, spec.kernels.act_bytes
-    outside = sum(t.per_token for t in outside_terms(spec).values())
-    return CpConstants(2 * h * B, h * B, outside, h * B)
+    return CpConstants(2 * h * B, h * B, outside_per_token, h * B)
 
 
 def cp_extra(xp: Any, c: CpConstants, s: Any, b: Any, tp: Any, sp: Any, cp: Any, comm: Any,
@@ -124,14 +122,14 @@ def spec_cp_refusal(spec: Spec) -> str | None:
                       p.cp_comm)
 
 
-def cp_outside_bytes(spec: Spec) -> float:
+def cp_outside_bytes(spec: Spec, outside_per_token: float) -> float:
     """Of `cp_extra`'s saved bytes, those outside the transformer layers: the outside tensors' other
     (cp-1) s tokens per micro-batch (0 at cp = 1)."""
     p = spec.parallel
     if p.cp <= 1:
         return 0.0
     s = spec.seq_len // p.cp
-    return p.micro_batch * s * (p.cp - 1) * cp_constants(spec).outside_per_token
+    return p.micro_batch * s * (p.cp - 1) * cp_constants(spec, outside_per_token).outside_per_token
 
 
 def cp_comm_bytes(xp: Any, comm: Any, act_tp: Any, act: Any, cp: Any, rerun: Any) -> tuple[Any, Any]:

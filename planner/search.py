@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .activations import SELECTIVE, Term, layer_input_term, layer_terms, shared_terms
+from .activations import SELECTIVE, Term, layer_input_term, layer_terms, outside_terms, shared_terms
 from .cp import CP_COMMS, CpConstants, cp_constants, cp_extra, cp_refusal
 from .errors import UserError
 from .memory import MemoryConstants, memory, memory_constants, memory_terms
@@ -345,7 +345,7 @@ class Space:
                     for c, comm in enumerate(CP_COMMS):
                         self.cp_supported[a, tp, cp, c] = cp_refusal(kind, k.attention_kernel, k.dropout, m.heads,
                                                                       tp, cp, comm) is None
-        self.cp_consts = cp_constants(self.spec)
+        self.cp_consts = cp_constants(self.spec, sum(t.per_token for t in outside_terms(self.spec).values()))
 
     def _param_table(self) -> None:
         self.tp_index = np.zeros(max(self.tp_sizes) + 1, dtype=np.int64)

@@ -30,7 +30,7 @@ def test_cp_rows_carry_layout_and_rank_and_fail_without_the_cp_terms(monkeypatch
                               "distributed_optimizer": True}
     # a wrong CP divisor: every saved tensor divided by cp (no gathered K/V, no whole-sequence final layer)
     monkeypatch.setattr(cp, "cp_extra", lambda xp, c, *a: (0.0, 0.0))
-    monkeypatch.setattr(cp, "cp_outside_bytes", lambda spec: 0.0)
+    monkeypatch.setattr(cp, "cp_outside_bytes", lambda spec, outside: 0.0)
     failed = {r.quantity for r in tp_rows(case.name, spec, ranks) if not r.ok}
     assert {"rank 0 saved bytes, whole micro-batch", "rank 1 saved bytes, transformer block"} <= failed
 
@@ -46,8 +46,8 @@ def test_wrong_cp_divisor_makes_validate_exit_1(monkeypatch):
     monkeypatch.setattr(mm, "cases", lambda quick=False: [case])
     original = cp.cp_constants
 
-    def outside_over_cp(spec):            # wrong: the final layer's whole-sequence tensors divided by cp
-        c = original(spec)
+    def outside_over_cp(spec, outside):   # wrong: the final layer's whole-sequence tensors divided by cp
+        c = original(spec, outside)
         return cp.CpConstants(c.kv_per_token, c.out_per_token, 0.0, c.input_per_token)
 
     monkeypatch.setattr(cp, "cp_constants", outside_over_cp)

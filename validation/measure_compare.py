@@ -96,7 +96,8 @@ def _outside_bytes(spec) -> float:
     from soraplan.planner.cp import cp_outside_bytes
 
     s, b, t, d = _layout(spec)
-    return sum(_cost(x, s, b, t, d) for x in outside_terms(spec).values()) + cp_outside_bytes(spec)
+    terms = outside_terms(spec).values()
+    return sum(_cost(x, s, b, t, d) for x in terms) + cp_outside_bytes(spec, sum(x.per_token for x in terms))
 
 
 def activation_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
