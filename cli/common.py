@@ -53,6 +53,7 @@ SPEC_OPTIONS: list[tuple[str, Any]] = [
     ("pp", Annotated[Optional[int], _o("--pp", help="pipeline parallel size", panel=P)]),
     ("vpp", Annotated[Optional[int], _o("--vpp", help="virtual pipeline stages per rank", panel=P)]),
     ("cp", Annotated[Optional[int], _o("--cp", help="context parallel size", panel=P)]),
+    ("cp_comm", Annotated[Optional[str], _o("--cp-comm", help="p2p (ring attention) | all-gather | a2a (Ulysses)", panel=P)]),
     ("dp", Annotated[Optional[int], _o("--dp", help="data parallel size", panel=P)]),
     ("gpus", Annotated[Optional[int], _o("--gpus", help="world size (dp = gpus / (tp*pp*cp))", panel=P)]),
     ("sequence_parallel", Annotated[Optional[bool], _o("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallel", panel=P)]),
@@ -296,7 +297,7 @@ def check_search_flags(spec: Any, *, deadline_days: Any = None, headroom: Any = 
 
 
 # Spec flags that, when given, pin that dimension of the layout search (spec flag -> SearchOptions field).
-SEARCH_PINS = ("tp", "pp", "vpp", "cp", "micro_batch", "recompute", "sequence_parallel", "distributed_optimizer")
+SEARCH_PINS = ("tp", "pp", "vpp", "cp", "cp_comm", "micro_batch", "recompute", "sequence_parallel", "distributed_optimizer")
 
 
 def search_options(spec_flags: dict[str, Any], **settings: Any) -> Any:

@@ -73,8 +73,14 @@ class VideoCoreAttention(MegatronModule):
         self.grid, self.window, self.kernel = grid, window, kernel   # from the ModuleSpec params (the Spec)
         self.kind = pattern if attention_type == "self" else "full"
         self.cp = config.context_parallel_size
-        if self.cp > 1 and (self.kind != "full" or kernel != "flash"):
-            raise ValueError("parallel.cp: context parallelism supports full attention with the flash (SDPA) kernel only")
+        self.cp_comm = {"all_gather": "all-gather"}.get(config.cp_comm_type or "p2p", config.cp_comm_type or "p2p")
+        if self.cp > 1 and attention_type == "self":
+            from soraplan.planner.cp import cp_refusal   # the rule search and launch apply too
+
+            reason = cp_refusal(self.kind, kernel, config.attention_dropout, config.num_attention_heads,
+                                config.tensor_model_parallel_size, self.cp, self.cp_comm)
+            if reason:
+                raise ValueError(reason)
         self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
         self.unfused = None
         if self.kernel == "unfused":
@@ -87,9 +93,19 @@ class VideoCoreAttention(MegatronModule):
     def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None,
                 packed_seq_params=None):
         # query [sq, b, n, d]; key/value [sk, b, n, d]; attention_mask: None or bool [b, 1, 1, sk], True = masked
-        B = query.shape[1]
-        if self.cp > 1 and self.attention_type == "self":
-            # context parallel: local queries attend to all keys; K, V all-gathered over the CP group
+        cp_self = self.cp > 1 and self.attention_type == "self"
+        if cp_self and self.cp_comm == "p2p":         # ring attention over the CP group (models/cp_attention.py)
+            from .cp_attention import ring_attention
+
+            return ring_attention(query, key, value)                                    # [s, b, n*d]
+        if cp_self and self.cp_comm == "a2a":         # Ulysses: all tokens, heads/cp; back at the end
+            from .cp_attention import heads_to_seq, seq_to_heads
+
+            query, key, value = seq_to_heads(query), seq_to_heads(key), seq_to_heads(value)  # [S, b, n/cp, d]
+            out = self._core(query, key, value, attention_mask)                         # [S, b, n/cp*d]
+            return heads_to_seq(out, query.shape[-1])                                   # [s, b, n*d]
+        if cp_self:
+            # context parallel (all-gather): local queries attend to all keys; K, V all-gathered over the CP group
             # (backward: reduce-scatter of their gradients)
             from megatron.core import parallel_state as ps
             from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
@@ -97,6 +113,11 @@ class VideoCoreAttention(MegatronModule):
             g = ps.get_context_parallel_group()
             key = gather_from_sequence_parallel_region(key, True, group=g)              # [S, b, n, d]
             value = gather_from_sequence_parallel_region(value, True, group=g)          # [S, b, n, d]
+        return self._core(query, key, value, attention_mask)
+
+    def _core(self, query, key, value, attention_mask):
+        """The attention pattern over the tokens given: [sq, b, n, d] -> [sq, b, n*d]."""
+        B = query.shape[1]
         q, _ = group_tokens(query, self.grid, self.kind, self.window, self.layer0)      # [sq_g, B*G, n, d]
         k, _ = group_tokens(key, self.grid, self.kind, self.window, self.layer0)        # [sk_g, B*G, n, d]
         v, _ = group_tokens(value, self.grid, self.kind, self.window, self.layer0)      # [sk_g, B*G, n, d]

@@ -21,12 +21,12 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     from .parallel import initialize
     from .shims import seed_model_parallel_rng
 
+    from soraplan.planner.trainable import train_refusal
+
     p = spec.parallel
-    if p.vpp > 1:
-        raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp})")
-    if p.cp > 1 and (spec.model.attention_kind != "full" or spec.kernels.attention_kernel != "flash" or p.pp > 1):
-        raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) runs full attention with the flash kernel and pp=1 "
-                        "only; other layouts are planned analytically")
+    reason = train_refusal(spec)          # the rule `plan` and `launch` apply too
+    if reason:
+        raise UserError(reason)
     if spec.model.extended:   # the current block vocabulary: models/blocks.py
         from .blocks import check_supported
 

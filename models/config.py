@@ -51,6 +51,7 @@ def transformer_config(spec, **overrides: Any):
         tensor_model_parallel_size=p.tp,
         pipeline_model_parallel_size=p.pp,
         context_parallel_size=p.cp,
+        cp_comm_type={"all-gather": "all_gather"}.get(p.cp_comm, p.cp_comm),
         sequence_parallel=p.sequence_parallel and p.tp > 1,
         hidden_dropout=k.dropout,
         attention_dropout=k.dropout,

@@ -140,13 +140,12 @@ def check_layout(spec, world: int) -> None:
     """Refuse layouts the trainer cannot run (UserError naming the field), before any process group exists."""
     from soraplan.planner.errors import UserError
 
+    from soraplan.planner.trainable import train_refusal
+
     p = spec.parallel
-    if p.vpp > 1:
-        raise UserError(f"parallel.vpp: interleaved pipeline stages are planned analytically only (got vpp={p.vpp}); "
-                        "training runs megatron's non-interleaved 1F1B schedule")
-    if p.cp > 1 and (spec.model.attention_kind != "full" or spec.kernels.attention_kernel != "flash" or p.pp > 1):
-        raise UserError(f"parallel.cp: context parallelism (cp={p.cp}) trains full attention with the flash kernel and "
-                        "pp=1 only; other layouts are planned analytically")
+    reason = train_refusal(spec)          # the rule `plan` and `launch` apply too
+    if reason:
+        raise UserError(reason)
     if world != p.world:
         raise UserError(f"parallel: the spec needs {p.world} processes (tp {p.tp} x pp {p.pp} x cp {p.cp} x dp {p.dp}) "
                         f"but {world} were launched; e.g. torchrun --nproc-per-node {p.world} -m soraplan train ...")

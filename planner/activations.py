@@ -49,8 +49,9 @@ def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
       dropout (CPU)       input * (bernoulli mask / (1-p)): the mask at the activation dtype
       dropout (GPU)       a 1-byte mask
       flash SDPA          q, k, v, out, logsumexp (fp32) and a float copy of the padding mask (cross-attn)
-      unfused (Megatron)  baddbmm keeps q, k; softmax its fp32 output (attention_softmax_in_fp32); the
-                          AV bmm keeps the probabilities (a bf16 copy below fp32) and v; dropout its mask
+      unfused (Megatron)  baddbmm keeps q, k; softmax its output (fp32 from the torch fallback, with a
+                          bf16 copy kept by the AV bmm; 16-bit from the fused GPU kernel: `fused_softmax`);
+                          the AV bmm keeps the probabilities and v; dropout its mask
     Storage sharing (saved tensors are counted once per storage):
       * q, k, v are views of the fused qkv output ("qkv", 3h), text k, v views of the kv output;
       * the flash output, seen as [s, B, h], is a view that linear_proj saves: counted once, as
@@ -76,7 +77,6 @@ def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
     T = v.text_tokens
     flash = k.attention_kernel == "flash"
     math_path = flash and drop and cpu          # CPU SDPA + dropout: the math fallback
-    softmax_bytes = B if flash else max(B, FP32)  # Megatron's unfused softmax runs in fp32
     terms: dict[str, Term] = {}
 
     def add(name: str, per_token: float = 0.0, per_sample: float = 0.0, div: str = "1") -> None:
@@ -103,6 +103,7 @@ def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
                 add(f"{prefix}.core_mask", per_sample=T * B)               # float padding mask [B, 1, 1, T]
             add(f"{prefix}.proj_input", h * B, div="t")                    # = the core output (full attention)
         else:
+            softmax_bytes = B if fused_softmax(spec, k_len) else max(B, FP32)   # torch fallback: fp32
             add(f"{prefix}.softmax_out", a * k_len * softmax_bytes, div="t")
             if drop:
                 add(f"{prefix}.attn_dropout_mask", a * k_len * mask, div="t")
@@ -154,6 +155,17 @@ def layer_terms(spec: Spec, layer: int = 0) -> dict[str, Term]:
     if modulated:
         add("gate2.mlp_out", h * B, div="d")
     return terms
+
+
+def fused_softmax(spec: Spec, k_len: int) -> bool:
+    """Whether Megatron's fused scale-mask-softmax CUDA kernel runs the unfused attention's softmax: on a GPU
+    (not `kernels.cpu_semantics`), 16-bit activations and 16 < keys <= 4096 with keys % 4 == 0
+    (`FusedScaleMaskSoftmax.is_kernel_available`; its other rules, queries % 4 and micro-batch x heads per
+    TP rank % 4, hold for the shapes soraplan plans). The kernel keeps its 16-bit output for the backward
+    (the AV matmul shares it); elsewhere the torch fallback keeps fp32 probabilities
+    (`attention_softmax_in_fp32`) and the AV matmul a 16-bit copy."""
+    k = spec.kernels
+    return not k.cpu_semantics and k.act_bytes == 2 and 16 < k_len <= 4096 and k_len % 4 == 0
 
 
 # what selective recompute (Megatron "core_attn": the attention core under a checkpoint) frees
@@ -259,6 +271,21 @@ def shared_terms(spec: Spec) -> dict[str, Term]:
     return out
 
 
+def _cp_extra(spec: Spec, per_stage: int) -> tuple[float, float]:
+    """What context parallelism adds to one micro-batch of the first stage (`soraplan.planner.cp`)."""
+    from .cp import CP_COMMS, cp_constants, cp_extra
+    from .scalar_ops import ScalarOps
+
+    p = spec.parallel
+    s, b, t, _ = _layout(spec)
+    full = per_stage if spec.model.attention_kind == "full" else 0
+    recomputed = {"none": 0, "selective": full,
+                  "full": min(full, per_stage if p.recompute_layers is None else p.recompute_layers)}[p.recompute]
+    outside = sum(x.per_token for x in outside_terms(spec).values())
+    return cp_extra(ScalarOps, cp_constants(spec, outside), s, b, t, p.sequence_parallel, p.cp, CP_COMMS.index(p.cp_comm),
+                    full - recomputed, 1 if recomputed else 0, full - recomputed)
+
+
 def stage_activations(spec: Spec) -> dict[str, float]:
     """Activation bytes of the most loaded pipeline stage (the first), all in-flight micro-batches."""
     p, m = spec.parallel, spec.model
@@ -276,6 +303,9 @@ def stage_activations(spec: Spec) -> dict[str, float]:
     else:
         per_mb_layers, working = sum(full), 0.0
     per_mb = per_mb_layers + sum(_cost(x, s, b, t, d) for x in shared_terms(spec).values())
+    cp_saved, cp_working = _cp_extra(spec, per_stage)
+    per_mb += cp_saved
+    working += cp_working
     # 1F1B: the first stage holds pp micro-batches in flight (fewer if there are fewer micro-batches);
     # interleaving adds (pp-1)/(pp*vpp) of a stage (Korthikanti et al. 2022).
     in_flight = min(p.microbatches, p.pp)

@@ -35,7 +35,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "cross_attn": ("model.cross_attn",), "adaln": ("model.adaln",), "attention": ("model.attention",),
     "attention_kernel": ("kernels.attention_kernel",), "dropout": ("kernels.dropout",),
     "precision": ("kernels.activation_dtype", "kernels.param_dtype"), "cpu_semantics": ("kernels.cpu_semantics",),
-    "tp": ("parallel.tp",), "pp": ("parallel.pp",), "vpp": ("parallel.vpp",), "cp": ("parallel.cp",), "dp": ("parallel.dp",),
+    "tp": ("parallel.tp",), "pp": ("parallel.pp",), "vpp": ("parallel.vpp",), "cp": ("parallel.cp",), "cp_comm": ("parallel.cp_comm",), "dp": ("parallel.dp",),
     "gpus": ("parallel.gpus",), "sequence_parallel": ("parallel.sequence_parallel",), "micro_batch": ("parallel.micro_batch",),
     "global_batch": ("parallel.global_batch",), "recompute": ("parallel.recompute",),
     "recompute_layers": ("parallel.recompute_layers",), "distributed_optimizer": ("parallel.distributed_optimizer",),

@@ -16,6 +16,7 @@ import numpy as np
 from .errors import UserError
 from .memory import GiB
 from .results import BestLayout, CountSearch, Layout, LayoutMemory, LayoutStep, LayoutTrain, RankedLayout
+from .cp import CP_COMMS
 from .search import OK, RECOMPUTE, REASONS, LayoutArrays, Space
 from .step import STEP_FIELDS
 
@@ -40,7 +41,7 @@ def format_layout(e: Layout, style: str = "flags") -> str:
     """
     if style == "flags":
         bits = [f"tp={e.tp}", f"pp={e.pp}"] + ([f"vpp={e.vpp}"] if e.vpp > 1 else []) + [
-            f"cp={e.cp}", f"dp={e.dp}", f"mb={e.micro_batch}", f"gb={e.global_batch}",
+            f"cp={e.cp}"] + ([f"cp-comm={e.cp_comm}"] if e.cp > 1 else []) + [f"dp={e.dp}", f"mb={e.micro_batch}", f"gb={e.global_batch}",
             "SP" if e.sequence_parallel else "no-SP", f"recompute={e.recompute}",
             "dist-opt" if e.distributed_optimizer else "no-dist-opt"]
         if e.attention != "full":
@@ -48,7 +49,8 @@ def format_layout(e: Layout, style: str = "flags") -> str:
         return " ".join(bits)
     if style == "words":
         pp = f"PP {e.pp}" + (f" (virtual {e.vpp})" if e.vpp > 1 else "")
-        head = f"TP {e.tp} × {pp} × CP {e.cp} × DP {e.dp}"
+        cp = f"CP {e.cp}" + (f" ({e.cp_comm})" if e.cp > 1 else "")
+        head = f"TP {e.tp} × {pp} × {cp} × DP {e.dp}"
         opts = [f"micro-batch {e.micro_batch}"]
         if e.global_batch is not None:
             opts.append(f"global batch {e.global_batch}")
@@ -63,7 +65,8 @@ def format_layout(e: Layout, style: str = "flags") -> str:
     if style == "short":
         vpp = f"v{e.vpp}" if e.vpp > 1 else ""
         rc = {"none": "", "selective": " sel-rc", "full": " full-rc"}.get(e.recompute, "")
-        return f"TP{e.tp}·PP{e.pp}{vpp}·CP{e.cp}·DP{e.dp} mb{e.micro_batch}{rc}"
+        comm = {"p2p": "", "all-gather": "ag", "a2a": "a2a"}.get(e.cp_comm, "") if e.cp > 1 else ""
+        return f"TP{e.tp}·PP{e.pp}{vpp}·CP{e.cp}{comm}·DP{e.dp} mb{e.micro_batch}{rc}"
     raise ValueError(f"format_layout: style must be one of {', '.join(LAYOUT_STYLES)}, got {style!r}")
 
 
@@ -148,12 +151,13 @@ def ranked_layout(space: Space, gpus: int, x: LayoutArrays, r: dict[str, np.ndar
         tp=tp, pp=pp, vpp=int(x.vpp[i]), cp=cp, dp=dp, micro_batch=mb, microbatches=m, global_batch=gb,
         sequence_parallel=bool(x.sequence_parallel[i]), recompute=RECOMPUTE[int(x.recompute[i])],
         distributed_optimizer=bool(x.distributed_optimizer[i]), attention=space.attentions[int(x.attention[i])],
-        gpus_used=used, memory_gib=memory, step=step,
+        cp_comm=CP_COMMS[int(x.cp_comm[i])], gpus_used=used, memory_gib=memory, step=step,
         train=LayoutTrain(samples=samples, steps=steps, days=days, gpu_hours=gpu_hours,
                           cost_usd=gpu_hours * space.spec.hardware.price))
 
 
-_KNOBS = (("gpus_used", "GPUs used"), ("tp", "tp"), ("pp", "pp"), ("vpp", "vpp"), ("cp", "cp"), ("dp", "dp"),
+_KNOBS = (("gpus_used", "GPUs used"), ("tp", "tp"), ("pp", "pp"), ("vpp", "vpp"), ("cp", "cp"),
+          ("cp_comm", "CP exchange"), ("dp", "dp"),
           ("micro_batch", "micro-batch"), ("global_batch", "global batch"), ("sequence_parallel", "sequence parallel"),
           ("recompute", "recompute"), ("distributed_optimizer", "distributed optimizer"), ("attention", "attention"))
 

@@ -30,7 +30,7 @@ from .results import (BestLayout, Budget, CountSearch, CountTotal, Layout, PassR
                       SearchSummary, SensitivityRow, StageBudget, StageRow)
 from .spec import Spec, spec_with
 
-LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
+LAYOUT_KEYS = ("tp", "pp", "vpp", "cp", "cp_comm", "dp", "micro_batch", "global_batch", "sequence_parallel", "recompute",
                "distributed_optimizer", "attention")
 TOP_LAYOUTS = 5
 HEADROOM_WARN = 0.10  # the plan's default memory headroom (SearchOptions.headroom): less than this is flagged
@@ -104,7 +104,8 @@ def spec_for_layout(spec: Spec, entry: RankedLayout) -> Spec:
                            "sequence_parallel": entry.sequence_parallel, "recompute": entry.recompute,
                            "distributed_optimizer": entry.distributed_optimizer,
                            "gpus": entry.tp * entry.pp * entry.cp * entry.dp,
-                           "recompute_layers": None}  # a ranked layout recomputes every layer of its stage
+                           "recompute_layers": None,  # a ranked layout recomputes every layer of its stage
+                           "cp_comm": entry.cp_comm or spec.parallel.cp_comm}
     return spec_with(spec, parallel=par, model={"attention": entry.attention or spec.model.attention})
 
 

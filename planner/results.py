@@ -58,6 +58,7 @@ class Layout(JsonResult):
     recompute: str
     distributed_optimizer: bool
     attention: str
+    cp_comm: str = field(default="p2p", kw_only=True)   # context-parallel K/V exchange (planner.cp.CP_COMMS), cp > 1
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Layout:
@@ -65,7 +66,7 @@ class Layout(JsonResult):
         no recompute, full attention."""
         kw: dict[str, Any] = {"tp": 1, "pp": 1, "vpp": 1, "cp": 1, "dp": 1, "micro_batch": 1, "microbatches": 1,
                               "global_batch": None, "sequence_parallel": False, "recompute": "none",
-                              "distributed_optimizer": False, "attention": "full"}
+                              "distributed_optimizer": False, "attention": "full", "cp_comm": "p2p"}
         kw.update({f.name: d[f.name] for f in fields(Layout) if d.get(f.name) is not None})
         return Layout(**kw)
 

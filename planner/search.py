@@ -19,6 +19,10 @@ Rules (in the order a layout is rejected):
                 windows % cp), fewer GPUs than tp*pp*cp, and Megatron's interleaved schedule (m % pp with vpp > 1)
   batch         global batch (m * micro_batch * dp) outside --global-batch-range
   memory        total > capacity * (1 - headroom)
+  unsupported   a layout `soraplan train` refuses (`trainable.train_refusal`: the context-parallel
+                combinations the model cannot run, interleaved 1F1B); the same rule `soraplan launch` and
+                the trainer apply; checked after divisibility
+cp_comm (p2p | all-gather | a2a) is an axis of the search for cp > 1; cp = 1 layouts carry the first choice.
 dp = GPUs // (tp*pp*cp): a layout may leave up to tp*pp*cp - 1 GPUs idle (reported as gpus_used).
 """
 
@@ -30,17 +34,19 @@ from typing import Any
 
 import numpy as np
 
-from .activations import SELECTIVE, Term, layer_input_term, layer_terms, shared_terms
+from .activations import SELECTIVE, Term, layer_input_term, layer_terms, outside_terms, shared_terms
+from .cp import CP_COMMS, CpConstants, cp_constants, cp_extra, cp_refusal
 from .errors import UserError
 from .memory import MemoryConstants, memory, memory_constants, memory_terms
 from .params import params_per_gpu
 from .spec import Spec, parse_attention, spec_with
+from .trainable import train_refusal
 from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
                    step_time)
 
 RECOMPUTE = ("none", "selective", "full")
-REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory")
-OK, TP_OVER_NODE, DIVISIBILITY, BATCH, MEMORY = range(5)
+REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory", "unsupported")
+OK, TP_OVER_NODE, DIVISIBILITY, BATCH, MEMORY, UNSUPPORTED = range(6)
 DIVISORS = ("1", "t", "d")        # activations.Term.divisor: whole, / tp, / tp under sequence parallel
 
 
@@ -58,6 +64,7 @@ class LayoutArrays:
     sequence_parallel: np.ndarray      # 0 | 1
     recompute: np.ndarray              # index into RECOMPUTE
     distributed_optimizer: np.ndarray  # 0 | 1
+    cp_comm: np.ndarray                # index into cp.CP_COMMS
 
     def __len__(self) -> int:
         return len(self.tp)
@@ -138,8 +145,12 @@ class SearchOptions:
     recompute: tuple[str, ...] = RECOMPUTE
     distributed_optimizer: tuple[bool, ...] = (False, True)
     sequence_parallel: tuple[bool, ...] = (False, True)
+    cp_comm: tuple[str, ...] = CP_COMMS
 
     def __post_init__(self) -> None:
+        for c in self.cp_comm:
+            if c not in CP_COMMS:
+                raise UserError(f"parallel.cp_comm: {c!r} is not one of {', '.join(CP_COMMS)}")
         if not 0 <= self.headroom < 1:
             raise UserError(f"--headroom: must be in [0, 1), got {self.headroom}")
         if self.global_batch_range is not None:
@@ -177,6 +188,9 @@ class Space:
     frame_layers_prefix: np.ndarray = field(init=False)
     grid_t: int = field(init=False)
     window_counts: np.ndarray = field(init=False)      # per attention: windows (0: no window constraint)
+    full_attention: np.ndarray = field(init=False)     # per attention: 1 if full attention
+    cp_supported: np.ndarray = field(init=False)       # [attention, tp, cp, cp_comm]: cp.cp_refusal is None
+    cp_consts: CpConstants = field(init=False)
     # activations, per (attention, layers in the first stage, recompute): the saved bytes of one micro-batch
     # (layers + shared text states) and, for each distinct layer kind, what it rebuilds while recomputed
     saved: ActivationTable = field(init=False)
@@ -214,6 +228,7 @@ class Space:
         self._work_tables()
         self._activation_tables()
         self._param_table()
+        self._cp_tables()
 
     @property
     def layers(self) -> int:
@@ -234,7 +249,7 @@ class Space:
     # ------------------------------------------------------------------------------------------------
     def variant(self, attention: str, **parallel: Any) -> Spec:
         """The spec with another attention pattern and parallel section (validated)."""
-        every_field = {"tp": 1, "pp": 1, "vpp": 1, "cp": 1, "dp": None, "gpus": None, "sequence_parallel": False,
+        every_field = {"tp": 1, "pp": 1, "vpp": 1, "cp": 1, "cp_comm": "p2p", "dp": None, "gpus": None, "sequence_parallel": False,
                        "micro_batch": 1, "global_batch": None, "recompute": "none", "recompute_layers": None,
                        "distributed_optimizer": True}
         return spec_with(self.spec, model={"attention": attention}, parallel={**every_field, **parallel})
@@ -316,6 +331,22 @@ class Space:
             tables.append(ActivationTable.from_columns(rebuilt))
         self.rebuilt_by_kind = tuple(tables)
 
+    def _cp_tables(self) -> None:
+        """Which (attention, tp, cp, cp_comm) the model trains (cp.cp_refusal), and cp_extra's constants."""
+        m, k = self.spec.model, self.spec.kernels
+        max_tp, max_cp = max(self.tp_sizes), max(self.options.cp)
+        self.cp_supported = np.zeros((len(self.attentions), max_tp + 1, max_cp + 1, len(CP_COMMS)), dtype=bool)
+        self.full_attention = np.zeros(len(self.attentions))
+        for a, att in enumerate(self.attentions):
+            kind, _ = parse_attention(att)
+            self.full_attention[a] = 1.0 if kind == "full" else 0.0
+            for tp in self.tp_sizes:
+                for cp in self.options.cp:
+                    for c, comm in enumerate(CP_COMMS):
+                        self.cp_supported[a, tp, cp, c] = cp_refusal(kind, k.attention_kernel, k.dropout, m.heads,
+                                                                      tp, cp, comm) is None
+        self.cp_consts = cp_constants(self.spec, sum(t.per_token for t in outside_terms(self.spec).values()))
+
     def _param_table(self) -> None:
         self.tp_index = np.zeros(max(self.tp_sizes) + 1, dtype=np.int64)
         self.pp_index = np.zeros(max(self.pp_sizes) + 1, dtype=np.int64)
@@ -330,11 +361,13 @@ class Space:
 
     # ------------------------------------------------------------------------------------------------
     def _outer_grid(self) -> dict[str, np.ndarray]:
-        """The (attention, tp, pp, vpp, cp) grid."""
-        rows = [(a, tp, pp, vpp, cp) for a in range(len(self.attentions)) for tp in self.tp_sizes for pp in self.pp_sizes
-                for vpp in (self.vpp_sizes if pp > 1 else (1,)) for cp in self.options.cp]
-        g = np.array(rows, dtype=np.int64).reshape(-1, 5)
-        return {name: g[:, col] for col, name in enumerate(("attention", "tp", "pp", "vpp", "cp"))}
+        """The (attention, tp, pp, vpp, cp, cp_comm) grid (cp = 1: the first cp_comm only)."""
+        comms = [CP_COMMS.index(c) for c in self.options.cp_comm]
+        rows = [(a, tp, pp, vpp, cp, c) for a in range(len(self.attentions)) for tp in self.tp_sizes for pp in self.pp_sizes
+                for vpp in (self.vpp_sizes if pp > 1 else (1,)) for cp in self.options.cp
+                for c in (comms if cp > 1 else comms[:1])]
+        g = np.array(rows, dtype=np.int64).reshape(-1, 6)
+        return {name: g[:, col] for col, name in enumerate(("attention", "tp", "pp", "vpp", "cp", "cp_comm"))}
 
     def _inner_grid(self) -> dict[str, np.ndarray]:
         """The (micro-batch, micro-batches, SP, recompute, distributed optimizer) grid."""
@@ -355,8 +388,10 @@ class Space:
         n_inner_sp1 = (int(np.count_nonzero(inner["sequence_parallel"] == 1))
                        if 0 in self.options.sequence_parallel else 0)
         if prefilter:
-            r = self._outer_reason(gpus, outer["attention"], outer["tp"], outer["pp"], outer["vpp"], outer["cp"])
+            r = self._outer_reason(gpus, outer["attention"], outer["tp"], outer["pp"], outer["vpp"], outer["cp"],
+                                   outer["cp_comm"])
             mult = len(inner["micro_batch"]) - np.where(outer["tp"] == 1, n_inner_sp1, 0)
+            r = np.where(r == UNSUPPORTED, OK, r)        # inner divisibility rules come first: expand those
             pre = np.bincount(r, weights=mult, minlength=len(REASONS)).astype(np.int64)
             pre[OK] = 0
             outer = {f: v[r == OK] for f, v in outer.items()}
@@ -370,14 +405,19 @@ class Space:
         return LayoutArrays(**{f: v[keep] for f, v in x.items()}), pre
 
     def _outer_reason(self, gpus: int, att: np.ndarray, tp: np.ndarray, pp: np.ndarray, vpp: np.ndarray,
-                      cp: np.ndarray) -> np.ndarray:
-        """Rules that depend on (attention, tp, pp, vpp, cp) only: tp over a node, then divisibility."""
+                      cp: np.ndarray, comm: np.ndarray) -> np.ndarray:
+        """Rules that depend on (attention, tp, pp, vpp, cp, cp_comm) only: tp over a node, divisibility,
+        then what the model cannot train."""
         m = self.spec.model
         dp = gpus // (tp * pp * cp)
         win = self.window_counts[att]
         bad_div = ((m.heads % tp != 0) | (m.ffn % tp != 0) | (self.layers % (pp * vpp) != 0) | (self.seq_len % cp != 0)
                    | ((win > 0) & (win % cp != 0)) | (dp < 1) | ((vpp > 1) & (pp == 1)))
-        return np.where(tp > self.max_tp_in_node, TP_OVER_NODE, np.where(bad_div, DIVISIBILITY, OK))
+        tp_i = np.minimum(tp, self.cp_supported.shape[1] - 1)
+        cp_i = np.minimum(cp, self.cp_supported.shape[2] - 1)
+        unsupported = ~self.cp_supported[att, tp_i, cp_i, comm] | (vpp > 1)   # trainable.train_refusal
+        return np.where(tp > self.max_tp_in_node, TP_OVER_NODE,
+                        np.where(bad_div, DIVISIBILITY, np.where(unsupported, UNSUPPORTED, OK)))
 
     def reasons(self, gpus: int, x: LayoutArrays) -> np.ndarray:
         """Why each layout is rejected (REASONS index; 0 = passes the integer rules)."""
@@ -388,8 +428,10 @@ class Space:
         gb = x.microbatches * x.micro_batch * dp
         lo, hi = self.global_batch_range
         bad_batch = (gb < lo) | (gb > hi)
-        reason = self._outer_reason(gpus, x.attention, tp, pp, vpp, cp)
-        return np.where(reason != OK, reason, np.where(bad_div, DIVISIBILITY, np.where(bad_batch, BATCH, OK)))
+        reason = self._outer_reason(gpus, x.attention, tp, pp, vpp, cp, x.cp_comm)
+        early = (reason != OK) & (reason != UNSUPPORTED)
+        return np.where(early, reason, np.where(bad_div, DIVISIBILITY, np.where(reason == UNSUPPORTED, UNSUPPORTED,
+                                                                                np.where(bad_batch, BATCH, OK))))
 
     def evaluate(self, gpus: int, x: LayoutArrays, compact: bool = True) -> dict[str, np.ndarray]:
         """Reasons, memory and step terms for every layout in `x`.
@@ -449,6 +491,12 @@ class Space:
             working = np.maximum(working, table.bytes(row, s, b, inv_tp, inv_sp))
         in_flight = np.minimum(mm, pp)
         interleave = np.where(vpp > 1, 1 + (pp - 1) / (pp * vpp), 1.0)
+        full_layers = stage_layers * self.full_attention[y.attention]
+        kept = np.where(y.recompute == 0, full_layers, 0.0)
+        rebuilt = np.where((y.recompute > 0) & (full_layers > 0), 1.0, 0.0)
+        cp_saved, cp_working = cp_extra(np, self.cp_consts, s, b, tp, sp, cp, y.cp_comm, kept, rebuilt, kept)
+        per_mb = per_mb + cp_saved
+        working = working + cp_working
         acts = per_mb * in_flight * interleave + working
         n = self.params_by_tp_pp[self.tp_index[np.minimum(tp, len(self.tp_index) - 1)],
                                  self.pp_index[np.minimum(pp, len(self.pp_index) - 1)]]
@@ -459,7 +507,7 @@ class Space:
                 + np.where(self.grid_t % cp == 0, 0.0, self.frame_layers_prefix[y.attention, stage_layers]))
         work = StepWork(**{key: v[choice] for key, v in self.work.items()}, ring=ring)
         layout = StepLayout(tp=tp, pp=pp, vpp=vpp, cp=cp, dp=dp, micro_batch=mb, microbatches=mm,
-                            sequence_parallel=sp, distributed_optimizer=dist, n_params=n)
+                            sequence_parallel=sp, distributed_optimizer=dist, n_params=n, cp_comm=y.cp_comm)
         return mem, step_terms(np, self.step_constants, work, layout)
 
     # ------------------------------------------------------------------------------------------------
@@ -471,7 +519,8 @@ class Space:
         return self.variant(self.attentions[int(x.attention[i])], tp=tp, pp=pp, vpp=int(x.vpp[i]), cp=cp, dp=dp,
                             sequence_parallel=bool(x.sequence_parallel[i]), micro_batch=mb,
                             global_batch=mm * mb * max(dp, 1), recompute=RECOMPUTE[int(x.recompute[i])],
-                            distributed_optimizer=bool(x.distributed_optimizer[i]))
+                            distributed_optimizer=bool(x.distributed_optimizer[i]),
+                            cp_comm=CP_COMMS[int(x.cp_comm[i])])
 
 
 def reference_evaluate(space: Space, gpus: int, x: LayoutArrays, idx: Any = None) -> list[dict[str, Any]]:
@@ -492,6 +541,9 @@ def reference_evaluate(space: Space, gpus: int, x: LayoutArrays, idx: Any = None
             spec = space.spec_for(gpus, x, i)
         except ValueError:
             out.append({**rec, "reason": DIVISIBILITY})
+            continue
+        if train_refusal(spec) is not None:
+            out.append({**rec, "reason": UNSUPPORTED})
             continue
         gb = spec.parallel.global_batch_size
         lo, hi = space.global_batch_range

@@ -321,6 +321,8 @@ class Parallel(_Frozen):
     pp: int = Field(1, ge=1, le=MAX_GPUS)
     vpp: int = Field(1, ge=1, le=MAX_LAYERS, description="virtual pipeline stages per rank (interleaved 1F1B)")
     cp: int = Field(1, ge=1, le=MAX_GPUS)
+    cp_comm: Literal["p2p", "all-gather", "a2a"] = Field(
+        "p2p", description="context parallel K/V exchange: p2p ring attention | all-gather K/V | a2a (Ulysses)")
     dp: int | None = Field(None, ge=1, le=MAX_GPUS)
     gpus: int | None = Field(None, ge=1, le=MAX_GPUS, description="world size; dp = gpus / (tp*pp*cp)")
     sequence_parallel: bool = True

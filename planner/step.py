@@ -11,13 +11,17 @@ Per rank and per optimizer step (m micro-batches of b samples; s = S/cp tokens; 
   elementwise = memory-bound ops (norms, modulate, gate + residual, GELU, softmax when unfused, dropout):
                 bytes moved / (HBM TB/s * eff_hbm); outside the TP region they split over tp only with SP
   compute     = gemm + attention + elementwise      (recompute_s: the part of it spent re-running forward)
-  tp comm     = per layer and micro-batch, one all-reduce (or all-gather + reduce-scatter with SP, the same
-                bytes) per sub-block (self-attn, cross-attn, MLP) in forward, backward and a recomputed
-                forward: 2 (t-1)/t * s*b*h*B / bw. Exposed (not overlapped). tp > GPUs/node runs over the
+  tp comm     = per layer and micro-batch and sub-block (self-attn, cross-attn, MLP), in units of
+                (t-1)/t * s*b*h*B / bw: without SP one all-reduce (2 units) in forward, backward and a
+                recomputed forward; with SP an all-gather + reduce-scatter (2 units) in each forward, and in
+                backward the all-gather of the output gradient, the reduce-scatter of the input gradient and
+                the re-all-gather of the saved sharded input for the weight gradient (3 units: 5 collectives
+                per sub-block without recompute, not 4). Exposed (not overlapped). tp > GPUs/node runs over the
                 network bandwidth here (penalised); `plan` forbids it by default (--max-tp-in-node).
-  cp comm     = ring exchange of the local K/V (2 s b h B / t) for (cp-1) hops forward, K/V + dK/dV backward
-                (3 in all, 4 with full recompute) in every layer whose keys span CP ranks; overlapped with
-                that layer's attention compute: exposed = max(0, comm - attention time of those layers)
+  cp comm     = bytes each rank sends per micro-batch (`cp.cp_comm_bytes`, by parallel.cp_comm), per layer
+                whose keys span CP ranks (a2a: every layer), + the gather of the hidden states before the
+                final layer. p2p (ring attention) is overlapped with the attention of the chunk in hand:
+                exposed = max(0, comm - attention time of those layers); all-gather and a2a are exposed
   dp comm     = gradient reduce-scatter (grad dtype) + parameter all-gather (param dtype) over the dp*cp
                 ranks that hold the same shard, or one all-reduce without the distributed optimizer;
                 the reduce-scatter hides behind the last micro-batch's backward, the all-gather behind the
@@ -25,7 +29,7 @@ Per rank and per optimizer step (m micro-batches of b samples; s = S/cp tokens; 
   pp bubble   = (p-1)/(v*m) * (compute + tp comm + exposed cp comm)        [1F1B / interleaved 1F1B]
   pp p2p      = 2 m v sends of one micro-batch's boundary activation (s b h B / (t if SP)), exposed
   optimizer   = Adam's bytes (grads read twice: norm + update; master, moments read and written; param
-                written) of this rank's shard / (HBM TB/s * eff_hbm)
+                written) of this rank's shard (1/(dp*cp) with the distributed optimizer) / (HBM TB/s * eff_hbm)
   time        = compute + tp + cp + dp + bubble + p2p + optimizer;  MFU = model FLOPs / (time * GPUs * peak)
 
 Efficiencies: the table `OP_EFFICIENCY` below (per GPU and op), overridden in this order by a calibration
@@ -44,6 +48,7 @@ from typing import Any
 
 from .errors import UserError
 from .flops import attention_keys, flops, layer_macs
+from .cp import A2A, CP_COMMS, P2P, cp_comm_bytes
 from .memory import memory_constants
 from .params import params_per_gpu
 from .scalar_ops import ScalarOps
@@ -165,6 +170,14 @@ def op_efficiency(spec: Spec) -> OpEfficiency:
 # Layout-independent constants
 # ----------------------------------------------------------------------------------------------------------
 
+# The one FLOP convention of the step model and of every efficiency it divides by (the table, a calibration
+# file, `soraplan validate --device cuda`'s microbenchmarks): training FLOPs = 3 x forward for GEMMs and
+# attention cores alike (model FLOPs), + the recomputed forward. Flash attention's backward executes 2.5 x
+# its forward (it recomputes QK^T), so its efficiency is measured against 3 x forward too: the extra work
+# lowers the measured efficiency instead of being counted twice or not at all.
+TRAIN_FLOPS_PER_FORWARD = 3.0
+
+
 @dataclass(frozen=True)
 class OpWork:
     """Per-sample work by op class for one (model, attention, recompute) choice; layout-independent."""
@@ -183,6 +196,7 @@ class OpWork:
     frame_layers: tuple[int, ...]      # per layer: 1 if its keys are one frame (spatial): local iff grid T % cp == 0
     grid_t: int
     rc_full: int             # 1 with full recompute (forward comm runs again), else 0
+    rc_core: int = 0         # 1 when the attention core runs forward again (full or selective): its CP exchange too
 
 
 def elementwise_bytes(spec: Spec) -> tuple[float, float, float, float]:
@@ -223,7 +237,7 @@ def op_work(spec: Spec) -> OpWork:
         g_rc, c_rc = 0.0, float(fl.recompute)
     else:
         g_rc = c_rc = 0.0
-    gemm, attn = 3.0 * gemm_fwd + g_rc, 3.0 * core_fwd + c_rc
+    gemm, attn = TRAIN_FLOPS_PER_FORWARD * gemm_fwd + g_rc, TRAIN_FLOPS_PER_FORWARD * core_fwd + c_rc
     if not flash:   # unfused cores are batched GEMMs
         gemm, attn, g_rc, c_rc = gemm + attn, 0.0, g_rc + c_rc, 0.0
     out_f, in_f, _, sel_in = elementwise_bytes(spec)
@@ -238,7 +252,8 @@ def op_work(spec: Spec) -> OpWork:
     ring = tuple(1 if kind == "full" or (kind == "spatial-temporal" and i % 2 == 1) else 0 for i in range(L))
     frame = tuple(1 if kind == "spatial-temporal" and i % 2 == 0 else 0 for i in range(L))
     return OpWork(gemm, attn, g_rc, c_rc, float(fl.train), gemm + attn, 3 * out_f + rc_out, 3 * in_f + rc_in, rc_out, rc_in,
-                  ring, frame, spec.video.grid[0], 1 if p.recompute == "full" else 0)
+                  ring, frame, spec.video.grid[0], 1 if p.recompute == "full" else 0,
+                  1 if p.recompute in ("full", "selective") else 0)
 
 
 @dataclass(frozen=True)
@@ -287,6 +302,7 @@ class StepLayout:
     sequence_parallel: Any
     distributed_optimizer: Any
     n_params: Any               # parameters per GPU
+    cp_comm: Any = 0            # index into cp.CP_COMMS (p2p)
 
 
 @dataclass(frozen=True)
@@ -306,6 +322,7 @@ class StepWork:
     ew_in_rc_tok: Any
     rc_full: Any
     ring: Any
+    rc_core: Any = 0
 
 
 STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute_s", "tp_comm_s", "cp_comm_s",
@@ -348,13 +365,15 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * e.comm
     act = s * mb * c.hidden * c.act_bytes             # one micro-batch's activation on this CP rank, bytes
     passes = 2 + w.rc_full
-    tp_comm = passes * c.sub_blocks * 2 * (tp - 1) / tp * act / bw_tp * ls * m
-    # --- CP: ring of K/V (2 s b h B / t) for (cp-1) hops; fwd 1x, bwd 2x (K/V + dK/dV), refwd 1x
+    units = 2 * passes + xp.where(sp, 1, 0)           # SP: backward re-all-gathers the sharded layer input
+    tp_comm = units * c.sub_blocks * (tp - 1) / tp * act / bw_tp * ls * m
+    # --- CP: bytes per rank from cp.cp_comm_bytes (the variant's exchange); p2p hides behind attention
     bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
-    kv = 2 * act / tp
-    cp_total = (3 + w.rc_full) * (cp - 1) * kv / bw_cp * w.ring * m
+    cp_layer, cp_final = cp_comm_bytes(xp, layout.cp_comm, act / tp, act, cp, w.rc_core)
+    cp_layers = xp.where(layout.cp_comm == A2A, xp.where(cp > 1, ls, 0), w.ring)
+    cp_total = (cp_layer * cp_layers + cp_final) / bw_cp * m
     hide_cp = attn * w.ring / ls                   # attention time of the ring layers
-    cp_exposed = xp.maximum(0.0, cp_total - hide_cp)
+    cp_exposed = xp.where(layout.cp_comm == P2P, xp.maximum(0.0, cp_total - hide_cp), cp_total)
     # --- DP: over the dp*cp ranks holding the same parameters
     g = dp * cp
     bw_dp = xp.where(tp * cp * dp <= c.gpn, c.intra, c.inter) * e.comm
@@ -371,7 +390,7 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     bw_pp = xp.where(world <= c.gpn, c.intra, c.inter) * e.comm
     p2p = xp.where(pp > 1, 2 * m * vpp * (act / d) / bw_pp, 0.0)
     # --- optimizer step on this rank's shard
-    shard = n_params / xp.where(dist, dp, 1)
+    shard = n_params / xp.where(dist, dp * cp, 1)     # the distributed optimizer shards over dp*cp, as memory
     optimizer = shard * c.opt_bytes_per_param / h_rate
     total = compute + tp_comm + cp_exposed + dp_exposed + bubble + p2p + optimizer
     samples = rank_samples * dp
@@ -386,7 +405,7 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
 
 
 WORK_KEYS = ("gemm_flops", "attn_flops", "gemm_rc_flops", "attn_rc_flops", "model_flops", "hw_flops", "ew_out_tok",
-             "ew_in_tok", "ew_out_rc_tok", "ew_in_rc_tok", "rc_full")
+             "ew_in_tok", "ew_out_rc_tok", "ew_in_rc_tok", "rc_full", "rc_core")
 
 
 def ring_layers(w: OpWork, layers_per_stage: int, cp: int) -> int:
@@ -433,7 +452,8 @@ def step_time(spec: Spec) -> StepTime:
     work = StepWork(**{key: getattr(w, key) for key in WORK_KEYS}, ring=ring_layers(w, spec.model.depth // p.pp, p.cp))
     layout = StepLayout(tp=p.tp, pp=p.pp, vpp=p.vpp, cp=p.cp, dp=p.dp_size, micro_batch=p.micro_batch,
                         microbatches=p.microbatches, sequence_parallel=p.sequence_parallel,
-                        distributed_optimizer=p.distributed_optimizer, n_params=params_per_gpu(spec))
+                        distributed_optimizer=p.distributed_optimizer, n_params=params_per_gpu(spec),
+                        cp_comm=CP_COMMS.index(p.cp_comm))
     t = step_terms(ScalarOps, c, work, layout)
     t["samples_per_step"] = int(t["samples_per_step"])
     e = c.eff

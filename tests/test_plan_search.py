@@ -71,7 +71,7 @@ def test_seed_finds_a_layout_that_fits_an_a100_80g():
         assert best["tp"] * best["pp"] * best["cp"] * best["dp"] == best["gpus_used"] <= c["gpus"]
         assert best["global_batch"] == best["micro_batch"] * best["microbatches"] * best["dp"]
         assert sum(c["rejected"].values()) + c["feasible"] == c["evaluated"]
-        assert set(c["rejected"]) == {"tp_over_node", "divisibility", "batch", "memory"}
+        assert set(c["rejected"]) == {"tp_over_node", "divisibility", "batch", "memory", "unsupported"}
         assert c["why_best"].startswith("The winner")
         days = [e["train"]["days"] for e in c["ranked"]]
         assert days == sorted(days)

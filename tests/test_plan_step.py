@@ -59,15 +59,22 @@ def test_bubble_and_p2p_by_hand():
 def test_tp_comm_by_hand_seed():
     spec = build_spec(flags={"frames": 960, "res": 256, "tp": 8})
     st = step_time(spec)
-    # per layer and micro-batch: 3 sub-blocks (self-attn, cross-attn, MLP) x 2 passes (fwd, bwd) x one
-    # all-reduce (= AG + RS with SP) of s b h B = 30720 * 3072 * 2 bytes, ring cost 2 (t-1)/t bytes / bw
+    # per layer and micro-batch: 3 sub-blocks (self-attn, cross-attn, MLP); with SP 5 collectives of
+    # (t-1)/t * s b h B (s b h B = 30720 * 3072 * 2 bytes) each: forward AG + RS, backward AG of the output
+    # gradient, RS of the input gradient and the re-AG of the saved sharded input
     act = 30720 * 1 * 3072 * 2
-    per_layer = 3 * 2 * 2 * (8 - 1) / 8 * act / NVLINK
+    per_layer = 3 * 5 * (8 - 1) / 8 * act / NVLINK
     assert st.tp_comm_s == pytest.approx(per_layer * 40 * 1, rel=1e-12)
-    assert st.tp_comm_s == pytest.approx(0.3303014, rel=1e-6)
-    # full recompute runs the forward (and its all-reduces) again: 3 passes
+    assert st.tp_comm_s == pytest.approx(0.3303014 * 5 / 4, rel=1e-6)
+    # without SP: one all-reduce (2 units) forward and backward: 4 units
+    no_sp = step_time(build_spec(flags={"frames": 960, "res": 256, "tp": 8, "sequence_parallel": False}))
+    assert no_sp.tp_comm_s == pytest.approx(0.3303014, rel=1e-6)
+    # full recompute runs the forward (and its 2 units) again: 7 units with SP, 6 without
     rc = step_time(build_spec(flags={"frames": 960, "res": 256, "tp": 8, "recompute": "full"}))
-    assert rc.tp_comm_s == pytest.approx(st.tp_comm_s * 3 / 2, rel=1e-12)
+    assert rc.tp_comm_s == pytest.approx(st.tp_comm_s * 7 / 5, rel=1e-12)
+    rc_no_sp = step_time(build_spec(flags={"frames": 960, "res": 256, "tp": 8, "recompute": "full",
+                                           "sequence_parallel": False}))
+    assert rc_no_sp.tp_comm_s == pytest.approx(no_sp.tp_comm_s * 3 / 2, rel=1e-12)
     assert rc.recompute_s > 0 and rc.compute_s > st.compute_s
 
 
@@ -76,19 +83,22 @@ def test_tp_over_node_is_penalised_not_forbidden():
     st = step_time(spec)
     assert st.tp_over_node
     act = 1024 * 1024 * 2
-    assert st.tp_comm_s == pytest.approx(2 * 2 * 2 * 15 / 16 * act / NET * 4, rel=1e-12)   # 2 sub-blocks, network bw
+    assert st.tp_comm_s == pytest.approx(2 * 5 * 15 / 16 * act / NET * 4, rel=1e-12)   # 2 sub-blocks x 5 (SP), network bw
 
 
 def test_cp_ring_overlapped_with_attention():
     st = step_time(small(cp=2))
-    # K/V of the local half: 2 s b h B / t = 2 * 512 * 1024 * 2; (cp-1) = 1 hop; fwd 1 + bwd 2 = 3 exchanges;
-    # every layer (full attention) and the one micro-batch; NVLink (tp*cp = 2 GPUs in a node)
-    total = 3 * 1 * (2 * 512 * 1024 * 2) / NVLINK * 4 * 1
+    # p2p (the default): K/V of the local half, 2 s b h B / t = 2 * 512 * 1024 * 2; (cp-1) = 1 hop forward,
+    # backward 1 hop of K/V and cp = 2 of dK/dV: 4 sends per layer, every layer (full attention), the one
+    # micro-batch; + the final layer's all-gather of the hidden states and its gradient's reduce-scatter,
+    # (cp-1) s b h B each; NVLink (tp*cp = 2 GPUs in a node)
+    total = (4 * (2 * 512 * 1024 * 2) * 4 + 2 * 512 * 1024 * 2) / NVLINK * 1
     assert st.cp_comm_total_s == pytest.approx(total, rel=1e-12)
     assert st.cp_comm_s == pytest.approx(max(0.0, total - st.attention_s), rel=1e-12)
-    # window attention keeps whole windows on a rank: no exchange
+    # window attention keeps whole windows on a rank: no exchange in the layers; only the final layer's
+    # all-gather of the hidden states (and its gradient's reduce-scatter): 2 (cp-1) s b h B
     win = step_time(build_spec(flags={"frames": 960, "res": 256, "cp": 3, "attention": "window:8,16,16"}))
-    assert win.cp_comm_total_s == 0
+    assert win.cp_comm_total_s == pytest.approx(2 * 2 * (10240 * 3072 * 2) / NVLINK, rel=1e-12)
 
 
 def test_dp_sync_overlap_by_hand():

@@ -1,6 +1,7 @@
-"""Context parallelism equals CP=1: loss and every gradient. Each CP rank holds a shard of the tokens,
-all-gathers K/V, backpropagates loss / cp, and the gradients are summed over the CP group. Run under
-torchrun; the world size is the CP size:
+"""Context parallelism equals CP=1: loss and every gradient, for each K/V exchange (parallel.cp_comm:
+p2p ring attention, all-gather, a2a Ulysses; a2a also under window and spatial-temporal attention). Each
+CP rank holds a shard of the tokens, backpropagates loss / cp, and the gradients are summed over the CP
+group. Run under torchrun; the world size is the CP size:
 
   python -m torch.distributed.run --nproc-per-node 2 -m soraplan.validation.cp_check
 
@@ -16,10 +17,15 @@ from typing import Any
 from .equivalence import EquivalenceCheck, Side, case_flags, loss_and_grads, run_equivalence
 
 CASES: list[dict[str, Any]] = [
-    {},
+    {},                                                   # p2p (ring attention), the default
     {"adaln": "per-block"},
     {"adaln": "none"},
     {"model": "DiT-S/8", "layers": 2, "hidden": 64, "heads": 4, "precision": "fp32"},
+    {"cp_comm": "all-gather"},
+    {"cp_comm": "all-gather", "adaln": "per-block"},
+    {"cp_comm": "a2a"},
+    {"cp_comm": "a2a", "attention": "spatial-temporal"},
+    {"cp_comm": "a2a", "attention": "window:1,2,2"},
 ]
 
 MODEL_SEED, BATCH_SEED = 9, 21

@@ -8,7 +8,7 @@ docs/validation.md); the elementwise FLOP remainder is reported, never compared 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 ACTIVATION_TOL = 0.01
@@ -22,6 +22,8 @@ class Row:
     predicted: float | None
     tolerance: float | None          # relative; 0 = exact; None = reported only
     unit: str
+    layout: dict[str, Any] | None = None   # the measured layout (`layout_of`)
+    rank: int | None = None                # the global rank measured (None: the whole model, one process)
 
     @property
     def error(self) -> float | None:
@@ -44,6 +46,13 @@ class Row:
         d["error"] = self.error
         d["ok"] = self.ok
         return d
+
+
+def layout_of(spec) -> dict[str, Any]:
+    """The layout a row was measured at: {tp, pp, vpp, cp, cp_comm, dp, sp, distributed_optimizer}."""
+    p = spec.parallel
+    return {"tp": p.tp, "pp": p.pp, "vpp": p.vpp, "cp": p.cp, "cp_comm": p.cp_comm, "dp": p.dp_size,
+            "sp": p.sequence_parallel, "distributed_optimizer": p.distributed_optimizer}
 
 
 def param_rows(config: str, spec, measured_groups: dict[str, int]) -> list[Row]:
@@ -84,8 +93,11 @@ def flop_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
 def _outside_bytes(spec) -> float:
     from soraplan.planner.activations import _cost, _layout, outside_terms
 
+    from soraplan.planner.cp import cp_outside_bytes
+
     s, b, t, d = _layout(spec)
-    return sum(_cost(x, s, b, t, d) for x in outside_terms(spec).values())
+    terms = outside_terms(spec).values()
+    return sum(_cost(x, s, b, t, d) for x in terms) + cp_outside_bytes(spec, sum(x.per_token for x in terms))
 
 
 def activation_rows(config: str, spec, m: dict[str, Any]) -> list[Row]:
@@ -108,21 +120,33 @@ def rows_for(config: str, spec, m: dict[str, Any], params: bool = True) -> list[
         out += param_rows(config, spec, m["params"])
     out += flop_rows(config, spec, m)
     out += activation_rows(config, spec, m)
-    return out
+    return [replace(r, layout=layout_of(spec)) for r in out]
 
 
 def tp_rows(config: str, spec, ranks: list[dict[str, Any]]) -> list[Row]:
-    """Per-rank parameters and saved bytes of a TP run vs the planner's per-GPU numbers."""
+    """Per-rank parameters and saved bytes of a TP / CP run vs the planner's per-GPU numbers."""
     from soraplan.planner.activations import stage_activations
     from soraplan.planner.params import params_per_gpu
 
     predicted = stage_activations(spec)["per_microbatch"]
     rows = []
+    lay = layout_of(spec)
     for r in ranks:
         rank = r["rank"]
-        rows.append(Row(config, f"rank {rank} params", r["params"], params_per_gpu(spec), 0, "params"))
+        rows.append(Row(config, f"rank {rank} params", r["params"], params_per_gpu(spec), 0, "params", lay, rank))
         rows.append(Row(config, f"rank {rank} saved bytes, whole micro-batch", r["saved_blocks"] + r["saved_outside"],
-                        predicted, ACTIVATION_TOL, "B"))
+                        predicted, ACTIVATION_TOL, "B", lay, rank))
         rows.append(Row(config, f"rank {rank} saved bytes, transformer block", r["saved_blocks"],
-                        predicted - _outside_bytes(spec), ACTIVATION_TOL, "B"))
+                        predicted - _outside_bytes(spec), ACTIVATION_TOL, "B", lay, rank))
+        rows += comm_rows(config, spec, r.get("comm", {}), lay, rank)
     return rows
+
+
+def comm_rows(config: str, spec, measured: dict[str, int], layout: dict[str, Any], rank: int) -> list[Row]:
+    """`comm bytes <kind> <group>`: the bytes one rank's forward + backward moved (validation.comm_count)
+    against `planner.comm.comm_bytes`, exactly (the counts are deterministic)."""
+    from soraplan.planner.comm import comm_bytes
+
+    predicted = comm_bytes(spec)
+    return [Row(config, f"comm bytes {key}", measured.get(key, 0), predicted.get(key, 0), 0, "B", layout, rank)
+            for key in sorted(set(measured) | set(predicted))]

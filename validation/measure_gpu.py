@@ -290,10 +290,27 @@ def microbench(spec, peak_flops: float) -> dict[str, float]:
         o.backward(torch.ones_like(o))
 
     attn_s = _bench(attn, repeats=5)
-    # forward 2 matmuls (4 s^2 h FLOPs), backward 2.5x that (flash recomputes QK^T): 3.5 x forward
-    attention = 3.5 * 4 * s * s * h / attn_s / peak_flops
+    attention = attention_efficiency(spec, attn_s, peak_flops)
     del q, k, v
     return {"gemm_efficiency": gemm, "gemm_s": gemm_s, "attention_efficiency": attention, "attention_s": attn_s}
+
+
+def attention_efficiency(spec, seconds: float, peak_flops: float) -> float:
+    """Efficiency of one flash attention forward + backward over the spec's S tokens at width h, in the step
+    model's convention (`soraplan.planner.step.TRAIN_FLOPS_PER_FORWARD`: 3 x the forward's 4 S^2 h FLOPs;
+    the backward's QK^T recomputation is work the kernel does, not FLOPs it is credited with).
+
+    Args:
+        spec: the spec whose sequence length and hidden width were benchmarked.
+        seconds: measured time of forward + backward.
+        peak_flops: the GPU's dense peak, FLOP/s.
+    Returns:
+        achieved / peak, the number the step model divides attention FLOPs by.
+    """
+    from soraplan.planner.step import TRAIN_FLOPS_PER_FORWARD
+
+    s, h = spec.seq_len, spec.model.hidden
+    return TRAIN_FLOPS_PER_FORWARD * 4 * s * s * h / seconds / peak_flops
 
 
 def _clip(eff: float) -> float:

@@ -21,11 +21,15 @@ BASE: dict[str, Any] = tiny_flags(latent_channels=MAX_LATENT_CHANNELS, ffn_hidde
                                   cpu_semantics=True, micro_batch=2)
 
 
+CP_FLAGS: dict[str, Any] = {"frames": 32, "cp": 2, "gpus": 2}
+CP_TP_FLAGS: dict[str, Any] = {"frames": 32, "cp": 2, "tp": 2, "gpus": 4, "sequence_parallel": True}
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     flags: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"          # "cpu" | "meta" | "tp" (tp gloo processes)
+    device: str = "cpu"          # "cpu" | "meta" | "tp" (tp*cp gloo processes, one per rank)
     base: bool = True            # start from BASE (False: from the preset named in flags / the default 6B)
     quick: bool = False
     saved: bool = True           # compare saved bytes (False: parameters and FLOPs only)
@@ -60,6 +64,21 @@ MATRIX: tuple[Case, ...] = (
     *(Case(name, flags) for name, flags in BLOCK_CASES),
     *(Case(name, flags, device="tp") for name, flags in TP_CASES),
     *(Case(name, flags, device="meta", base=False) for name, flags in META_CASES),
+    # context parallel: every K/V exchange, alone and with TP (32 frames: 32 tokens per CP rank, so the
+    # planner's documented per-sample overcount stays well under the tolerance)
+    Case("CP=2 p2p ring attention (2 gloo ranks)", {**CP_FLAGS, "cp_comm": "p2p"}, device="tp"),
+    Case("CP=2 all-gather (2 gloo ranks)", {**CP_FLAGS, "cp_comm": "all-gather"}, device="tp"),
+    Case("CP=2 a2a Ulysses (2 gloo ranks)", {**CP_FLAGS, "cp_comm": "a2a"}, device="tp"),
+    Case("CP=2 a2a, spatial-temporal attention (2 gloo ranks)", {**CP_FLAGS, "cp_comm": "a2a",
+                                                                 "attention": "spatial-temporal"}, device="tp"),
+    Case("CP=2 p2p x TP=2 + SP (4 gloo ranks)", {**CP_TP_FLAGS, "cp_comm": "p2p"}, device="tp"),
+    Case("CP=2 all-gather x TP=2 + SP (4 gloo ranks)", {**CP_TP_FLAGS, "cp_comm": "all-gather"}, device="tp"),
+    Case("CP=2 a2a x TP=2, no SP (4 gloo ranks)", {**CP_TP_FLAGS, "cp_comm": "a2a", "sequence_parallel": False},
+         device="tp"),
+    Case("CP=2 p2p x TP=2 + SP, recompute full (4 gloo ranks)", {**CP_TP_FLAGS, "cp_comm": "p2p", "recompute": "full"},
+         device="tp"),
+    Case("CP=2 all-gather x TP=2 + SP, recompute selective (4 gloo ranks)",
+         {**CP_TP_FLAGS, "cp_comm": "all-gather", "recompute": "selective"}, device="tp"),
 )
 
 
@@ -91,14 +110,18 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
             rows += [r for r in rows_for(c.name, spec, m) if c.saved or not r.quantity.startswith("saved bytes")]
         except Exception as e:  # noqa: BLE001 - reported as a failed case
             errors.append({"config": c.name, "error": f"{type(e).__name__}: {e}"})
-    if tp:
-        progress(", ".join(c.name for c in tp))
+    by_world: dict[int, list[Case]] = {}
+    for c in tp:
+        by_world.setdefault(int(c.all_flags().get("tp", 1)) * int(c.all_flags().get("cp", 1)), []).append(c)
+    for world, group in sorted(by_world.items()):
+        progress(", ".join(c.name for c in group))
         try:
-            specs = [spec_for(c) for c in tp]
-            for c, spec, ranks in zip(tp, specs, run_tp(specs)):
+            specs = [spec_for(c) for c in group]
+            for c, spec, ranks in zip(group, specs, run_tp(specs)):
                 rows += tp_rows(c.name, spec, ranks)
         except Exception as e:  # noqa: BLE001
-            errors.append({"config": "TP cases", "error": f"{type(e).__name__}: {e}"})
+            errors.append({"config": "TP cases" if world == 2 else f"rank cases (world {world})",
+                           "error": f"{type(e).__name__}: {e}"})
     return rows, errors
 
 
@@ -114,9 +137,8 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
     from soraplan.planner.errors import UserError
 
     p = spec.parallel
-    if p.pp > 1 or p.cp > 1:
-        raise UserError(f"parallel: validate measures one pipeline stage without context parallelism (pp=1, cp=1); "
-                        f"got pp={p.pp}, cp={p.cp}")
+    if p.pp > 1:
+        raise UserError(f"parallel.pp: validate measures one pipeline stage (pp=1); got pp={p.pp}")
     small = total_params(spec) <= 50_000_000 and spec.seq_len <= 4096
     device = "cpu" if small else "meta"
     d = spec.model_dump()
@@ -124,11 +146,11 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
     d["kernels"]["cpu_semantics"] = device == "cpu"
     spec = Spec.model_validate(d)
     name = f"{spec.name} ({device})"
-    if spec.parallel.tp > 1 and not small:
-        raise UserError("parallel.tp: TP ranks are measured in gloo processes on this CPU, for models up to "
-                        "50M parameters and 4,096 tokens; validate the large model with tp=1 (meta device)")
+    if spec.parallel.tp * spec.parallel.cp > 1 and not small:
+        raise UserError("parallel.tp: TP and CP ranks are measured in gloo processes on this CPU, for models up to "
+                        "50M parameters and 4,096 tokens; validate the large model with tp=1, cp=1 (meta device)")
     progress(name)
-    if spec.parallel.tp > 1:
+    if spec.parallel.tp * spec.parallel.cp > 1:
         return tp_rows(name, spec, run_tp([spec])[0]), []
     rows = rows_for(name, spec, measure_spec(spec, device, fvcore=device != "meta"))
     if device == "meta" and spec.kernels.dropout > 0:

@@ -1,0 +1,117 @@
+"""Every layout `plan` ranks for the seed trains: the top five at 200, 300 and 400 GPUs (a100-80g, 960
+frames at 256x256), each run as its `--tiny` version for two steps under torchrun on CPU with the same tp,
+pp, vpp, cp, cp_comm, sequence parallel, recompute and distributed-optimizer switches. The world is kept
+at <= 8 processes: dp is reduced to at most 2 (and, only where tp*pp*cp alone exceeds 8, cp is halved
+until it fits; the test prints which). The loss of both steps equals the run with the same pipeline
+layout and nothing else parallel (pipeline stages draw their own initial weights, so pp is kept).
+The search's refusals and launch's refusal are one rule (`planner.trainable.train_refusal`)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from soraplan.planner import build_spec
+from soraplan.planner.plan import plan as run_plan
+from soraplan.planner.trainable import train_refusal
+
+SEED = {"frames": 960, "res": 256, "gpu": "a100-80g"}
+MAX_WORLD = 8
+
+
+def _top_layouts():
+    spec = build_spec(flags=SEED)
+    result = run_plan(spec, [200, 300, 400])
+    out = []
+    for count in result.gpu_counts:
+        out += [r.layout for r in count.ranked[:5]]
+    return spec, out
+
+
+def test_search_never_proposes_what_train_refuses():
+    spec, layouts = _top_layouts()
+    assert len(layouts) == 15
+    from soraplan.planner.report_data import spec_for_layout
+
+    for lay in layouts:
+        assert train_refusal(spec_for_layout(spec, {**lay.to_json(), "global_batch": lay.global_batch})) is None
+
+
+def test_launch_refuses_what_train_refuses(tmp_path):
+    from typer.testing import CliRunner
+
+    from soraplan.cli import app
+
+    r = CliRunner().invoke(app, ["launch", "--cluster", "slurm", "--dry-run", "--frames", "960", "--res", "256",
+                                 "--pp", "2", "--vpp", "4", "--cp", "4", "--gpus", "200"])
+    assert r.exit_code == 2
+    assert "parallel.vpp: interleaved 1F1B (vpp=4)" in r.output
+    r = CliRunner().invoke(app, ["launch", "--cluster", "slurm", "--dry-run", "--frames", "960", "--res", "256",
+                                 "--cp", "4", "--attention", "spatial-temporal", "--gpus", "8"])
+    assert r.exit_code == 2 and "needs cp_comm a2a" in r.output
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    out = {}
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out[rec["step"]] = rec["loss"]
+    return out
+
+
+def _tiny_args(lay, tp, pp, cp, dp, mb):
+    args = ["-m", "soraplan", "train", "--tiny", "--steps", "2", "--save-every", "0", "--log-every", "100",
+            "--tp", str(tp), "--pp", str(pp), "--vpp", str(lay.vpp), "--cp", str(cp), "--cp-comm", lay.cp_comm,
+            "--dp", str(dp), "--micro-batch", str(mb), "--global-batch", str(4 * mb),
+            "--recompute", lay.recompute,
+            "--sequence-parallel" if lay.sequence_parallel else "--no-sequence-parallel",
+            "--distributed-optimizer" if lay.distributed_optimizer else "--no-distributed-optimizer"]
+    return args
+
+
+def _one_process(args):
+    """`python -m soraplan train ...` without torchrun (one process, its own 1-rank group)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"):
+        env.pop(k, None)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.megatron
+def test_top_layouts_train_tiny_and_match_the_reference(tmp_path):
+    from megatron_fixtures import torchrun
+
+    _, layouts = _top_layouts()
+    shapes = {}
+    for lay in layouts:
+        cp = lay.cp
+        while lay.tp * lay.pp * cp > MAX_WORLD:
+            cp //= 2
+        dp = max(1, min(2, lay.dp, MAX_WORLD // (lay.tp * lay.pp * cp)))
+        key = (lay.tp, lay.pp, lay.vpp, cp, lay.cp_comm, dp, lay.micro_batch, lay.sequence_parallel, lay.recompute,
+               lay.distributed_optimizer)
+        shapes[key] = lay
+        if cp != lay.cp:
+            print(f"world > {MAX_WORLD}: {lay.tp}x{lay.pp}x{lay.cp} runs with cp={cp}")
+    refs: dict[tuple[int, int], dict[int, float]] = {}
+    for i, (key, lay) in enumerate(sorted(shapes.items(), key=lambda kv: str(kv[0]))):
+        tp, pp, _, cp, _, dp, mb = key[:7]
+        ref_key = (pp, mb)
+        if ref_key not in refs:
+            d = tmp_path / f"ref-{pp}-{mb}"
+            args = ["-m", "soraplan", "train", "--tiny", "--steps", "2", "--save-every", "0", "--log-every", "100",
+                    "--pp", str(pp), "--micro-batch", str(mb), "--global-batch", str(4 * mb), "--run-dir", str(d)]
+            r = torchrun(pp, args, timeout_s=600) if pp > 1 else _one_process(args)
+            assert r.returncode == 0, r.stderr[-3000:]
+            refs[ref_key] = _losses(d)
+        d = tmp_path / f"run-{i}"
+        r = torchrun(tp * pp * cp * dp, [*_tiny_args(lay, tp, pp, cp, dp, mb), "--run-dir", str(d)], timeout_s=600)
+        assert r.returncode == 0, (key, r.stderr[-3000:])
+        got = _losses(d)
+        for step, ref in refs[ref_key].items():
+            assert got[step] == pytest.approx(ref, rel=1e-5), (key, step)
