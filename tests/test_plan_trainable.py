@@ -34,7 +34,7 @@ def test_search_never_proposes_what_train_refuses():
     from soraplan.planner.report_data import spec_for_layout
 
     for lay in layouts:
-        assert train_refusal(spec_for_layout(spec, {**lay.to_json(), "global_batch": lay.global_batch})) is None
+        assert train_refusal(spec_for_layout(spec, lay)) is None
 
 
 def test_launch_refuses_what_train_refuses(tmp_path):

@@ -75,6 +75,7 @@ parallel:
   pp: 1
   vpp: 1
   cp: 1
+  cp_comm: p2p
   dp: 2
   gpus: 4
   sequence_parallel: true

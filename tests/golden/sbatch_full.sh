@@ -89,6 +89,7 @@ parallel:
   pp: 1
   vpp: 1
   cp: 1
+  cp_comm: p2p
   dp: 8
   gpus: 32
   sequence_parallel: true
