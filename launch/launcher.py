@@ -25,6 +25,7 @@ from typing import Any, Literal
 from soraplan.planner.errors import UserError
 from soraplan.planner.estimate import estimate
 from soraplan.planner.spec import Spec
+from soraplan.planner.trainable import unsupported
 
 from .backends import get_backend
 from .ledger import Ledger, RunRecord
@@ -119,6 +120,9 @@ def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None =
         UserError: contradictory flags, input the renderer rejects, or a launch the policy refuses.
     """
     check_flags(opts.resume, opts.force)
+    refusal = unsupported(spec)            # a layout `soraplan train` would refuse on the cluster
+    if refusal is not None:
+        raise UserError(f"{refusal} (soraplan train refuses it; nothing was submitted)")
     if backend is None:
         backend = get_backend(opts.cluster)
     plan = estimate(spec, compare=False)

@@ -643,17 +643,8 @@ class CurrentDiT(nn.Module):
 
 
 def check_supported(spec) -> str | None:
-    """One line saying why the spec cannot be built with these blocks, or None."""
-    p, m = spec.parallel, spec.model
-    if p.pp > 1 or p.cp > 1 or p.vpp > 1:
-        return "parallel.pp: the current block vocabulary runs with tp (and dp) only; pp/cp layouts are planned analytically"
-    if p.sequence_parallel and p.tp > 1:
-        return ("parallel.sequence_parallel: the current block vocabulary runs whole sequences on each TP rank; "
-                "use --no-sequence-parallel")
-    if m.qk_norm != "none" and m.qk_norm_width == "all" and p.tp > 1:
-        return "parallel.tp: q/k norms over all heads (qk_norm_width all) run with tp = 1 only"
-    if m.long_skip or m.tokens_in_sequence:
-        return "model.long_skip: U-ViT layouts are planned analytically only"
-    if m.text_mode in ("in-sequence", "mmdit") and m.causal:
-        return "model.causal: causal attention is for language models (text 'none')"
-    return None
+    """One line saying why the spec cannot be built with these blocks, or None (the rule is the planner's:
+    soraplan.planner.trainable.unsupported, which the layout search, train and launch use too)."""
+    from soraplan.planner.trainable import unsupported
+
+    return unsupported(spec)

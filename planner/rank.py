@@ -98,7 +98,8 @@ def search_count(space: Space, gpus: int, samples: float, objective: str = "time
     r = space.evaluate(gpus, x)
     reason = r["reason"]
     counts = np.bincount(reason, minlength=len(REASONS)) + pre
-    rejected = {name: int(counts[i]) for i, name in enumerate(REASONS) if i != OK}
+    rejected = {name: int(counts[i]) for i, name in enumerate(REASONS)
+                if i != OK and (counts[i] or name != "untrainable")}   # listed only when it rejects some
     ok = np.nonzero(reason == OK)[0]
     if not len(ok):
         return CountSearch(gpus=gpus, evaluated=int(counts.sum()), feasible=0, rejected=rejected, ranked=(),

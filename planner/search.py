@@ -17,6 +17,7 @@ Rules (in the order a layout is rejected):
                 kept on NVLink (the scalar step model prices it at network bandwidth if a user forces it)
   divisibility  the Spec's rules (heads % tp, ffn % tp, layers % (pp*vpp), tokens % cp, SP tokens % tp,
                 windows % cp), fewer GPUs than tp*pp*cp, and Megatron's interleaved schedule (m % pp with vpp > 1)
+  untrainable   a layout `soraplan train` refuses for this model (planner/trainable.py)
   batch         global batch (m * micro_batch * dp) outside --global-batch-range
   memory        total > capacity * (1 - headroom)
 dp = GPUs // (tp*pp*cp): a layout may leave up to tp*pp*cp - 1 GPUs idle (reported as gpus_used).
@@ -37,10 +38,11 @@ from .params import params_per_gpu
 from .spec import Spec, parse_attention, spec_with
 from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
                    step_time)
+from .trainable import layout_refusal, refused_layouts, unsupported
 
 RECOMPUTE = ("none", "selective", "full")
-REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory")
-OK, TP_OVER_NODE, DIVISIBILITY, BATCH, MEMORY = range(5)
+REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory", "untrainable")
+OK, TP_OVER_NODE, DIVISIBILITY, BATCH, MEMORY, UNTRAINABLE = range(6)
 DIVISORS = ("1", "t", "d")        # activations.Term.divisor: whole, / tp, / tp under sequence parallel
 
 
@@ -203,8 +205,8 @@ class Space:
             atts += [w for w in window_options(spec) if w not in atts]
         self.attentions = tuple(atts)
         self.tp_sizes = tuple(o.tp or _divisors(m.heads, max(16, 2 * gpu.gpus_per_node)))
-        self.pp_sizes = tuple(o.pp or _divisors(m.layers, 32))
-        self.vpp_sizes = tuple(o.vpp or _divisors(m.layers, 8))
+        self.pp_sizes = tuple(o.pp or _divisors(m.depth, 32))
+        self.vpp_sizes = tuple(o.vpp or _divisors(m.depth, 8))
         counts = set(o.microbatches or ())
         if not counts:
             counts = ({2**i for i in range(9)}
@@ -217,7 +219,8 @@ class Space:
 
     @property
     def layers(self) -> int:
-        return self.spec.model.layers
+        """Blocks divided over pipeline stages: layers + single-stream blocks (Model.depth)."""
+        return self.spec.model.depth
 
     @property
     def seq_len(self) -> int:
@@ -389,7 +392,9 @@ class Space:
         lo, hi = self.global_batch_range
         bad_batch = (gb < lo) | (gb > hi)
         reason = self._outer_reason(gpus, x.attention, tp, pp, vpp, cp)
-        return np.where(reason != OK, reason, np.where(bad_div, DIVISIBILITY, np.where(bad_batch, BATCH, OK)))
+        reason = np.where(reason != OK, reason, np.where(bad_div, DIVISIBILITY, OK))
+        refused = refused_layouts(self.spec.model, tp, pp, vpp, cp, x.sequence_parallel)
+        return np.where(reason != OK, reason, np.where(refused, UNTRAINABLE, np.where(bad_batch, BATCH, OK)))
 
     def evaluate(self, gpus: int, x: LayoutArrays, compact: bool = True) -> dict[str, np.ndarray]:
         """Reasons, memory and step terms for every layout in `x`.
@@ -492,6 +497,9 @@ def reference_evaluate(space: Space, gpus: int, x: LayoutArrays, idx: Any = None
             spec = space.spec_for(gpus, x, i)
         except ValueError:
             out.append({**rec, "reason": DIVISIBILITY})
+            continue
+        if unsupported(spec) is not None and layout_refusal(spec.model, 1, 1, 1, 1, False) is None:
+            out.append({**rec, "reason": UNTRAINABLE})
             continue
         gb = spec.parallel.global_batch_size
         lo, hi = space.global_batch_range
