@@ -32,6 +32,9 @@ def layout_refusal(m: Model, tp: int, pp: int, vpp: int, cp: int, sequence_paral
         return "model.long_skip: U-ViT layouts are planned analytically only"
     if m.text_mode in ("in-sequence", "mmdit") and m.causal:
         return "model.causal: causal attention is for language models (text 'none')"
+    if m.adaln == "single" and (m.text_mode == "mmdit" or m.single_layers):
+        return ("model.adaln: 'single' (a shared table) is built for the standard block only; MMDiT and "
+                "single-stream blocks take --adaln per-block or none")
     if not m.extended:
         return None
     if pp > 1 or vpp > 1:

@@ -26,6 +26,12 @@ def test_current_blocks_refuse_layouts_with_one_line(flags, field):
     assert why is not None and why.startswith(field + ":") and "\n" not in why
 
 
+def test_models_the_blocks_do_not_build_are_refused_at_every_layout():
+    spec = build_spec(flags={**CURRENT, "text": "in-sequence", "single_layers": 2, "adaln": "single"})
+    assert unsupported(spec).startswith("model.adaln:")
+    assert not refused_layouts(spec.model, [1, 2], [1, 2], [1, 1], [1, 1], [0, 0]).any()   # planned analytically
+
+
 def test_trainable_layouts():
     assert unsupported(build_spec(flags={**CURRENT, "tp": 2, "sequence_parallel": False})) is None
     assert unsupported(build_spec(flags={"pp": 2})) is None                    # the DiT runs pipeline stages
