@@ -36,6 +36,8 @@ def train(
                      log_every=log_every, data=str(data) if data else None, seed=seed, objective=objective, lr=lr)
     check_args(args)                  # bad run options: one line before torch is imported
     spec, _ = spec_from_flags(spec_flags)
+    from soraplan.planner.errors import UserError
+    from soraplan.planner.trainable import train_refusal
     from soraplan.models.quiet import quiet_megatron
 
     quiet_megatron()
@@ -44,6 +46,9 @@ def train(
 
     if tiny:
         spec = shrink_spec(spec)
+    refusal = train_refusal(spec)
+    if refusal is not None:
+        raise UserError(refusal)
     raise typer.Exit(Trainer(spec, args).run())
 
 

@@ -122,7 +122,7 @@ def launch_run(spec: Spec, opts: LaunchOptions, ledger_path: Path | str | None =
     check_flags(opts.resume, opts.force)
     refusal = train_refusal(spec)          # what `soraplan train` would refuse at start: refuse before submitting
     if refusal:
-        raise UserError(refusal)
+        raise UserError(f"{refusal} (soraplan train refuses it; nothing was submitted)")
     if backend is None:
         backend = get_backend(opts.cluster)
     plan = estimate(spec, compare=False)

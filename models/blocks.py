@@ -2,7 +2,8 @@
 
 Built from the same Spec as planner/blocks.py, whose parameter groups it has exactly (top-level attribute
 names = planner group names; `blocks` and `single_blocks` are ModuleLists). Block projections are Megatron
-Column/RowParallelLinear (tensor parallel; no sequence parallelism), the LM's token embedding is Megatron's
+Column/RowParallelLinear (tensor parallel; no sequence parallelism; a fused projection's sections are split
+per TP rank, so every tp is the same network), the LM's token embedding is Megatron's
 VocabParallelEmbedding; everything else is plain torch.
 
   standard   [norm1 -> (modulate) -> self-attention (GQA, q/k norm, RoPE, causal) -> (gate)] +
@@ -37,6 +38,52 @@ def _tp(config) -> int:
 def col(config, n_in: int, n_out: int, bias: bool):
     return tensor_parallel.ColumnParallelLinear(n_in, n_out, config=config, init_method=config.init_method,
                                                 bias=bias, gather_output=False, skip_bias_add=False)
+
+
+def interleave_sections(w: torch.Tensor, sections: tuple[int, ...], tp: int, dim: int = 0) -> torch.Tensor:
+    """[s0 | s1 | ...] along `dim` -> [s0_0 | s1_0 | ... | s0_1 | s1_1 | ...]: section s split into tp parts,
+    rank r's parts side by side, so that a contiguous TP split gives rank r part r of every section."""
+    parts = [section.chunk(tp, dim) for section in w.split(list(sections), dim)]
+    return torch.cat([p[r] for r in range(tp) for p in parts], dim)
+
+
+def col_sections(config, n_in: int, sections: tuple[int, ...], bias: bool):
+    """A ColumnParallelLinear whose output is the concatenation of `sections` (a gated FFN's [gate | up], a
+    single-stream block's [qkv | mlp]); each TP rank holds its part of every section (as Megatron's gated
+    fc1), so the layer at any tp is the same network. Weight and bias carry `tp_sections` for checks."""
+    tp = _tp(config)
+    total = sum(sections)
+
+    def init(w: torch.Tensor) -> None:
+        config.init_method(w)
+        if tp > 1 and w.shape[0] == total:       # the full (CPU-initialised) weight, before Megatron splits it
+            with torch.no_grad():
+                w.copy_(interleave_sections(w, sections, tp))
+
+    linear = tensor_parallel.ColumnParallelLinear(n_in, total, config=config, init_method=init, bias=bias,
+                                                  gather_output=False, skip_bias_add=False)
+    for param in (linear.weight, linear.bias):
+        if param is not None:
+            param.tp_sections = tuple(sections)
+    return linear
+
+
+def row_sections(config, sections: tuple[int, ...], n_out: int, bias: bool):
+    """A RowParallelLinear whose input is the concatenation of `sections` (a single-stream block's
+    [attention | mlp]), split per TP rank the way col_sections splits the output that feeds it."""
+    tp = _tp(config)
+    total = sum(sections)
+
+    def init(w: torch.Tensor) -> None:
+        config.output_layer_init_method(w)
+        if tp > 1 and w.shape[1] == total:
+            with torch.no_grad():
+                w.copy_(interleave_sections(w, sections, tp, dim=1))
+
+    linear = tensor_parallel.RowParallelLinear(total, n_out, config=config, init_method=init, bias=bias,
+                                               input_is_parallel=True, skip_bias_add=False)
+    linear.weight.tp_sections = tuple(sections)
+    return linear
 
 
 def row(config, n_in: int, n_out: int, bias: bool):
@@ -87,6 +134,8 @@ class QKNorm(nn.Module):
         self.per_head = m.qk_norm_width == "head"
         self.q_norm = make_norm(m.qk_norm, q_width, True, dtype)     # q/k norms carry a weight
         self.k_norm = make_norm(m.qk_norm, k_width, True, dtype)
+        for param in self.parameters():       # shared over heads: each TP rank sees its own heads only
+            param.tp_head_shard = True
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # q [S, B, a, d], k [S, B, g, d]
@@ -181,7 +230,7 @@ class MLP(nn.Module):
         f = m.ffn if ffn is None else ffn
         gated = m.ffn_type in ("swiglu", "geglu")
         self.kind = m.ffn_type
-        self.linear_fc1 = col(config, w, (2 if gated else 1) * f, m.ffn_bias)
+        self.linear_fc1 = col_sections(config, w, (f, f) if gated else (f,), m.ffn_bias)
         self.linear_fc2 = row(config, f, w, m.ffn_bias)
 
     def forward(self, x):
@@ -325,8 +374,8 @@ class SingleStreamLayer(nn.Module):
         self.kind, self.causal = m.ffn_type, m.causal
         self.heads, self.groups, self.d = m.heads // tp, g // tp, d
         self.qkv_local = (h + 2 * g * d) // tp
-        self.linear1 = col(config, h, h + 2 * g * d + (2 if gated else 1) * f, m.qkv_bias)
-        self.linear2 = row(config, h + f, h, m.out_bias)
+        self.linear1 = col_sections(config, h, (h + 2 * g * d,) + ((f, f) if gated else (f,)), m.qkv_bias)
+        self.linear2 = row_sections(config, (h, f), h, m.out_bias)
         self.qk = QKNorm(m, h // tp, g * d // tp, dtype=config.params_dtype) if m.qk_norm != "none" else None
         self.norm = make_norm(m.norm, h, m.affine_norms, config.params_dtype)
         self.modulated = m.adaln != "none"
@@ -594,17 +643,8 @@ class CurrentDiT(nn.Module):
 
 
 def check_supported(spec) -> str | None:
-    """One line saying why the spec cannot be built with these blocks, or None."""
-    p, m = spec.parallel, spec.model
-    if p.pp > 1 or p.cp > 1 or p.vpp > 1:
-        return "parallel.pp: the current block vocabulary runs with tp (and dp) only; pp/cp layouts are planned analytically"
-    if p.sequence_parallel and p.tp > 1:
-        return ("parallel.sequence_parallel: the current block vocabulary runs whole sequences on each TP rank; "
-                "use --no-sequence-parallel")
-    if m.qk_norm != "none" and m.qk_norm_width == "all" and p.tp > 1:
-        return "parallel.tp: q/k norms over all heads (qk_norm_width all) run with tp = 1 only"
-    if m.long_skip or m.tokens_in_sequence:
-        return "model.long_skip: U-ViT layouts are planned analytically only"
-    if m.text_mode in ("in-sequence", "mmdit") and m.causal:
-        return "model.causal: causal attention is for language models (text 'none')"
-    return None
+    """One line saying why the spec cannot be built with these blocks, or None (the rule is the planner's:
+    soraplan.planner.trainable.unsupported, which the layout search, train and launch use too)."""
+    from soraplan.planner.trainable import unsupported
+
+    return unsupported(spec)

@@ -3,6 +3,8 @@ collectives that run on gloo and nccl alike).
 
   sequence parallel: replicated params that see only a sequence shard (LayerNorm affine, RowParallel
   biases: marked `sequence_parallel`) -> all-reduce (sum) over the TP group.
+  head-shard params: replicated params that see only this TP rank's heads (per-head q/k norm weights:
+  marked `tp_head_shard`) -> all-reduce (sum) over the TP group, with or without sequence parallelism.
   context parallel: every gradient -> all-reduce (sum) over the CP group (each rank backpropagates
   loss / cp through its own tokens).
   data parallel: every gradient -> all-reduce (mean) over the DP group, coalesced into one flat buffer
@@ -43,9 +45,10 @@ def finalize_grads(model: torch.nn.Module, spec) -> None:
     if ps.get_context_parallel_world_size() > 1:
         # every CP rank backpropagated loss / cp through its own tokens: the gradient is the sum over CP
         _allreduce_flat([p.grad for p in params], ps.get_context_parallel_group())
-    if spec.parallel.sequence_parallel and ps.get_tensor_model_parallel_world_size() > 1:
-        _allreduce_flat([p.grad for p in params if getattr(p, "sequence_parallel", False)],
-                        ps.get_tensor_model_parallel_group())
+    if ps.get_tensor_model_parallel_world_size() > 1:
+        sp = spec.parallel.sequence_parallel
+        _allreduce_flat([p.grad for p in params if getattr(p, "tp_head_shard", False)
+                         or (sp and getattr(p, "sequence_parallel", False))], ps.get_tensor_model_parallel_group())
     dp = ps.get_data_parallel_world_size()
     if dp > 1:
         by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}

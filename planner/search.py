@@ -20,8 +20,9 @@ Rules (in the order a layout is rejected):
   batch         global batch (m * micro_batch * dp) outside --global-batch-range
   memory        total > capacity * (1 - headroom)
   unsupported   a layout `soraplan train` refuses (`trainable.train_refusal`: the context-parallel
-                combinations the model cannot run, interleaved 1F1B); the same rule `soraplan launch` and
-                the trainer apply; checked after divisibility
+                combinations the model cannot run, interleaved 1F1B, and pipeline / context / sequence
+                parallelism for the current block vocabulary); the same rule `soraplan launch` and the
+                trainer apply; checked after divisibility
 cp_comm (p2p | all-gather | a2a) is an axis of the search for cp > 1; cp = 1 layouts carry the first choice.
 dp = GPUs // (tp*pp*cp): a layout may leave up to tp*pp*cp - 1 GPUs idle (reported as gpus_used).
 """
@@ -40,9 +41,9 @@ from .errors import UserError
 from .memory import MemoryConstants, memory, memory_constants, memory_terms
 from .params import params_per_gpu
 from .spec import Spec, parse_attention, spec_with
-from .trainable import train_refusal
 from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
                    step_time)
+from .trainable import layout_refused, refused_layouts
 
 RECOMPUTE = ("none", "selective", "full")
 REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory", "unsupported")
@@ -217,8 +218,8 @@ class Space:
             atts += [w for w in window_options(spec) if w not in atts]
         self.attentions = tuple(atts)
         self.tp_sizes = tuple(o.tp or _divisors(m.heads, max(16, 2 * gpu.gpus_per_node)))
-        self.pp_sizes = tuple(o.pp or _divisors(m.layers, 32))
-        self.vpp_sizes = tuple(o.vpp or _divisors(m.layers, 8))
+        self.pp_sizes = tuple(o.pp or _divisors(m.depth, 32))
+        self.vpp_sizes = tuple(o.vpp or _divisors(m.depth, 8))
         counts = set(o.microbatches or ())
         if not counts:
             counts = ({2**i for i in range(9)}
@@ -232,7 +233,8 @@ class Space:
 
     @property
     def layers(self) -> int:
-        return self.spec.model.layers
+        """Blocks divided over pipeline stages: layers + single-stream blocks (Model.depth)."""
+        return self.spec.model.depth
 
     @property
     def seq_len(self) -> int:
@@ -429,6 +431,8 @@ class Space:
         lo, hi = self.global_batch_range
         bad_batch = (gb < lo) | (gb > hi)
         reason = self._outer_reason(gpus, x.attention, tp, pp, vpp, cp, x.cp_comm)
+        refused = refused_layouts(self.spec.model, tp, pp, vpp, cp, x.sequence_parallel)   # the model's part
+        reason = np.where((reason == OK) & refused, UNSUPPORTED, reason)
         early = (reason != OK) & (reason != UNSUPPORTED)
         return np.where(early, reason, np.where(bad_div, DIVISIBILITY, np.where(reason == UNSUPPORTED, UNSUPPORTED,
                                                                                 np.where(bad_batch, BATCH, OK))))
@@ -542,7 +546,7 @@ def reference_evaluate(space: Space, gpus: int, x: LayoutArrays, idx: Any = None
         except ValueError:
             out.append({**rec, "reason": DIVISIBILITY})
             continue
-        if train_refusal(spec) is not None:
+        if layout_refused(spec):
             out.append({**rec, "reason": UNSUPPORTED})
             continue
         gb = spec.parallel.global_batch_size

@@ -486,8 +486,8 @@ class Spec(_Frozen):
             raise ValueError(f"parallel.cp: sequence length ({s}) % cp ({p.cp}) != 0")
         if p.sequence_parallel and (s // p.cp) % p.tp:
             raise ValueError(f"parallel.sequence_parallel: tokens per cp rank ({s // p.cp}) % tp ({p.tp}) != 0")
-        if p.recompute_layers is not None and p.recompute_layers > m.layers // p.pp:
-            raise ValueError(f"parallel.recompute_layers: {p.recompute_layers} > layers per stage ({m.layers // p.pp})")
+        if p.recompute_layers is not None and p.recompute_layers > m.depth // p.pp:
+            raise ValueError(f"parallel.recompute_layers: {p.recompute_layers} > layers per stage ({m.depth // p.pp})")
         kind, win = parse_attention(m.attention)
         if kind == "window":
             assert win is not None

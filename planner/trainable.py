@@ -1,32 +1,106 @@
-"""Which layouts `soraplan train` runs: one rule shared by the layout search (it never proposes a layout the
-trainer refuses), `soraplan launch` (exit 2 before submitting) and the model/trainer (refusal at start).
+"""What `soraplan train` can run: one rule shared by the layout search (it never proposes a layout the
+trainer refuses), `soraplan launch` (exit 2 before submitting), `soraplan train` and the model (refusal at start).
 
-A layout is refused, with one line naming the combination, when
+The planner plans every valid Spec analytically; the Megatron-core model builds a subset. A Spec is refused,
+with one line naming the combination, when
   * its context-parallel combination is one the model cannot run (`cp.cp_refusal`: the kernel, the
     attention pattern under p2p / all-gather, heads % (tp*cp) under a2a, attention dropout under p2p);
-  * it interleaves pipeline stages (vpp > 1): the trainer runs megatron's non-interleaved 1F1B schedule.
+  * it interleaves pipeline stages (vpp > 1): the trainer runs megatron's non-interleaved 1F1B schedule;
+  * the model is outside what the blocks build (`unsupported`): the current block vocabulary
+    (`Model.extended`, models/blocks.py) trains with tensor and data parallelism only (no pipeline, context
+    or sequence parallelism) and q/k norms over all heads at tp = 1 only; U-ViT is planned analytically.
+
+`train_refusal(spec)` is the whole rule; `refused_layouts` is the vectorised form of the model part that the
+search applies to arrays of layouts (the context-parallel and vpp parts are applied in `search.Space`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
 
 from .cp import cp_refusal
+from .spec import Model, Spec
 
-if TYPE_CHECKING:
-    from .spec import Spec
+
+def layout_refusal(m: Model, tp: int, pp: int, vpp: int, cp: int, sequence_parallel: bool) -> str | None:
+    """Why the model refuses model `m` at this layout (one line naming the combination), or None.
+
+    Args:
+        m: the model section of a Spec.
+        tp, pp, vpp, cp: the parallel sizes.
+        sequence_parallel: sequence parallelism on (it only acts at tp > 1).
+    Returns:
+        The refusal, or None when the trainer builds it.
+    """
+    if m.long_skip or m.tokens_in_sequence:
+        return "model.long_skip: U-ViT layouts are planned analytically only"
+    if m.text_mode in ("in-sequence", "mmdit") and m.causal:
+        return "model.causal: causal attention is for language models (text 'none')"
+    if m.adaln == "single" and (m.text_mode == "mmdit" or m.single_layers):
+        return ("model.adaln: 'single' (a shared table) is built for the standard block only; MMDiT and "
+                "single-stream blocks take --adaln per-block or none")
+    if not m.extended:
+        return None
+    if pp > 1 or vpp > 1:
+        return (f"parallel.pp: pp={pp} (vpp={vpp}) with the current block vocabulary: the trainer runs it with "
+                "tp and dp only (pipeline stages are planned analytically)")
+    if cp > 1:
+        return (f"parallel.cp: cp={cp} with the current block vocabulary: the trainer runs it with tp and dp only "
+                "(context parallelism is planned analytically)")
+    if sequence_parallel and tp > 1:
+        return (f"parallel.sequence_parallel: sequence parallelism at tp={tp} with the current block vocabulary: "
+                "the blocks run whole sequences on each TP rank; use --no-sequence-parallel")
+    if m.qk_norm != "none" and m.qk_norm_width == "all" and tp > 1:
+        return f"parallel.tp: tp={tp} with q/k norms over all heads (qk_norm_width all): tp = 1 only"
+    return None
+
+
+def unsupported(spec: Spec) -> str | None:
+    """Why `soraplan train` cannot run `spec` (one line naming the combination), or None.
+
+    Args:
+        spec: a validated Spec.
+    Returns:
+        The refusal, or None.
+    """
+    p = spec.parallel
+    return layout_refusal(spec.model, p.tp, p.pp, p.vpp, p.cp, p.sequence_parallel)
+
+
+def refused_layouts(m: Model, tp: Any, pp: Any, vpp: Any, cp: Any, sequence_parallel: Any) -> np.ndarray:
+    """Which layouts (parallel integer arrays) the trainer refuses for model `m`, as a boolean array. A model
+    refused at every layout (planned analytically only, e.g. U-ViT) masks none: the search still plans it.
+
+    Args:
+        m: the model section of a Spec.
+        tp, pp, vpp, cp, sequence_parallel: one entry per layout.
+    Returns:
+        True where `layout_refusal` refuses the layout.
+    """
+    cols = np.stack(np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (tp, pp, vpp, cp, sequence_parallel))))
+    if cols.shape[1] == 0 or layout_refusal(m, 1, 1, 1, 1, False) is not None:
+        return np.zeros(cols.shape[1], dtype=bool)
+    # the rule only looks at which sizes exceed 1: evaluate it once per distinct pattern
+    keys = np.stack([cols[0] > 1, cols[1] > 1, cols[2] > 1, cols[3] > 1, cols[4] > 0]).astype(np.int64)
+    patterns, inverse = np.unique(keys, axis=1, return_inverse=True)
+    refused = np.array([layout_refusal(m, 1 + int(a), 1 + int(b), 1 + int(c), 1 + int(d), bool(e)) is not None
+                        for a, b, c, d, e in patterns.T], dtype=bool)
+    return refused[inverse.reshape(-1)]
+
 
 VPP_REFUSAL = ("parallel.vpp: interleaved 1F1B (vpp={vpp}) is not trained by soraplan train "
                "(it runs megatron's non-interleaved 1F1B schedule); use vpp=1")
 
 
-def train_refusal(spec: Spec) -> str | None:
-    """Why `soraplan train` cannot run this spec's layout (one line), or None.
+def parallel_refusal(spec: Spec) -> str | None:
+    """The context-parallel and interleaving part of the rule (any model), or None.
 
     Args:
         spec: the validated spec.
     Returns:
-        The refusal line, or None when the trainer runs the layout.
+        The refusal line, or None.
     """
     m, p, k = spec.model, spec.parallel, spec.kernels
     reason = cp_refusal(m.attention_kind, k.attention_kernel, k.dropout, m.heads, p.tp, p.cp, p.cp_comm)
@@ -35,3 +109,21 @@ def train_refusal(spec: Spec) -> str | None:
     if p.vpp > 1:
         return VPP_REFUSAL.format(vpp=p.vpp)
     return None
+
+
+def train_refusal(spec: Spec) -> str | None:
+    """Why `soraplan train` cannot run this spec (one line naming the combination), or None.
+
+    Args:
+        spec: the validated spec.
+    Returns:
+        The refusal line, or None when the trainer runs it.
+    """
+    return parallel_refusal(spec) or unsupported(spec)
+
+
+def layout_refused(spec: Spec) -> bool:
+    """True when the trainer refuses this spec's layout while it would train the model at some layout (what
+    the search rejects as `unsupported`; a model refused at every layout is still planned analytically)."""
+    return parallel_refusal(spec) is not None or (
+        unsupported(spec) is not None and layout_refusal(spec.model, 1, 1, 1, 1, False) is None)

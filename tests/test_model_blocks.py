@@ -115,3 +115,22 @@ def test_train_tiny_shrinks_every_preset(megatron_pg, name):
     loss = training_loss(model, synthetic_batch(spec, 2, "cpu", g), generator=g)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_fused_sections_split_per_tp_rank():
+    """A fused projection [a | b] at tp=2: rank r's contiguous shard is [a_r | b_r], and tp_shard takes the
+    same slice of a full gradient (the layout of models/blocks.col_sections)."""
+    import torch
+
+    from soraplan.models.blocks import interleave_sections
+    from soraplan.validation.equivalence import tp_shard
+
+    full = torch.arange(12.0).view(6, 2)                     # sections of 4 and 2 rows
+    laid = interleave_sections(full, (4, 2), 2)
+    assert laid[:, 0].tolist() == [0, 2, 8, 4, 6, 10]        # [a_0 | b_0 | a_1 | b_1]
+    param = torch.nn.Parameter(torch.zeros(3, 2))
+    param.partition_dim, param.tp_sections = 0, (4, 2)
+    for rank in range(2):
+        assert torch.equal(tp_shard(full, param, 2, rank), laid.chunk(2)[rank])
+    cols = interleave_sections(full.t(), (4, 2), 2, dim=1)
+    assert torch.equal(cols, laid.t())

@@ -15,3 +15,9 @@ def test_tp2_sp_equals_tp1_outputs_and_grads():
         assert row["ok"], row
         assert row["max_rel_grad_err"] < 1e-4 and not row["zero_grads"]
     assert {json.dumps(r["case"], sort_keys=True) for r in rows} >= {json.dumps({"sequence_parallel": True}, sort_keys=True)}
+    cases = [r["case"] for r in rows]
+    # the current block vocabulary: gated FFN, single-stream, GQA + RoPE, MMDiT at TP=2 equal TP=1
+    assert any(c.get("ffn_type") == "swiglu" and not c.get("single_layers") for c in cases)
+    assert any(c.get("single_layers") for c in cases)
+    assert any(c.get("kv_heads") and c.get("pos") == "rope3d" for c in cases)
+    assert any(c.get("text") == "mmdit" for c in cases)

@@ -40,6 +40,8 @@ def _compare(space: Space, gpus: int, n_random: int, seed: int = 0) -> int:
     ({"frames": 96, "res": 128, "attention_kernel": "unfused", "dropout": 0.1, "adaln": "per-block"}, 24),
     ({"model": "DiT-XL/2"}, 16),
     ({"tokens": 4096, "layers": 6, "hidden": 512, "heads": 8, "cross_attn": False, "cpu_semantics": True}, 12),
+    ({"tokens": 1024, "layers": 3, "single_layers": 3, "text": "in-sequence", "hidden": 256, "heads": 8,
+      "ffn_type": "swiglu"}, 16),           # the current blocks: layouts the trainer refuses are 'unsupported'
 ])
 def test_vectorised_equals_reference(flags, gpus):
     space = Space(build_spec(flags=flags), SearchOptions(allow_window=True, global_batch_range=(1, 4096)))

@@ -106,7 +106,28 @@ def fill_zero_params(model, seed_of: Callable[[str], int] = name_seed) -> None:
             if split:
                 shape[p.partition_dim] *= tp
             full = torch.randn(shape, generator=torch.Generator().manual_seed(seed_of(name))) * ZERO_PARAM_SCALE
-            p.copy_(full.chunk(tp, dim=p.partition_dim)[rank] if split else full)
+            p.copy_(tp_shard(full, p, tp, rank) if split else full)
+
+
+def tp_shard(full, param, tp: int, rank: int):
+    """This TP rank's part of a full (TP=1) tensor, as `param` is split: contiguous chunks along its
+    partition dim, or for a fused projection (`tp_sections`, models/blocks.py) part `rank` of each section.
+
+    Args:
+        full: the tensor at the TP=1 shape.
+        param: the tensor-parallel parameter it belongs to.
+        tp: the TP size.
+        rank: this TP rank.
+    Returns:
+        The slice this rank holds.
+    """
+    import torch
+
+    dim = param.partition_dim
+    sections = getattr(param, "tp_sections", None)
+    if sections is None:
+        return full.chunk(tp, dim=dim)[rank]
+    return torch.cat([s.chunk(tp, dim)[rank] for s in full.split(list(sections), dim)], dim)
 
 
 def loss_and_grads(spec, model_seed: int, batch_seed: int, eval_mode: bool = False, samples: int = 2) -> Side:

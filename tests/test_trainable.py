@@ -1,0 +1,79 @@
+"""The one rule for what `soraplan train` runs (planner/trainable.py): the search does not propose what it
+refuses, launch and train refuse it with one line, and pipeline stages count single-stream blocks."""
+
+import itertools
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from soraplan.cli import app
+from soraplan.planner import build_spec
+from soraplan.planner.rank import search_count
+from soraplan.planner.search import OK, REASONS, UNSUPPORTED, SearchOptions, Space
+from soraplan.planner.trainable import layout_refusal, refused_layouts, unsupported
+
+CURRENT = {"ffn_type": "swiglu", "layers": 4, "hidden": 256, "heads": 8, "tokens": 1024}
+
+
+@pytest.mark.parametrize("flags, field", [
+    ({"pp": 2}, "parallel.pp"), ({"cp": 2}, "parallel.cp"),
+    ({"tp": 2, "sequence_parallel": True}, "parallel.sequence_parallel"),
+    ({"tp": 2, "qk_norm": "rmsnorm", "qk_norm_width": "all", "sequence_parallel": False}, "parallel.tp"),
+])
+def test_current_blocks_refuse_layouts_with_one_line(flags, field):
+    why = unsupported(build_spec(flags={**CURRENT, **flags}))
+    assert why is not None and why.startswith(field + ":") and "\n" not in why
+
+
+def test_models_the_blocks_do_not_build_are_refused_at_every_layout():
+    spec = build_spec(flags={**CURRENT, "text": "in-sequence", "single_layers": 2, "adaln": "single"})
+    assert unsupported(spec).startswith("model.adaln:")
+    assert not refused_layouts(spec.model, [1, 2], [1, 2], [1, 1], [1, 1], [0, 0]).any()   # planned analytically
+
+
+def test_trainable_layouts():
+    assert unsupported(build_spec(flags={**CURRENT, "tp": 2, "sequence_parallel": False})) is None
+    assert unsupported(build_spec(flags={"pp": 2})) is None                    # the DiT runs pipeline stages
+
+
+def test_vectorised_rule_equals_the_scalar_rule():
+    m = build_spec(flags=CURRENT).model
+    grid = np.array(list(itertools.product((1, 2, 4), (1, 2), (1, 2), (1, 2), (0, 1)))).T
+    got = refused_layouts(m, *grid)
+    want = [layout_refusal(m, *map(int, row[:4]), bool(row[4])) is not None for row in grid.T]
+    assert got.tolist() == want and any(want) and not all(want)
+
+
+def test_search_never_proposes_a_refused_layout():
+    spec = build_spec(flags=CURRENT)
+    space = Space(spec, SearchOptions(global_batch_range=(1, 4096)))
+    x, _ = space.candidates(16)
+    reason = space.evaluate(16, x)["reason"]
+    ok = np.nonzero(reason == OK)[0]
+    assert len(ok) and (reason == UNSUPPORTED).any()
+    assert not (x.pp[ok] > 1).any() and not (x.cp[ok] > 1).any() and not (x.sequence_parallel[ok] & (x.tp[ok] > 1)).any()
+    assert search_count(space, 16, 1e7).to_json()["rejected"]["unsupported"] > 0
+    # a DiT trains with pipeline and sequence parallelism: without vpp and cp nothing of it is refused
+    dit_space = Space(build_spec(flags={"tokens": 1024, "layers": 4, "hidden": 256, "heads": 8}))
+    xd, _ = dit_space.candidates(16)
+    rd = dit_space.evaluate(16, xd)["reason"]
+    assert not ((rd == UNSUPPORTED) & (xd.vpp == 1) & (xd.cp == 1)).any() and REASONS[UNSUPPORTED] == "unsupported"
+
+
+def test_pipeline_stages_count_single_stream_blocks():
+    flags = {**CURRENT, "text": "in-sequence", "single_layers": 2, "layers": 3}
+    space = Space(build_spec(flags=flags), SearchOptions())
+    assert space.layers == 5 and 5 in space.pp_sizes
+
+
+runner = CliRunner()
+
+
+def test_train_and_launch_refuse_with_one_line(tmp_path):
+    r = runner.invoke(app, ["train", "--model", "wan2.1-t2v-1.3b", "--tiny", "--pp", "2", "--steps", "1",
+                            "--run-dir", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "parallel.pp" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["launch", "--model", "hunyuanvideo", "--tp", "2", "--sequence-parallel", "--gpus", "8",
+                            "--cluster", "slurm", "--dry-run", "--steps", "1"])
+    assert r.exit_code == 2 and "parallel.sequence_parallel" in r.output and "Traceback" not in r.output
