@@ -310,7 +310,13 @@ def test_scontrol_requeue_restarts_the_job_with_sigterm(ctx):
                "40", python=str(ctx.fakepy), env=env)
     (job,) = ctx.job_ids("admin-requeue")
     run_dir = ctx.runs / "admin-requeue"
-    ctx.wait_for(lambda: (run_dir / "fake_steps.jsonl").exists(), 120, "the fake run to start")
+
+    def every_rank_stepping() -> bool:   # the signal handlers are installed once a rank has written a step
+        path = run_dir / "fake_steps.jsonl"
+        ranks = set(re.findall(r'"rank": "(\d+)"', path.read_text())) if path.exists() else set()
+        return ranks >= {"0", "1", "2", "3"}
+
+    ctx.wait_for(every_rank_stepping, 120, "every rank of the fake run to step")
     ctx.c.run(["scontrol", "requeue", job])
     info = ctx.wait_job_gone(job, 180)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
