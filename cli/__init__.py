@@ -2,16 +2,18 @@
 
 Command modules import only light things at the top (typer, the planner); torch, megatron, plotly,
 kubernetes and submitit are imported inside the functions that need them, so `soraplan estimate` stays fast.
+`main` imports and builds only the command it runs (`COMMANDS` says which module registers it); `app`, the
+whole command tree (help, completion, tests), is built on first use.
 `--help` lists the commands in the order a user meets them (`ORDER`); `--version` prints the version;
 `--install-completion` / `--show-completion` set up shell completion.
 """
 
+import importlib
+import os
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
-
-from . import doctor, estimate, launch, plan, profile, report, runs, train, validate
 
 # The order of `soraplan --help`: plan first, then measure, then run; commands not named here come last.
 ORDER = ("estimate", "plan", "report", "validate", "train", "launch", "status", "logs", "cancel", "profile",
@@ -27,14 +29,37 @@ class OrderedGroup(TyperGroup):
         return sorted(names, key=lambda n: (rank.get(n, len(ORDER)), names.index(n)))
 
 
-app = typer.Typer(
-    name="soraplan",
-    cls=OrderedGroup,
-    help="Compute planning and distributed-run orchestration for Sora-class video diffusion transformers.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-)
+# command -> the module of this package that registers it (`register(app)`; `estimate` is a Typer group)
+COMMANDS = {"estimate": "estimate", "plan": "plan", "report": "report", "validate": "validate", "train": "train",
+            "launch": "launch", "status": "runs", "logs": "runs", "cancel": "runs", "profile": "profile",
+            "doctor": "doctor"}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The `soraplan` Typer app with every command, or with only the command `only` (what `main` runs).
+
+    Args:
+        only: a key of `COMMANDS`, or None for the whole tree.
+    Returns:
+        The app.
+    """
+    app = typer.Typer(
+        name="soraplan",
+        cls=OrderedGroup,
+        help="Compute planning and distributed-run orchestration for Sora-class video diffusion transformers.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=True,
+    )
+    app.callback()(_main)
+    modules = [COMMANDS[only]] if only is not None else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        module = importlib.import_module(f"{__name__}.{name}")
+        if name == "estimate":
+            app.add_typer(module.app, name="estimate")
+        else:
+            module.register(app)   # each module registers its commands
+    return app
 
 
 def _version(value: bool) -> None:
@@ -45,15 +70,30 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _main(version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
                                                 callback=_version)] = False) -> None:
     """Compute planning and distributed-run orchestration for Sora-class video diffusion transformers."""
 
 
-app.add_typer(estimate.app, name="estimate")
-for _group in (plan, train, validate, launch, runs, report, profile, doctor):   # each module registers its commands
-    _group.register(app)
+_APP: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`soraplan.cli.app`, the whole command tree, built on first use."""
+    global _APP
+    if name == "app":
+        if _APP is None:
+            _APP = build_app()
+        return _APP
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The command `args` run when it is the first argument (so only it needs building), else None: options
+    first (`--version`, `--help`), a bare `soraplan`, an unknown name or shell completion get the whole tree."""
+    if not args or any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ):
+        return None
+    return args[0] if args[0] in COMMANDS else None
 
 
 def main(args: list[str] | None = None) -> None:
@@ -67,9 +107,11 @@ def main(args: list[str] | None = None) -> None:
     """
     import sys
 
-    command = typer.main.get_command(app)
+    argv = sys.argv[1:] if args is None else list(args)
+    only = _command_of(argv)
+    command = typer.main.get_command(build_app(only) if only is not None else __getattr__("app"))
     try:
-        rv = command.main(args=args, prog_name="soraplan", standalone_mode=False)
+        rv = command.main(args=argv, prog_name="soraplan", standalone_mode=False)
     except typer.TyperException as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help is already printed
             sys.exit(2)

@@ -291,8 +291,9 @@ def stage_activations(spec: Spec) -> dict[str, float]:
     p, m = spec.parallel, spec.model
     s, b, t, d = _layout(spec)
     per_stage = m.depth // p.pp
-    full = [layer_bytes(spec, i) for i in range(per_stage)]
-    freed = [layer_bytes(spec, i, only=SELECTIVE) for i in range(per_stage)]
+    terms = [layer_terms(spec, i) for i in range(per_stage)]
+    full = [sum(_cost(x, s, b, t, d) for x in layer.values()) for layer in terms]
+    freed = [sum(_cost(x, s, b, t, d) for name, x in layer.items() if name.endswith(SELECTIVE)) for layer in terms]
     if p.recompute == "full":
         n = p.recompute_layers if p.recompute_layers is not None else per_stage
         per_mb_layers = sum(full[n:]) + n * _cost(layer_input_term(spec), s, b, t, d)

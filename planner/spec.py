@@ -5,11 +5,14 @@ Everything in soraplan starts from a `Spec`: the planner's formulas, the Megatro
 (preset -> YAML file -> CLI flags, see `soraplan.planner.config`) and validated once.
 
 Validation errors name the field and the rule (``parallel.tp: heads (24) % tp (5) != 0``).
+Derived values (sequence length, head dim, ...) are cached properties: the sections are frozen, and a changed
+spec is built by validating again (`spec_with`), never by `model_copy`, which would carry the cached values over.
 """
 
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
@@ -87,7 +90,7 @@ class Video(_Frozen):
                 raise ValueError(f"video.{name}: latent size ({n}) % {name} ({p}) != 0")
         return self
 
-    @property
+    @cached_property
     def latent_thw(self) -> tuple[int, int, int]:
         """Latent grid (T', H', W') after the VAE."""
         st, ss = self.vae_stride_t, self.vae_stride_s
@@ -96,7 +99,7 @@ class Video(_Frozen):
             lt = self.frames // self.vae_chunk[0] * self.vae_chunk[1]
         return lt, self.height // ss, self.width // ss
 
-    @property
+    @cached_property
     def grid(self) -> tuple[int, int, int]:
         """Token grid (t, h, w) after patching; (1, 1, tokens) when tokens is given directly."""
         if self.tokens is not None:
@@ -104,16 +107,16 @@ class Video(_Frozen):
         lt, lh, lw = self.latent_thw
         return lt // self.patch_t, lh // self.patch_h, lw // self.patch_w
 
-    @property
+    @cached_property
     def seq_len(self) -> int:
         t, h, w = self.grid
         return t * h * w
 
-    @property
+    @cached_property
     def patch_volume(self) -> int:
         return self.patch_t * self.patch_h * self.patch_w
 
-    @property
+    @cached_property
     def seconds(self) -> float:
         return self.frames / self.fps
 
@@ -244,46 +247,46 @@ class Model(_Frozen):
             raise ValueError("model.vocab_size: a language model has no text encoder (text 'none')")
         return self
 
-    @property
+    @cached_property
     def text_mode(self) -> str:
         """cross-attn | in-sequence | mmdit | none (`text`, else from `cross_attn`)."""
         if self.text is not None:
             return self.text
         return "cross-attn" if self.cross_attn else "none"
 
-    @property
+    @cached_property
     def extended(self) -> bool:
         """True when any field of the current-DiT / LLM vocabulary differs from its default."""
         return any(getattr(self, k) != v for k, v in _EXTENDED_DEFAULTS.items())
 
-    @property
+    @cached_property
     def depth(self) -> int:
         """Transformer blocks: layers (double-stream for mmdit) + single-stream blocks."""
         return self.layers + self.single_layers
 
-    @property
+    @cached_property
     def n_kv_heads(self) -> int:
         return self.kv_heads if self.kv_heads is not None else self.heads
 
-    @property
+    @cached_property
     def affine_norms(self) -> bool:
         """Whether the pre-attention / pre-MLP norms carry weights."""
         return self.norm_affine if self.norm_affine is not None else self.adaln == "none"
 
-    @property
+    @cached_property
     def ffn(self) -> int:
         assert self.ffn_hidden is not None
         return self.ffn_hidden
 
-    @property
+    @cached_property
     def head_dim(self) -> int:
         return self.hidden // self.heads
 
-    @property
+    @cached_property
     def attention_kind(self) -> str:
         return parse_attention(self.attention)[0]
 
-    @property
+    @cached_property
     def window(self) -> tuple[int, int, int] | None:
         return parse_attention(self.attention)[1]
 
@@ -309,7 +312,7 @@ class Kernels(_Frozen):
     optimizer_states: int = Field(2, ge=0, le=16, description="Adam: 2 (m, v)")
     cpu_semantics: bool = Field(False, description="dropout masks stored at the activation dtype (CPU) instead of 1 byte (GPU)")
 
-    @property
+    @cached_property
     def act_bytes(self) -> int:
         return DTYPE_BYTES[self.activation_dtype]
 
@@ -367,24 +370,24 @@ class Parallel(_Frozen):
                 f"parallel.global_batch: global batch ({self.global_batch}) % (micro_batch*dp = {self.micro_batch * self.dp_size}) != 0")
         return self
 
-    @property
+    @cached_property
     def dp_size(self) -> int:
         assert self.dp is not None
         return self.dp
 
-    @property
+    @cached_property
     def world(self) -> int:
         assert self.gpus is not None
         return self.gpus
 
-    @property
+    @cached_property
     def microbatches(self) -> int:
         """Micro-batches per step per DP rank. Default: 1 without PP, 4*pp with PP (keeps the bubble <= 25%)."""
         if self.global_batch is not None:
             return self.global_batch // (self.micro_batch * self.dp_size)
         return 1 if self.pp == 1 else 4 * self.pp
 
-    @property
+    @cached_property
     def global_batch_size(self) -> int:
         return self.microbatches * self.micro_batch * self.dp_size
 
@@ -420,11 +423,11 @@ class Hardware(_Frozen):
             resolve_gpu(self.gpu)  # raises with the list of known GPUs
         return self
 
-    @property
+    @cached_property
     def spec(self) -> GPU:
         return self.custom if self.custom is not None else resolve_gpu(self.gpu)
 
-    @property
+    @cached_property
     def price(self) -> float:
         return self.usd_per_gpu_hour if self.usd_per_gpu_hour is not None else self.spec.usd_per_hour
 
@@ -507,7 +510,7 @@ class Spec(_Frozen):
             raise ValueError(f"parallel.tp: kv_heads ({m.kv_heads}) % tp ({p.tp}) != 0")
         return self
 
-    @property
+    @cached_property
     def seq_len(self) -> int:
         """Tokens the transformer sees per sample (video patches + in-sequence conditioning tokens, and the
         text tokens when text shares the attention: `in-sequence` and `mmdit`)."""
