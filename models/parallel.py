@@ -47,7 +47,9 @@ def _init_process_group(backend: str | None) -> None:
         return
     e = dist_env()
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    if e.launched and e.world > 1:
+    # under a launcher, env:// even for one process: torchrun's agent store answers there (a private tcp://
+    # port would wait for it); a one-task srun without MASTER_ADDR takes the private port
+    if e.launched and (e.world > 1 or "MASTER_ADDR" in os.environ):
         if "MASTER_ADDR" not in os.environ:
             raise RuntimeError("MASTER_ADDR is not set: export MASTER_ADDR/MASTER_PORT (the first node) before srun")
         os.environ.setdefault("MASTER_PORT", "29500")

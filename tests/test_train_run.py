@@ -51,6 +51,18 @@ def test_two_process_tp2_run_finishes_and_logs(tmp_path):
 
 
 @pytest.mark.slow
+def test_one_process_torchrun_finishes(tmp_path):
+    """torchrun with one process: the group joins torchrun's store instead of waiting on a private port."""
+    from megatron_fixtures import torchrun
+
+    run = tmp_path / "run"
+    r = torchrun(1, ["-m", "soraplan", "train", "--tiny", "--steps", "2", "--save-every", "0", "--run-dir", str(run)],
+                 timeout_s=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.slow
 def test_srun_variables_launch_a_tp2_run(tmp_path):
     """Slurm launch (no torchrun): SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID + MASTER_ADDR/MASTER_PORT."""
     import subprocess
