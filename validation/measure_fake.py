@@ -18,7 +18,8 @@ leave their outputs as allocated (shapes only). Per rank it records
     received ring chunk has the shape of a sent one, every buffer is on meta. A fake collective moves no
     data, so these relations are what makes the meta run stand for a real one.
 
-The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
+The pipelined runners-up (`STAGE_LAYOUTS`) are built only: parameters, weight and optimizer bytes of their
+first and last stage. The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
 `planner.activations.stage_activations` (with planner/cp.py's terms) and `planner.comm.comm_bytes`.
 """
 
@@ -41,6 +42,12 @@ SEED_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 2, "cp": 4, "cp_comm": "all-gather", "sequence_parallel": True}, (0,)),
 )
 WORLD = 8
+# the pipelined runners-up (tp1·pp2·cp4 and tp1·pp5·cp8, dp = 1): parameters, weights and optimizer state of
+# the first and the last stage, built only (the in-flight micro-batches of a pipeline are the pp rows' part)
+STAGE_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
+    ({"tp": 1, "pp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 8}, (0, 7)),
+    ({"tp": 1, "pp": 5, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 40}, (0, 39)),
+)
 
 
 def seed_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
@@ -53,7 +60,27 @@ def seed_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
         sp = " + SP" if flags["sequence_parallel"] else ""
         name = f"soraplan-6B tp{flags['tp']}·cp{flags['cp']} {flags['cp_comm']}{sp} (fake process group, world {WORLD}, meta)"
         out.append((name, spec, ranks))
+    for flags, ranks in STAGE_LAYOUTS:
+        spec = build_spec(flags=flags)
+        name = (f"soraplan-6B tp{flags['tp']}·pp{flags['pp']}·cp{flags['cp']} stages, parameters only "
+                f"(fake process group, world {flags['gpus']}, meta)")
+        out.append((name, spec, ranks))
     return out
+
+
+def stage_params(spec, stage: int) -> int:
+    """The planner's parameters of one pipeline stage's GPU (`params.param_groups` by placement: the blocks
+    split evenly, `every` on each stage, `first` / `last` on the first / last); `params_per_gpu` is the
+    larger of the first and the last."""
+    from soraplan.planner.params import param_groups
+
+    p = spec.parallel
+    total = 0
+    for g in param_groups(spec):
+        n = g.per_rank(p.tp)
+        total += {"blocks": n // p.pp, "every": n, "first": n if stage == 0 else 0,
+                  "last": n if stage == p.pp - 1 else 0}[g.placement]
+    return total
 
 
 def run_fake(jobs: list[tuple[Any, int]], timeout_s: float = 900.0) -> list[dict[str, Any]]:
@@ -84,22 +111,30 @@ def fake_rows(config: str, spec, results: list[dict[str, Any]]) -> list:
 
     from .measure_compare import Row, layout_of, tp_rows
 
-    n = params_per_gpu(spec)
     c, k = memory_constants(spec), spec.kernels
     lay = layout_of(spec)
     rows = []
     for r in results:
         rank = r["rank"]
-        rows += tp_rows(config, spec, [r])
+        n = params_per_gpu(spec) if spec.parallel.pp == 1 else stage_params(spec, r["stage"])
+        if "saved_blocks" in r:
+            rows += tp_rows(config, spec, [r])
+        else:
+            rows.append(Row(config, f"rank {rank} params (stage {r['stage']} of {spec.parallel.pp})", r["params"], n,
+                            0, "params", lay, rank))
         rows += [
             Row(config, f"rank {rank} weight bytes", r["weight_bytes"], n * c.param_bytes, 0, "B", lay, rank),
             Row(config, f"rank {rank} optimizer moments bytes (AdamW state)", r["moment_bytes"],
                 n * k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype], 0, "B", lay, rank),
             Row(config, f"rank {rank} optimizer state bytes (master + moments, no distributed optimizer)",
                 r["master_bytes"] + r["moment_bytes"], n * c.optimizer_bytes_per_param, 0, "B", lay, rank),
-            Row(config, f"rank {rank} collectives with inconsistent shapes (of {r['collectives']})",
-                len(r["shape_errors"]), 0, 0, "calls", lay, rank),
         ]
+        if "collectives" in r:
+            rows.append(Row(config, f"rank {rank} collectives with inconsistent shapes (of {r['collectives']})",
+                            len(r["shape_errors"]), 0, 0, "calls", lay, rank))
+    if spec.parallel.pp > 1 and len(results) > 1:   # the most loaded stage is what the planner prints
+        rows.append(Row(config, "most loaded stage params", max(r["params"] for r in results), params_per_gpu(spec),
+                        0, "params", lay, None))
     return [replace(x, layout=lay) for x in rows]
 
 
@@ -217,6 +252,7 @@ class _ShapeCheck:
 
 def _measure(spec, rank: int) -> dict[str, Any]:
     import torch
+    from megatron.core import parallel_state as ps
 
     from soraplan.models.build import build_model
     from soraplan.models.loss import synthetic_batch, training_loss
@@ -228,6 +264,12 @@ def _measure(spec, rank: int) -> dict[str, Any]:
     _init_fake(spec, rank)
     model = build_model(spec, device="meta", seed=None)
     model.train()
+    params = list(model.parameters())
+    out = {"rank": torch.distributed.get_rank(), "stage": ps.get_pipeline_model_parallel_rank(),
+           "params": sum(p.numel() for p in params), "weight_bytes": sum(p.numel() * p.element_size() for p in params),
+           **_optimizer_bytes(params)}
+    if spec.parallel.pp > 1:       # a pipeline stage: built and counted, not run
+        return out
     g = torch.Generator().manual_seed(0)
     batch = synthetic_batch(spec, spec.parallel.micro_batch, "meta", g)
     shapes = _ShapeCheck()
@@ -236,18 +278,23 @@ def _measure(spec, rank: int) -> dict[str, Any]:
             loss = training_loss(model, batch, generator=g)
         loss.backward()
     in_blocks = sum(saved.under(r) for r in block_roots(model))
-    params = list(model.parameters())
+    return {**out, "saved_blocks": in_blocks, "saved_outside": saved.total - in_blocks, "comm": comm_table(comm),
+            "collectives": shapes.calls, "shape_errors": shapes.finish()}
+
+
+def _optimizer_bytes(params: list) -> dict[str, int]:
+    """Megatron's mixed precision without the distributed optimizer, on meta: an fp32 master copy of every
+    parameter and the state `torch.optim.AdamW` allocates for it in its first step (0-d `step` counters
+    left out)."""
+    import torch
+
     masters = [torch.empty_like(p, dtype=torch.float32).requires_grad_() for p in params]
     for m in masters:
         m.grad = torch.empty_like(m)
     opt = torch.optim.AdamW(masters, lr=1e-4, weight_decay=0.0, foreach=False)
     opt.step()
     moments = sum(t.numel() * t.element_size() for st in opt.state.values() for key, t in st.items() if key != "step")
-    return {"rank": torch.distributed.get_rank(), "params": sum(p.numel() for p in params),
-            "weight_bytes": sum(p.numel() * p.element_size() for p in params),
-            "master_bytes": sum(m.numel() * m.element_size() for m in masters), "moment_bytes": moments,
-            "saved_blocks": in_blocks, "saved_outside": saved.total - in_blocks, "comm": comm_table(comm),
-            "collectives": shapes.calls, "shape_errors": shapes.finish()}
+    return {"master_bytes": sum(m.numel() * m.element_size() for m in masters), "moment_bytes": moments}
 
 
 def _worker(jobs_path: str, out_path: str) -> None:
