@@ -33,19 +33,21 @@ from pathlib import Path
 from typing import Any
 
 # the seed's geometry (the `soraplan-6B` preset, 960 frames at 256x256: 30,720 tokens) at the layouts
-# `soraplan plan --frames 960 --res 256 --gpu a100-80g` ranks first, on one node of 8 GPUs (dp = 1);
-# (flags, ranks measured)
+# `soraplan plan --frames 960 --res 256 --gpu a100-80g --gpus 200,300,400` ranks first, each on the
+# world of its model-parallel group (dp = 1); (flags, ranks measured)
 SEED_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 1, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False}, (0, 7)),
     ({"tp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": True}, (0, 7)),
+    ({"tp": 2, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 4}, (3,)),
     ({"tp": 1, "cp": 8, "cp_comm": "all-gather", "sequence_parallel": False}, (0,)),
     ({"tp": 2, "cp": 4, "cp_comm": "all-gather", "sequence_parallel": True}, (0,)),
 )
 WORLD = 8
-# the pipelined runners-up (tp1·pp2·cp4 and tp1·pp5·cp8, dp = 1): parameters, weights and optimizer state of
-# the first and the last stage, built only (the in-flight micro-batches of a pipeline are the pp rows' part)
+# the pipelined runners-up (dp = 1): parameters, weights and optimizer state of the first and the last
+# stage, built only (the in-flight micro-batches of a pipeline are the pp rows' part)
 STAGE_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 1, "pp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 8}, (0, 7)),
+    ({"tp": 1, "pp": 2, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 16}, (0, 15)),
     ({"tp": 1, "pp": 5, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 40}, (0, 39)),
 )
 
@@ -56,9 +58,10 @@ def seed_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
 
     out = []
     for flags, ranks in SEED_LAYOUTS:
-        spec = build_spec(flags={**flags, "gpus": WORLD})
+        spec = build_spec(flags={"gpus": WORLD, **flags})
         sp = " + SP" if flags["sequence_parallel"] else ""
-        name = f"soraplan-6B tp{flags['tp']}·cp{flags['cp']} {flags['cp_comm']}{sp} (fake process group, world {WORLD}, meta)"
+        name = (f"soraplan-6B tp{flags['tp']}·cp{flags['cp']} {flags['cp_comm']}{sp} "
+                f"(fake process group, world {spec.parallel.gpus}, meta)")
         out.append((name, spec, ranks))
     for flags, ranks in STAGE_LAYOUTS:
         spec = build_spec(flags=flags)
