@@ -1,5 +1,6 @@
-"""The real 6B per rank at the plan's winning layouts: one process plays one rank of a world of 8 under
-torch's fake process-group backend (the technique torchtitan uses for memory estimation).
+"""The real 6B per rank at the plan's winning layouts: one process plays one rank of the layout's world
+(8 GPUs for tp·cp = 8) under torch's fake process-group backend (the technique torchtitan uses for memory
+estimation).
 
 `run_fake(jobs)` starts one subprocess (`python -m soraplan.validation.measure_fake`) that, for every
 (spec, rank) job, initialises torch.distributed with the "fake" backend (`FakeStore`, world = spec.parallel.gpus,
