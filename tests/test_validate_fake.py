@@ -72,6 +72,8 @@ def test_the_6b_per_rank_matches_the_planner(measured):
     first, last = stages["rank 0 params (stage 0 of 2)"], stages["rank 7 params (stage 1 of 2)"]
     assert first.measured != last.measured           # the patch embedding and the final layer differ
     assert stages["most loaded stage params"].measured == max(first.measured, last.measured)
+    blocks = stages["rank 0 saved bytes, transformer block (first stage, one micro-batch)"]
+    assert blocks.tolerance == 0.01 and blocks.measured > 20 * 2**30 and abs(blocks.error) <= 0.01
 
 
 def test_a_wrong_cp_divisor_or_optimizer_formula_fails(measured, monkeypatch):

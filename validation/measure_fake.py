@@ -19,8 +19,9 @@ leave their outputs as allocated (shapes only). Per rank it records
     received ring chunk has the shape of a sent one, every buffer is on meta. A fake collective moves no
     data, so these relations are what makes the meta run stand for a real one.
 
-The pipelined runners-up (`STAGE_LAYOUTS`) are built only: parameters, weight and optimizer bytes of their
-first and last stage. The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
+The pipelined runners-up (`STAGE_LAYOUTS`): parameters, weight and optimizer bytes of their first and last
+stage, and the first stage's saved bytes of one micro-batch (its forward, then its backward from a gradient
+of the output's shape; how many micro-batches are in flight is the pipeline rows' part). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
 `planner.activations.stage_activations` (with planner/cp.py's terms) and `planner.comm.comm_bytes`.
 """
 
@@ -45,7 +46,7 @@ SEED_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
 )
 WORLD = 8
 # the pipelined runners-up (dp = 1): parameters, weights and optimizer state of the first and the last
-# stage, built only (the in-flight micro-batches of a pipeline are the pp rows' part)
+# stage, and the first stage's saved bytes of one micro-batch (the in-flight count is the pp rows' part)
 STAGE_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 1, "pp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 8}, (0, 7)),
     ({"tp": 1, "pp": 2, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 16}, (0, 15)),
@@ -66,7 +67,7 @@ def seed_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
         out.append((name, spec, ranks))
     for flags, ranks in STAGE_LAYOUTS:
         spec = build_spec(flags=flags)
-        name = (f"soraplan-6B tp{flags['tp']}·pp{flags['pp']}·cp{flags['cp']} stages, parameters only "
+        name = (f"soraplan-6B tp{flags['tp']}·pp{flags['pp']}·cp{flags['cp']} first and last stage "
                 f"(fake process group, world {flags['gpus']}, meta)")
         out.append((name, spec, ranks))
     return out
@@ -126,6 +127,8 @@ def fake_rows(config: str, spec, results: list[dict[str, Any]]) -> list:
         else:
             rows.append(Row(config, f"rank {rank} params (stage {r['stage']} of {spec.parallel.pp})", r["params"], n,
                             0, "params", lay, rank))
+        if "stage_saved_blocks" in r:
+            rows += _first_stage_rows(config, spec, r, lay)
         rows += [
             Row(config, f"rank {rank} weight bytes", r["weight_bytes"], n * c.param_bytes, 0, "B", lay, rank),
             Row(config, f"rank {rank} optimizer moments bytes (AdamW state)", r["moment_bytes"],
@@ -140,6 +143,25 @@ def fake_rows(config: str, spec, results: list[dict[str, Any]]) -> list:
         rows.append(Row(config, "most loaded stage params", max(r["params"] for r in results), params_per_gpu(spec),
                         0, "params", lay, None))
     return [replace(x, layout=lay) for x in rows]
+
+
+def _first_stage_rows(config: str, spec, r: dict[str, Any], lay: dict[str, Any]) -> list:
+    """The first pipeline stage's saved bytes of one micro-batch against `stage_activations`' per_microbatch:
+    the transformer block checked (1 %); the whole micro-batch reported only, since the planner also counts
+    the last stage's final layer and loss (whole-sequence tensors under CP) on the first stage."""
+    from soraplan.planner.activations import stage_activations
+
+    from .measure_compare import ACTIVATION_TOL, Row, _outside_bytes
+
+    predicted = stage_activations(spec)["per_microbatch"]
+    rank = r["rank"]
+    return [
+        Row(config, f"rank {rank} saved bytes, transformer block (first stage, one micro-batch)",
+            r["stage_saved_blocks"], predicted - _outside_bytes(spec), ACTIVATION_TOL, "B", lay, rank),
+        Row(config, f"rank {rank} saved bytes, whole micro-batch (first stage; reported: the planner adds the last "
+                    "stage's final layer and loss)", r["stage_saved_blocks"] + r["stage_saved_outside"], predicted,
+            None, "B", lay, rank),
+    ]
 
 
 def run_seed(progress=lambda s: None) -> tuple[list, list[dict]]:
@@ -259,7 +281,7 @@ def _measure(spec, rank: int) -> dict[str, Any]:
     from megatron.core import parallel_state as ps
 
     from soraplan.models.build import build_model
-    from soraplan.models.loss import synthetic_batch, training_loss
+    from soraplan.models.loss import diffusion_inputs, model_kwargs, synthetic_batch, training_loss
 
     from .comm_count import comm_table, count_comm
     from .measure import flash_on_meta, record_saved
@@ -272,11 +294,21 @@ def _measure(spec, rank: int) -> dict[str, Any]:
     out = {"rank": torch.distributed.get_rank(), "stage": ps.get_pipeline_model_parallel_rank(),
            "params": sum(p.numel() for p in params), "weight_bytes": sum(p.numel() * p.element_size() for p in params),
            **_optimizer_bytes(params)}
-    if spec.parallel.pp > 1:       # a pipeline stage: built and counted, not run
-        return out
     g = torch.Generator().manual_seed(0)
     batch = synthetic_batch(spec, spec.parallel.micro_batch, "meta", g)
     shapes = _ShapeCheck()
+    if spec.parallel.pp > 1:
+        if not ps.is_pipeline_first_stage():      # other stages: built and counted, not run
+            return out
+        # the first stage's forward of one micro-batch, and its backward from the next stage's gradient
+        x_t, timesteps, _ = diffusion_inputs(batch, "flow", g)
+        with flash_on_meta(), shapes.mode():
+            with record_saved(model) as saved:
+                hidden = model(x_t, timesteps, **model_kwargs(batch))
+            hidden.backward(torch.empty_like(hidden))
+        in_blocks = sum(saved.under(r) for r in block_roots(model))
+        return {**out, "stage_saved_blocks": in_blocks, "stage_saved_outside": saved.total - in_blocks,
+                "collectives": shapes.calls, "shape_errors": shapes.finish()}
     with flash_on_meta(), shapes.mode(), count_comm() as comm:
         with record_saved(model) as saved:
             loss = training_loss(model, batch, generator=g)
