@@ -39,17 +39,22 @@ def validate(
     calibration_out: Annotated[Optional[Path], typer.Option("--calibration-out", help="--device cuda: write the calibration JSON here")] = None,
     steps: Annotated[int, typer.Option("--steps", help="--device cuda: timed training steps")] = 5,
     results_out: Annotated[Optional[Path], typer.Option("--results-out", help="--device cuda: write the JSON result here after every layout (atomically)")] = None,
+    scale: Annotated[str, typer.Option("--scale", help="small (the matrix) | 6b (the 6B per rank at the seed's layouts, fake process group, a few minutes)")] = "small",
     spec_flags: Any = None,
 ) -> None:
     """Measure the real model (parameters, FLOPs, saved activations, TP ranks) and compare with the planner.
 
     Examples: soraplan validate | soraplan validate --quick --json | soraplan validate --model DiT-XL/2 |
-    soraplan validate --device cuda --calibration-out calib.json
+    soraplan validate --device cuda --calibration-out calib.json | soraplan validate --scale 6b
     """
     if device not in ("cpu", "cuda"):
         fail(f"--device: 'cpu' or 'cuda', got {device!r}")
+    if scale not in ("small", "6b"):
+        fail(f"--scale: 'small' or '6b', got {scale!r}")
     require("torch", "megatron.core")
     given = {k: v for k, v in (spec_flags or {}).items() if v is not None}
+    if scale == "6b" and (given or quick or device != "cpu"):
+        fail("--scale 6b: measures the seed's own layouts; no spec flags, --quick or --device cuda with it")
     if device == "cuda":
         _cuda(given, spec_flags, calibration_out, results_out, steps, json_out)
         return
@@ -62,7 +67,13 @@ def validate(
 
     from .progress import LazyProgress
 
-    if given:
+    if scale == "6b":
+        from soraplan.validation import measure_fake
+
+        with LazyProgress(0, enabled=not json_out, total=1) as bar:
+            rows, errors = measure_fake.run_seed(progress=lambda name: bar.step(f"measuring {name}"))
+        title = "soraplan validate --scale 6b: the 6B per rank (fake process group, meta device)"
+    elif given:
         spec, _ = spec_from_flags(spec_flags)
         with LazyProgress(0, enabled=not json_out, total=1) as bar:
             rows, errors = mm.run_spec(spec, progress=lambda name: bar.step(f"measuring {name}"))
