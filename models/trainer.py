@@ -324,8 +324,6 @@ class Trainer:
     def _build(self) -> None:
         """Data set, model (fp32 master weights), AdamW (sharded over dp·cp with --distributed-optimizer), loader."""
         import torch
-        from megatron.core import parallel_state as ps
-
         from soraplan.planner.flops import flops
 
         from .build import build_model
@@ -336,15 +334,10 @@ class Trainer:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = build_model(spec, device=self.device, dtype=torch.float32, seed=a.seed)
         self.model.train()
-        self.sharded = spec.parallel.distributed_optimizer and self.dp_size * self.cp_size > 1
-        if self.sharded:
-            # Megatron's distributed optimizer: flat buffers, AdamW state sharded over the dp·cp ranks
-            from .zero import FlatDistributedOptimizer
+        # Megatron's distributed optimizer (flat buffers, AdamW state sharded over the dp·cp ranks) or AdamW
+        from .zero import build_optimizer
 
-            self.optimizer = FlatDistributedOptimizer(self.model.parameters(), ps.get_data_parallel_group(with_context_parallel=True),
-                                                      grad_scale=1.0 / self.dp_size, lr=a.lr, weight_decay=0.0)
-        else:
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=a.lr, weight_decay=0.0)
+        self.optimizer, self.sharded = build_optimizer(self.model, spec, a.lr)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.kernels.activation_dtype)
         self.microbatches = spec.parallel.microbatches
         self.global_batch = spec.parallel.global_batch_size

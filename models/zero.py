@@ -147,3 +147,32 @@ class FlatDistributedOptimizer:
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         return self.optim.param_groups
+
+
+def build_optimizer(model: torch.nn.Module, spec, lr: float) -> tuple[Any, bool]:
+    """The trainer's optimizer for `spec`'s layout (collective when sharded: every rank of the group calls it).
+
+    Args:
+        model: this rank's module (its parameters become views of the flat buffer when sharded).
+        spec: the run's spec (parallel.distributed_optimizer).
+        lr: the learning rate.
+    Returns:
+        (optimizer, sharded): FlatDistributedOptimizer over the dp·cp group with the distributed optimizer
+        and dp·cp > 1, else torch's AdamW (state replicated; the gradients are all-reduced first).
+    """
+    from megatron.core import parallel_state as ps
+
+    dp, cp = ps.get_data_parallel_world_size(), ps.get_context_parallel_world_size()
+    if spec.parallel.distributed_optimizer and dp * cp > 1:
+        return FlatDistributedOptimizer(model.parameters(), ps.get_data_parallel_group(with_context_parallel=True),
+                                        grad_scale=1.0 / dp, lr=lr, weight_decay=0.0), True
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0), False
+
+
+def state_bytes(optimizer) -> int:
+    """Optimizer state bytes this rank holds: the distributed optimizer's `state_bytes()`, or the moments
+    (and any master copy) torch's AdamW keeps per parameter (step counters aside)."""
+    if isinstance(optimizer, FlatDistributedOptimizer):
+        return optimizer.state_bytes()
+    return sum(v.numel() * v.element_size() for st in optimizer.state.values() for k, v in st.items()
+               if k != "step" and torch.is_tensor(v))
