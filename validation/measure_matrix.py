@@ -185,6 +185,10 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
         raise UserError("parallel.tp: TP and CP ranks are measured in gloo processes on this CPU, for models up to "
                         "50M parameters and 4,096 tokens; validate the large model with tp=1, cp=1 (meta device)")
     progress(name)
+    if small and spec.parallel.dp_size > 1:                # every rank, with the trainer's optimizer step
+        from .measure_dp import dp_rows, run_dp
+
+        return dp_rows(name, spec, run_dp([spec])[0]), []
     if spec.parallel.tp * spec.parallel.cp > 1:
         return tp_rows(name, spec, run_tp([spec])[0]), []
     rows = rows_for(name, spec, measure_spec(spec, device, fvcore=device != "meta"))
