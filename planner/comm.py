@@ -30,6 +30,9 @@ parallel, also at cp = 1), per optimizer step (`dp_comm_bytes`), N parameters on
                          (grad dtype), all_gather_into_tensor of this rank's ceil(N/g) updated parameters
                          (param dtype)   (models/zero.py)
   without                all_reduce of the N gradients (grad dtype)   (models/train_loop.py)
+and before it, under sequence parallelism, the TP all_reduce of the gradients of the parameters
+replicated inside the TP region that see only a sequence shard (`sp_grad_bytes`): per layer the
+RowParallel biases (one h per sub-block) and, with adaLN none, the affine norms (2h each).
 
 The volume formulas (`tp_volumes`, `cp_volumes`, `dp_volumes`) take numpy arrays of layouts as well as
 Python scalars (`xp`: numpy or ScalarOps, as in planner/memory.py): `comm_bytes` evaluates them for one
@@ -205,3 +208,20 @@ def dp_comm_bytes(spec: Spec, n_params: int | None = None) -> dict[str, int]:
     n = params_per_gpu(spec) if n_params is None else n_params
     vols = dp_volumes(ScalarOps, comm_constants(spec), n, p.dp_size, p.cp, p.distributed_optimizer)
     return {f"{kind} DP-CP": int(v) for kind, v in sorted(vols.items()) if v}
+
+
+def sp_grad_bytes(spec: Spec) -> dict[str, int]:
+    """{"all_reduce TP": bytes} of the sequence-parallel gradient sync before the optimizer step (standard
+    DiT block; empty without SP or at tp = 1).
+
+    Args:
+        spec: the validated spec.
+    Returns:
+        Bytes per kind and group, zero entries left out.
+    """
+    m, p = spec.model, spec.parallel
+    if p.tp == 1 or not p.sequence_parallel:
+        return {}
+    sub = 3 if m.cross_attn else 2
+    norms = sub * 2 * m.hidden if m.adaln == "none" else 0
+    return {"all_reduce TP": (m.layers // p.pp) * (sub * m.hidden + norms) * DTYPE_BYTES[spec.kernels.grad_dtype]}

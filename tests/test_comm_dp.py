@@ -63,3 +63,14 @@ def test_step_dp_term_is_the_table_times_the_ring_factor():
     link = (wire_factor("reduce_scatter_tensor", 3) * table["reduce_scatter_tensor DP-CP"]
             + wire_factor("all_gather_into_tensor", 3) * table["all_gather_into_tensor DP-CP"])
     assert step_time(spec).dp_comm_total_s == pytest.approx(link / bw, rel=1e-12)
+
+
+def test_sp_grad_sync_by_hand():
+    from soraplan.planner.comm import sp_grad_bytes
+
+    tp2 = {**TINY, "tp": 2, "gpus": 2, "sequence_parallel": True}
+    # per layer the RowParallel biases (h per sub-block), + the affine norms (2h each) with adaLN none
+    assert sp_grad_bytes(build_spec(flags=tp2)) == {"all_reduce TP": 2 * 3 * 64 * 4}
+    assert sp_grad_bytes(build_spec(flags={**tp2, "adaln": "none"})) == {"all_reduce TP": 2 * (3 + 6) * 64 * 4}
+    assert sp_grad_bytes(build_spec(flags={**tp2, "adaln": "per-block", "cross_attn": False})) == {"all_reduce TP": 2 * 2 * 64 * 4}
+    assert sp_grad_bytes(build_spec(flags={**tp2, "sequence_parallel": False})) == {}

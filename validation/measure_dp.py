@@ -65,9 +65,10 @@ def run_dp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
 
 def dp_rows(config: str, spec, ranks: list[dict[str, Any]]) -> list:
     """Per rank: parameters, optimizer-state bytes, forward + backward communication (as the TP / CP rows)
-    and the optimizer step's DP-CP communication, against the planner; other groups' traffic during the
-    step (the sequence-parallel gradients' TP all-reduce) is reported."""
-    from soraplan.planner.comm import dp_comm_bytes
+    and the optimizer step's communication (DP-CP, and under SP the TP gradient sync: `comm bytes <kind>
+    <group>, optimizer step`), against the planner; for the current block vocabulary only the DP-CP part
+    is checked and the rest reported."""
+    from soraplan.planner.comm import dp_comm_bytes, sp_grad_bytes
     from soraplan.planner.memory import memory
     from soraplan.planner.params import params_per_gpu
 
@@ -85,8 +86,14 @@ def dp_rows(config: str, spec, ranks: list[dict[str, Any]]) -> list:
         step = r["comm_step"]
         for key in sorted(set(predicted) | {k for k in step if k.endswith(" DP-CP")}):
             rows.append(Row(config, f"comm bytes {key}", step.get(key, 0), predicted.get(key, 0), 0, "B", lay, rank))
-        for key in sorted(k for k in step if not k.endswith(" DP-CP")):
-            rows.append(Row(config, f"comm bytes {key}, optimizer step (reported)", step[key], None, None, "B", lay, rank))
+        others = {k for k in step if not k.endswith(" DP-CP")}
+        if spec.model.extended:
+            rows += [Row(config, f"comm bytes {key}, optimizer step (reported)", step[key], None, None, "B", lay, rank)
+                     for key in sorted(others)]
+            continue
+        sync = sp_grad_bytes(spec)
+        rows += [Row(config, f"comm bytes {key}, optimizer step", step.get(key, 0), sync.get(key, 0), 0, "B", lay, rank)
+                 for key in sorted(others | set(sync))]
     return rows
 
 
