@@ -30,3 +30,16 @@ def test_sharded_equals_replicated(tmp_path, layout):
     assert "AdamW state sharded over DP·CP" in out_a and "AdamW replicated over DP·CP" in out_b
     assert a.keys() == b.keys() == {1, 2, 3}
     assert all(abs(a[k] - b[k]) <= 1e-6 * abs(b[k]) for k in a), (a, b)
+
+
+def test_resume_with_another_sharding_is_refused(tmp_path):
+    """One optimizer shard per dp·cp rank: a checkpoint resumes only with the same sharding."""
+    from megatron_fixtures import torchrun
+
+    run = tmp_path / "run"
+    common = ["-m", "soraplan", "train", "--tiny", "--dp", "2", "--log-every", "100", "--run-dir", str(run)]
+    r = torchrun(2, [*common, "--steps", "1"])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = torchrun(2, [*common, "--steps", "2", "--no-distributed-optimizer"])
+    assert r.returncode != 0
+    assert "was written with distributed_optimizer True (this run: False)" in r.stdout + r.stderr
