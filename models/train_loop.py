@@ -5,8 +5,6 @@ collectives that run on gloo and nccl alike).
   biases: marked `sequence_parallel`) -> all-reduce (sum) over the TP group.
   head-shard params: replicated params that see only this TP rank's heads (per-head q/k norm weights:
   marked `tp_head_shard`) -> all-reduce (sum) over the TP group, with or without sequence parallelism.
-  context parallel: every gradient -> all-reduce (sum) over the CP group (each rank backpropagates
-  loss / cp through its own tokens).
   data and context parallel: every gradient -> one all-reduce (sum) over the dp·cp ranks that hold the
   same parameters (Megatron's data-parallel group with CP), coalesced into one flat buffer per dtype, then
   scaled by 1/dp (the data-parallel mean; CP ranks each backpropagated loss / cp). With the distributed

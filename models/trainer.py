@@ -6,7 +6,8 @@ Runs single-process, under torchrun or under srun (see models/parallel.py). `Tra
   resume   load the latest complete checkpoint (--resume auto), a given one, or none (--resume never);
   step     (every rank) reseed dropout streams from (seed, step, dp rank, cp rank) -> micro-batches (data
            and noise from per-step generators) -> backward (through megatron's 1F1B schedule when pp > 1)
-           -> TP/SP, CP and DP gradient reduction -> AdamW;
+           -> TP/SP gradient sync -> the dp·cp gradient all-reduce and AdamW, or with --distributed-optimizer
+           the flat-buffer distributed optimizer (models/zero.py: reduce-scatter, sharded AdamW, all-gather);
   log      one JSON line per step (rank 0), a human line every --log-every steps;
   save     a checkpoint every --save-every steps, at the end and when a stop signal arrives.
 Everything random is a function of (seed, step, rank), and checkpoints hold model + optimizer state,
