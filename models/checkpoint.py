@@ -6,7 +6,9 @@ Layout:  RUN_DIR/checkpoints/step-00000010/   (written as step-00000010.tmp-<non
                                                 and size of every shard and of .metadata
            complete                             {"step", "meta_sha256"}: written last, before the rename
 Keys are `model.tp<r>pp<s>.<param>` / `opt.tp<r>pp<s>.<param>.<state>`: TP and PP shards get distinct keys,
-DP replicas share them (DCP saves a replicated key once), so a checkpoint reloads on the same layout.
+DP replicas share them (DCP saves a replicated key once), so a checkpoint reloads on the same layout. With
+the distributed optimizer (models/zero.py) the optimizer keys are `opt.tp<r>pp<s>.zero<k>of<g>.<state>`:
+each of the g dp·cp ranks saves and loads its own flat shard.
 
 Writing (`save`, a collective): DCP writes into the temp directory, each rank hashes (and fsyncs) the files
 it wrote, rank 0 writes meta.json and `complete` (fsynced, through soraplan.models.atomic), fsyncs the
@@ -153,6 +155,8 @@ def _local(optimizer):
 def _state(model, optimizer, tp_rank: int, pp_rank: int) -> dict:
     tag = f"tp{tp_rank}pp{pp_rank}"
     state = {f"model.{tag}.{n}": p.data for n, p in model.named_parameters()}
+    if hasattr(optimizer, "checkpoint_state"):   # the distributed optimizer: this rank's flat shard
+        return {**state, **optimizer.checkpoint_state(tag)}
     optimizer = _local(optimizer)   # ZeRO: each DP rank saves (and loads) the state of the params it owns
     names = {id(p): n for n, p in model.named_parameters()}
     for group in optimizer.param_groups:
@@ -167,6 +171,9 @@ def _state(model, optimizer, tp_rank: int, pp_rank: int) -> dict:
 
 def ensure_optimizer_state(optimizer) -> None:
     """Materialise AdamW state (zeros) so a fresh optimizer has the keys a checkpoint loads into."""
+    if hasattr(optimizer, "ensure_state"):
+        optimizer.ensure_state()
+        return
     optimizer = _local(optimizer)
     for group in optimizer.param_groups:
         for p in group["params"]:
@@ -444,6 +451,8 @@ def _load_state(path: Path, model, optimizer, tp_rank: int, pp_rank: int) -> Non
     ensure_optimizer_state(optimizer)
     state = _state(model, optimizer, tp_rank, pp_rank)
     dcp.load(state, checkpoint_id=str(path))
+    if hasattr(optimizer, "checkpoint_state"):   # its tensors were loaded in place
+        return
     names = {id(p): n for n, p in model.named_parameters()}
     tag = f"tp{tp_rank}pp{pp_rank}"
     for group in _local(optimizer).param_groups:   # python-number steps are not updated in place

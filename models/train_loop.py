@@ -5,10 +5,10 @@ collectives that run on gloo and nccl alike).
   biases: marked `sequence_parallel`) -> all-reduce (sum) over the TP group.
   head-shard params: replicated params that see only this TP rank's heads (per-head q/k norm weights:
   marked `tp_head_shard`) -> all-reduce (sum) over the TP group, with or without sequence parallelism.
-  context parallel: every gradient -> all-reduce (sum) over the CP group (each rank backpropagates
-  loss / cp through its own tokens).
-  data parallel: every gradient -> all-reduce (mean) over the DP group, coalesced into one flat buffer
-  per dtype.
+  data and context parallel: every gradient -> one all-reduce (sum) over the dp·cp ranks that hold the
+  same parameters (Megatron's data-parallel group with CP), coalesced into one flat buffer per dtype, then
+  scaled by 1/dp (the data-parallel mean; CP ranks each backpropagated loss / cp). With the distributed
+  optimizer (models/zero.py) this step is its reduce-scatter instead: `data_parallel=False`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,15 @@ def _allreduce_flat(grads: list[torch.Tensor], group, scale: float = 1.0) -> Non
         g.copy_(s)
 
 
-def finalize_grads(model: torch.nn.Module, spec) -> None:
-    """TP all-reduce of sequence-parallel params' grads, then DP mean of all grads."""
+def finalize_grads(model: torch.nn.Module, spec, data_parallel: bool = True) -> None:
+    """PP sum of the every-stage embedders' grads, TP all-reduce of sequence-parallel (and head-shard)
+    params' grads, then (with `data_parallel`) the dp·cp all-reduce of all grads, scaled by 1/dp.
+
+    Args:
+        model: this rank's module.
+        spec: the run's spec.
+        data_parallel: False when the distributed optimizer reduce-scatters the gradients itself.
+    """
     from megatron.core import parallel_state as ps
 
     if ps.get_pipeline_model_parallel_world_size() > 1:
@@ -42,17 +49,15 @@ def finalize_grads(model: torch.nn.Module, spec) -> None:
                 q.grad = torch.zeros_like(q)
         _allreduce_flat([q.grad for q in every], ps.get_pipeline_model_parallel_group())
     params = [p for p in model.parameters() if p.grad is not None]
-    if ps.get_context_parallel_world_size() > 1:
-        # every CP rank backpropagated loss / cp through its own tokens: the gradient is the sum over CP
-        _allreduce_flat([p.grad for p in params], ps.get_context_parallel_group())
     if ps.get_tensor_model_parallel_world_size() > 1:
         sp = spec.parallel.sequence_parallel
         _allreduce_flat([p.grad for p in params if getattr(p, "tp_head_shard", False)
                          or (sp and getattr(p, "sequence_parallel", False))], ps.get_tensor_model_parallel_group())
     dp = ps.get_data_parallel_world_size()
-    if dp > 1:
+    if data_parallel and dp * ps.get_context_parallel_world_size() > 1:
+        # every CP rank backpropagated loss / cp through its own tokens (summed over CP), DP ranks average
         by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
         for p in params:
             by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
         for grads in by_dtype.values():
-            _allreduce_flat(grads, ps.get_data_parallel_group(), 1.0 / dp)
+            _allreduce_flat(grads, ps.get_data_parallel_group(with_context_parallel=True), 1.0 / dp)

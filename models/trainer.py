@@ -6,7 +6,8 @@ Runs single-process, under torchrun or under srun (see models/parallel.py). `Tra
   resume   load the latest complete checkpoint (--resume auto), a given one, or none (--resume never);
   step     (every rank) reseed dropout streams from (seed, step, dp rank, cp rank) -> micro-batches (data
            and noise from per-step generators) -> backward (through megatron's 1F1B schedule when pp > 1)
-           -> TP/SP, CP and DP gradient reduction -> AdamW;
+           -> TP/SP gradient sync -> the dp·cp gradient all-reduce and AdamW, or with --distributed-optimizer
+           the flat-buffer distributed optimizer (models/zero.py: reduce-scatter, sharded AdamW, all-gather);
   log      one JSON line per step (rank 0), a human line every --log-every steps;
   save     a checkpoint every --save-every steps, at the end and when a stop signal arrives.
 Everything random is a function of (seed, step, rank), and checkpoints hold model + optimizer state,
@@ -322,10 +323,8 @@ class Trainer:
         return False
 
     def _build(self) -> None:
-        """Data set, model (fp32 master weights), AdamW (ZeRO-1 over DP with --distributed-optimizer), loader."""
+        """Data set, model (fp32 master weights), AdamW (sharded over dp·cp with --distributed-optimizer), loader."""
         import torch
-        from megatron.core import parallel_state as ps
-
         from soraplan.planner.flops import flops
 
         from .build import build_model
@@ -336,14 +335,10 @@ class Trainer:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = build_model(spec, device=self.device, dtype=torch.float32, seed=a.seed)
         self.model.train()
-        if self.dp_size > 1 and spec.parallel.distributed_optimizer:
-            # ZeRO-1: AdamW state sharded over the DP group, updated params broadcast by their owner
-            from torch.distributed.optim import ZeroRedundancyOptimizer
+        # Megatron's distributed optimizer (flat buffers, AdamW state sharded over the dp·cp ranks) or AdamW
+        from .zero import build_optimizer
 
-            self.optimizer = ZeroRedundancyOptimizer(self.model.parameters(), optimizer_class=torch.optim.AdamW,
-                                                     process_group=ps.get_data_parallel_group(), lr=a.lr, weight_decay=0.0)
-        else:
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=a.lr, weight_decay=0.0)
+        self.optimizer, self.sharded = build_optimizer(self.model, spec, a.lr)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.kernels.activation_dtype)
         self.microbatches = spec.parallel.microbatches
         self.global_batch = spec.parallel.global_batch_size
@@ -370,6 +365,9 @@ class Trainer:
         meta = None
         if plan.names:
             layout = {"tp": self.spec.parallel.tp, "pp": self.spec.parallel.pp}
+            layout["distributed_optimizer"] = self.sharded
+            if self.sharded:                  # one optimizer shard per dp·cp rank: the same sharding to resume
+                layout.update(dp=self.dp_size, cp=self.cp_size)
             meta = ckpt.load_first(plan.paths(self.run_dir), plan.fallback, self.model, self.optimizer, self.tp_rank, self.pp_rank,
                                    layout=layout, log=self.say)
             if meta is None:
@@ -391,9 +389,10 @@ class Trainer:
                  f"dp {self.dp_size}) | {self.device} | global batch {self.global_batch} | steps {self.start}->{self.args.steps}")
         self.say(f"soraplan train: logs -> {self.log_path}, checkpoints -> {ckpt.ckpt_root(self.run_dir)}, "
                  f"status -> {self.status_path}")
-        if self.dp_size > 1:
-            self.say("soraplan train: optimizer: " + ("AdamW state sharded over DP (ZeroRedundancyOptimizer, --distributed-optimizer)"
-                                                      if p.distributed_optimizer else "AdamW replicated over DP"))
+        if self.dp_size * self.cp_size > 1:
+            self.say("soraplan train: optimizer: " + (f"AdamW state sharded over DP·CP ({self.dp_size * self.cp_size} ranks, "
+                                                      "flat-buffer distributed optimizer, --distributed-optimizer)"
+                                                      if self.sharded else "AdamW replicated over DP·CP"))
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> int:
@@ -468,7 +467,7 @@ class Trainer:
             total = self._pipeline_micro_batches(step)
         else:
             total = self._accumulate_micro_batches(step)
-        finalize_grads(self.model, self.spec)
+        finalize_grads(self.model, self.spec, data_parallel=not self.sharded)
         self.optimizer.step()
         if self.dp_size > 1:
             dist.all_reduce(total, group=ps.get_data_parallel_group())
@@ -546,7 +545,8 @@ class Trainer:
             self.log_file.flush()
             os.fsync(self.log_file.fileno())
         p = self.spec.parallel
-        meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "dp": self.dp_size, "spec_name": self.spec.name,
+        meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "dp": self.dp_size, "cp": self.cp_size,
+                "distributed_optimizer": self.sharded, "spec_name": self.spec.name,
                 "objective": self.args.objective, "samples": step * self.global_batch}
         path = ckpt.save(self.run_dir, step, self.model, self.optimizer, meta, self.tp_rank, self.pp_rank,
                          self.args.keep_last)

@@ -2,7 +2,9 @@
 
 bytes/parameter (Megatron mixed precision, Adam): param (bf16: 2) + main grad (fp32: 4) +
 master copy (fp32: 4) + 2 Adam moments (fp32: 8) = 18; the distributed optimizer shards the master copy
-and the moments over the data-parallel ranks including CP: 6 + 12/(dp*cp).
+and the moments over the data-parallel ranks including CP: 6 + 12/(dp*cp). As in Megatron (and
+models/zero.py), its parameter and gradient buffers are flat and padded at the end to a multiple of the
+g = dp*cp ranks: each rank owns shard = ceil(N/g) elements, the buffers hold g*shard (< g elements more).
 
 `memory_terms` is the formula core, written once for Python scalars (`memory(spec)`, what `soraplan
 estimate` prints) and numpy arrays of layouts (`search.Space.evaluate`, what `soraplan plan` ranks).
@@ -44,6 +46,21 @@ def memory_constants(spec: Spec) -> MemoryConstants:
                            buffers_bytes=hw.buffer_gib * GiB, capacity_bytes=hw.spec.hbm_gib * GiB)
 
 
+def optimizer_shard(xp: Any, n_params: Any, dp: Any, cp: Any, distributed_optimizer: Any) -> Any:
+    """Parameters whose optimizer state one rank holds: ceil(N / (dp*cp)) with the distributed optimizer
+    (its flat buffer padded to a multiple of the dp*cp ranks), else N.
+
+    Args:
+        xp: numpy or ScalarOps.
+        n_params: parameters per GPU.
+        dp, cp: data- and context-parallel sizes.
+        distributed_optimizer: whether the optimizer state is sharded.
+    Returns:
+        Parameters (elements) of this rank's shard.
+    """
+    return xp.ceil(n_params / xp.where(distributed_optimizer, dp * cp, 1))
+
+
 def memory_terms(xp: Any, c: MemoryConstants, n_params: Any, dp: Any, cp: Any, distributed_optimizer: Any,
                  activations: Any) -> dict[str, Any]:
     """Bytes per GPU for one layout (scalars, xp=ScalarOps) or many (arrays, xp=numpy).
@@ -60,9 +77,11 @@ def memory_terms(xp: Any, c: MemoryConstants, n_params: Any, dp: Any, cp: Any, d
     Returns:
         weights, grads, optimizer, activations, buffers and total, in bytes.
     """
-    weights = n_params * c.param_bytes
-    grads = n_params * c.grad_bytes
-    optimizer = n_params * c.optimizer_bytes_per_param / xp.where(distributed_optimizer, dp * cp, 1)
+    shard = optimizer_shard(xp, n_params, dp, cp, distributed_optimizer)
+    padded = shard * xp.where(distributed_optimizer, dp * cp, 1)      # the flat buffers' padded length
+    weights = padded * c.param_bytes
+    grads = padded * c.grad_bytes
+    optimizer = shard * c.optimizer_bytes_per_param
     total = weights + grads + optimizer + activations + c.buffers_bytes
     return {"weights": weights, "grads": grads, "optimizer": optimizer, "activations": activations,
             "buffers": c.buffers_bytes, "total": total}

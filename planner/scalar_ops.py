@@ -5,11 +5,12 @@ A core takes `xp`: numpy for arrays of layouts (the search), `ScalarOps` for one
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
 class ScalarOps:
-    """numpy's `where`, `maximum` and `minimum` for Python scalars."""
+    """numpy's `where`, `maximum`, `minimum` and `ceil` for Python scalars."""
 
     @staticmethod
     def where(c: Any, a: Any, b: Any) -> Any:
@@ -22,3 +23,7 @@ class ScalarOps:
     @staticmethod
     def minimum(a: Any, b: Any) -> Any:
         return a if a <= b else b
+
+    @staticmethod
+    def ceil(a: Any) -> Any:
+        return math.ceil(a)

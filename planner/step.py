@@ -11,21 +11,24 @@ Per rank and per optimizer step (m micro-batches of b samples; s = S/cp tokens; 
   elementwise = memory-bound ops (norms, modulate, gate + residual, GELU, softmax when unfused, dropout):
                 bytes moved / (HBM TB/s * eff_hbm); outside the TP region they split over tp only with SP
   compute     = gemm + attention + elementwise      (recompute_s: the part of it spent re-running forward)
-  tp comm     = per layer and micro-batch and sub-block (self-attn, cross-attn, MLP), in units of
-                (t-1)/t * s*b*h*B / bw: without SP one all-reduce (2 units) in forward, backward and a
-                recomputed forward; with SP an all-gather + reduce-scatter (2 units) in each forward, and in
-                backward the all-gather of the output gradient, the reduce-scatter of the input gradient and
-                the re-all-gather of the saved sharded input for the weight gradient (3 units: 5 collectives
-                per sub-block without recompute, not 4). Exposed (not overlapped). tp > GPUs/node runs over the
-                network bandwidth here (penalised); `plan` forbids it by default (--max-tp-in-node).
-  cp comm     = bytes each rank sends per micro-batch (`cp.cp_comm_bytes`, by parallel.cp_comm), per layer
-                whose keys span CP ranks (a2a: every layer), + the gather of the hidden states before the
-                final layer. p2p (ring attention) is overlapped with the attention of the chunk in hand:
-                exposed = max(0, comm - attention time of those layers); all-gather and a2a are exposed
-  dp comm     = gradient reduce-scatter (grad dtype) + parameter all-gather (param dtype) over the dp*cp
-                ranks that hold the same shard, or one all-reduce without the distributed optimizer;
-                the reduce-scatter hides behind the last micro-batch's backward, the all-gather behind the
-                first micro-batch's forward: exposed = max(0, rs - bwd_mb) + max(0, ag - fwd_mb)
+  comm volume = the bytes per collective kind and group that `soraplan validate` measures and compares exactly
+                (planner/comm.py: `tp_volumes`, `cp_volumes` per micro-batch, `dp_volumes` per optimizer step),
+                turned into link bytes by `comm.wire_factor` (ring algorithms: all-reduce 2(n-1)/n, all-gather
+                (n-1) x the input shard, reduce-scatter and all-to-all (n-1)/n x the input, isend 1); time =
+                link bytes / (bandwidth * eff_comm). Only the bandwidth is assumed.
+  tp comm     = the TP volumes (per sub-block: without SP all-reduces forward, backward and in a recomputed
+                forward; with SP all-gathers and reduce-scatters, incl. the backward re-all-gather of the saved
+                sharded input; + the final layer's gather, adaLN and text K/V gradients) x m, exposed (not
+                overlapped). tp > GPUs/node runs over the network bandwidth here (penalised); `plan` forbids it
+                by default (--max-tp-in-node).
+  cp comm     = the CP volumes (by parallel.cp_comm) of the layers whose keys span CP ranks (a2a: every
+                layer) + the gather of the hidden states before the final layer, x m. p2p (ring attention)
+                is overlapped with the attention of the chunk in hand: exposed = max(0, comm - attention time
+                of those layers); all-gather and a2a are exposed
+  dp comm     = the DP-CP volumes over the dp*cp ranks that hold the same parameters: reduce-scatter of the
+                padded gradient buffer + all-gather of the updated shard with the distributed optimizer, or
+                one all-reduce without; the reduce-scatter hides behind the last micro-batch's backward, the
+                all-gather behind the first micro-batch's forward: exposed = max(0, rs - bwd_mb) + max(0, ag - fwd_mb)
   pp bubble   = (p-1)/(v*m) * (compute + tp comm + exposed cp comm)        [1F1B / interleaved 1F1B]
   pp p2p      = 2 m v sends of one micro-batch's boundary activation (s b h B / (t if SP)), exposed
   optimizer   = Adam's bytes (grads read twice: norm + update; master, moments read and written; param
@@ -48,7 +51,8 @@ from typing import Any
 
 from .errors import UserError
 from .flops import attention_keys, flops, layer_macs
-from .cp import A2A, CP_COMMS, P2P, cp_comm_bytes
+from .comm import CommConstants, comm_constants, cp_volumes, dp_volumes, tp_volumes, wire_bytes, wire_factor
+from .cp import A2A, CP_COMMS, P2P
 from .memory import memory_constants
 from .params import params_per_gpu
 from .scalar_ops import ScalarOps
@@ -272,6 +276,7 @@ class HwConstants:
     grad_bytes: int
     param_bytes: int
     opt_bytes_per_param: float   # optimizer-step bytes per parameter of the shard
+    comm: CommConstants | None = None   # the communication volumes' constants (planner/comm.py)
 
 
 def hw_constants(spec: Spec) -> HwConstants:
@@ -281,7 +286,7 @@ def hw_constants(spec: Spec) -> HwConstants:
     opt = 2 * g + 2 * memory_constants(spec).optimizer_bytes_per_param + pb
     return HwConstants(gpu.peak_tflops * 1e12, gpu.hbm_tbs * 1e12, gpu.intra_node_gbs * 1e9, gpu.inter_node_gbs * 1e9,
                        gpu.gpus_per_node, op_efficiency(spec), spec.model.hidden, spec.seq_len, spec.model.depth,
-                       3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt))
+                       3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt), comm_constants(spec))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -361,26 +366,27 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     compute = gemm + attn + ew
     recompute = (w.gemm_rc_flops * share / g_rate + w.attn_rc_flops * share / a_rate
                  + tokens * (w.ew_out_rc_tok / d + w.ew_in_rc_tok / tp) / h_rate)
-    # --- TP: 2 (t-1)/t * bytes per all-reduce (= AG + RS), sub_blocks per pass, 2 or 3 passes (fwd, bwd, refwd)
+    # communication: planner/comm.py's volumes (what validate measures), link bytes by comm.wire_factor
+    k = c.comm
+    assert k is not None, "HwConstants.comm: build the constants with hw_constants(spec)"
+    # --- TP: per micro-batch, exposed
     bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * e.comm
     act = s * mb * c.hidden * c.act_bytes             # one micro-batch's activation on this CP rank, bytes
-    passes = 2 + w.rc_full
-    units = 2 * passes + xp.where(sp, 1, 0)           # SP: backward re-all-gathers the sharded layer input
-    tp_comm = units * c.sub_blocks * (tp - 1) / tp * act / bw_tp * ls * m
-    # --- CP: bytes per rank from cp.cp_comm_bytes (the variant's exchange); p2p hides behind attention
+    tp_comm = wire_bytes(tp_volumes(xp, k, tp, s, mb, ls, sp, w.rc_full * ls), tp) / bw_tp * m
+    # --- CP: the variant's exchange in the layers whose keys span CP ranks; p2p hides behind attention
     bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
-    cp_layer, cp_final = cp_comm_bytes(xp, layout.cp_comm, act / tp, act, cp, w.rc_core)
     cp_layers = xp.where(layout.cp_comm == A2A, xp.where(cp > 1, ls, 0), w.ring)
-    cp_total = (cp_layer * cp_layers + cp_final) / bw_cp * m
+    cp_vol = cp_volumes(xp, k, layout.cp_comm, cp, tp, s, mb, cp_layers, cp_layers * w.rc_core)
+    cp_total = wire_bytes(cp_vol, cp) / bw_cp * m
     hide_cp = attn * w.ring / ls                   # attention time of the ring layers
     cp_exposed = xp.where(layout.cp_comm == P2P, xp.maximum(0.0, cp_total - hide_cp), cp_total)
-    # --- DP: over the dp*cp ranks holding the same parameters
+    # --- DP: over the dp*cp ranks holding the same parameters, once per optimizer step
     g = dp * cp
     bw_dp = xp.where(tp * cp * dp <= c.gpn, c.intra, c.inter) * e.comm
-    ring_f = (g - 1) / g / bw_dp
-    rs = ring_f * n_params * c.grad_bytes
-    ag = ring_f * n_params * c.param_bytes
-    ar = 2 * rs
+    dp_vol = dp_volumes(xp, k, n_params, dp, cp, dist)
+    rs = wire_factor("reduce_scatter_tensor", g) * dp_vol["reduce_scatter_tensor"] / bw_dp
+    ag = wire_factor("all_gather_into_tensor", g) * dp_vol["all_gather_into_tensor"] / bw_dp
+    ar = wire_factor("all_reduce", g) * dp_vol["all_reduce"] / bw_dp
     fwd_mb = (compute - recompute) / m / 3            # one micro-batch's forward on this rank
     bwd_mb = 2 * fwd_mb + recompute / m
     dp_total = xp.where(dist, rs + ag, ar)

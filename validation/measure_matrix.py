@@ -23,13 +23,21 @@ BASE: dict[str, Any] = tiny_flags(latent_channels=MAX_LATENT_CHANNELS, ffn_hidde
 
 CP_FLAGS: dict[str, Any] = {"frames": 32, "cp": 2, "gpus": 2}
 CP_TP_FLAGS: dict[str, Any] = {"frames": 32, "cp": 2, "tp": 2, "gpus": 4, "sequence_parallel": True}
+DP_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("DP=2, distributed optimizer (2 gloo ranks)", {"dp": 2, "gpus": 2}),
+    ("DP=2, replicated optimizer (2 gloo ranks)", {"dp": 2, "gpus": 2, "distributed_optimizer": False}),
+    ("DP=3, distributed optimizer, padded flat buffer (3 gloo ranks)", {"dp": 3, "gpus": 3}),
+    ("DP=2 x CP=2 p2p, distributed optimizer (4 gloo ranks)", {"dp": 2, "cp": 2, "gpus": 4}),
+    ("DP=2 x TP=2 + SP, distributed optimizer (4 gloo ranks)", {"dp": 2, "tp": 2, "gpus": 4, "sequence_parallel": True}),
+)
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
     flags: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"          # "cpu" | "meta" | "tp" (tp*cp gloo processes, one per rank)
+    device: str = "cpu"          # "cpu" | "meta" | "tp" (tp*cp gloo processes, one per rank) | "dp" (the
+                                 # whole world, with the trainer's optimizer step: validation/measure_dp.py)
     base: bool = True            # start from BASE (False: from the preset named in flags / the default 6B)
     quick: bool = False
     saved: bool = True           # compare saved bytes (False: parameters and FLOPs only)
@@ -79,6 +87,8 @@ MATRIX: tuple[Case, ...] = (
          device="tp"),
     Case("CP=2 all-gather x TP=2 + SP, recompute selective (4 gloo ranks)",
          {**CP_TP_FLAGS, "cp_comm": "all-gather", "recompute": "selective"}, device="tp"),
+    # data parallel with the trainer's optimizer: state bytes per rank and the optimizer step's traffic
+    *(Case(name, flags, device="dp") for name, flags in DP_CASES),
 )
 
 
@@ -100,7 +110,7 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
 
     rows: list = []
     errors: list[dict] = []
-    local = [c for c in selected if c.device != "tp"]
+    local = [c for c in selected if c.device not in ("tp", "dp")]
     tp = [c for c in selected if c.device == "tp"]
     for c in local:
         progress(c.name)
@@ -122,6 +132,31 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
         except Exception as e:  # noqa: BLE001
             errors.append({"config": "TP cases" if world == 2 else f"rank cases (world {world})",
                            "error": f"{type(e).__name__}: {e}"})
+    rows_dp, errors_dp = _run_dp_cases([c for c in selected if c.device == "dp"], progress)
+    return rows + rows_dp, errors + errors_dp
+
+
+def _run_dp_cases(selected: list[Case], progress: Callable[[str], None]) -> tuple[list, list[dict]]:
+    """The "dp" cases, one set of processes per world size (validation/measure_dp.py)."""
+    from .measure_dp import dp_rows, run_dp
+
+    rows: list = []
+    errors: list[dict] = []
+    by_world: dict[int, list[tuple[Case, Any]]] = {}
+    for c in selected:
+        try:
+            spec = spec_for(c)
+        except Exception as e:  # noqa: BLE001 - reported as a failed case
+            errors.append({"config": c.name, "error": f"{type(e).__name__}: {e}"})
+            continue
+        by_world.setdefault(spec.parallel.world, []).append((c, spec))
+    for world, group in sorted(by_world.items()):
+        progress(", ".join(c.name for c, _ in group))
+        try:
+            for (c, spec), ranks in zip(group, run_dp([spec for _, spec in group])):
+                rows += dp_rows(c.name, spec, ranks)
+        except Exception as e:  # noqa: BLE001
+            errors.append({"config": f"DP cases (world {world})", "error": f"{type(e).__name__}: {e}"})
     return rows, errors
 
 
@@ -150,6 +185,10 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
         raise UserError("parallel.tp: TP and CP ranks are measured in gloo processes on this CPU, for models up to "
                         "50M parameters and 4,096 tokens; validate the large model with tp=1, cp=1 (meta device)")
     progress(name)
+    if small and spec.parallel.dp_size > 1:                # every rank, with the trainer's optimizer step
+        from .measure_dp import dp_rows, run_dp
+
+        return dp_rows(name, spec, run_dp([spec])[0]), []
     if spec.parallel.tp * spec.parallel.cp > 1:
         return tp_rows(name, spec, run_tp([spec])[0]), []
     rows = rows_for(name, spec, measure_spec(spec, device, fvcore=device != "meta"))
