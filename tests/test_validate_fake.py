@@ -77,8 +77,8 @@ def test_the_6b_per_rank_matches_the_planner(measured):
         shard = -(-by_q[(rank, f"rank {rank} params")].measured // cp)
         assert by_q[(rank, f"rank {rank} optimizer shard (parameters)")].measured == shard
         assert _state(rows, rank).measured == 12 * shard and f"dp·cp = {cp};" in _state(rows, rank).quantity
-        assert by_q[(rank, "comm bytes reduce_scatter_tensor DP-CP, optimizer step")].measured == 4 * cp * shard
-        assert by_q[(rank, "comm bytes all_gather_into_tensor DP-CP, optimizer step")].measured == 2 * shard
+        assert by_q[(rank, "comm bytes reduce_scatter_tensor DP-CP")].measured == 4 * cp * shard
+        assert by_q[(rank, "comm bytes all_gather_into_tensor DP-CP")].measured == 2 * shard
         assert by_q[(rank, "comm bytes isend CP")].measured > 0
         assert by_q[(rank, "comm bytes irecv CP")].measured == by_q[(rank, "comm bytes isend CP")].measured
     assert by_q[(7, "comm bytes reduce_scatter_tensor TP")].measured > 0
@@ -135,7 +135,7 @@ def test_an_optimizer_shard_over_dp_only_or_a_wrong_dp_formula_fails(measured, m
 
     monkeypatch.setattr(comm, "dp_volumes", whole_buffer)
     failed = {(r.rank, r.quantity) for r in _rows(measured) if not r.ok}
-    assert failed == {(k, "comm bytes all_gather_into_tensor DP-CP, optimizer step") for k in (0, 7, PLAN_RANK)}
+    assert failed == {(k, "comm bytes all_gather_into_tensor DP-CP") for k in (0, 7, PLAN_RANK)}
 
 
 def test_validate_scale_6b_cli(measured, monkeypatch):

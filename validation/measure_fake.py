@@ -23,9 +23,10 @@ leave their outputs as allocated (shapes only). Per rank it records
 
 The plan's layouts at their own GPU counts (`PLAN_LAYOUTS`: dp > 1, a world of 200 to 400 fake ranks) are
 built and their optimizer stepped only (no forward): parameters, weights and the optimizer rows, the shard
-over dp·cp as `plan` prices it. The pipelined runners-up (`STAGE_LAYOUTS`): parameters, weight and optimizer bytes of their first and last
-stage, and the first stage's saved bytes of one micro-batch (its forward, then its backward from a gradient
-of the output's shape; how many micro-batches are in flight is the pipeline rows' part). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
+over dp·cp as `plan` prices it. The pipelined runners-up (`STAGE_LAYOUTS`): parameters, weight and
+optimizer bytes of their first and last stage, and the first stage's saved bytes of one micro-batch (its
+forward, then its backward from a gradient of the output's shape; how many micro-batches are in flight is
+the pipeline rows' part). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
 `planner.activations.stage_activations` (with planner/cp.py's terms), `planner.comm.comm_bytes` and, for the
 optimizer, `planner.memory.memory_terms` / `optimizer_shard` and `planner.comm.dp_comm_bytes`, all exact.
 """
@@ -201,8 +202,8 @@ def _optimizer_rows(config: str, spec, r: dict[str, Any], n: int, lay: dict[str,
                  Row(config, f"rank {rank} flat gradient buffer bytes (padded, main grads)", r["grad_buffer_bytes"],
                      terms["grads"], 0, "B", lay, rank)]
     predicted, step = dp_comm_bytes(spec, n), r["comm_step"]
-    rows += [Row(config, f"comm bytes {key}, optimizer step", step.get(key, 0), predicted.get(key, 0), 0, "B", lay,
-                 rank) for key in sorted(set(predicted) | set(step))]
+    rows += [Row(config, f"comm bytes {key}" + ("" if key.endswith(" DP-CP") else ", optimizer step"), step.get(key, 0),
+                 predicted.get(key, 0), 0, "B", lay, rank) for key in sorted(set(predicted) | set(step))]
     rows.append(Row(config, f"rank {rank} optimizer step collectives with inconsistent shapes (of "
                             f"{r['step_collectives']})", len(r["step_shape_errors"]), 0, 0, "calls", lay, rank))
     return rows
