@@ -3,7 +3,10 @@ that run on gloo and nccl alike; `soraplan.planner.memory` and `soraplan.planner
 
   buffers   every trainable parameter becomes a view of one contiguous parameter buffer, and its
             gradient a view of one contiguous gradient buffer (same order, same offsets), each padded at
-            the end to a multiple of the group size g: shard = ceil(N / g) elements per rank, padded = g·shard
+            the end to a multiple of the group size g: shard = ceil(N / g) elements per rank, padded = g·shard.
+            The gradient buffer holds `grad_dtype` (the spec's: fp32 main grads, as Megatron keeps for
+            bf16 parameters); when that is not the parameters' dtype, .grad stays autograd's own tensor
+            and is cast into the buffer before the reduction
   shard     rank r of the group owns elements [r·shard, (r+1)·shard) of both buffers
   step      reduce_scatter_tensor of the whole gradient buffer (sum) over the group into this rank's
             gradient shard, scaled by `grad_scale` (1/dp: the data-parallel mean; CP ranks' gradients are
@@ -37,12 +40,13 @@ class FlatDistributedOptimizer:
         params: the model's parameters (those without requires_grad are left alone).
         group: the process group the state is sharded over (dp·cp ranks).
         grad_scale: factor applied to the summed gradient shard (1/dp).
+        grad_dtype: dtype of the gradient buffer and its reduction (default: the parameters').
         lr, betas, eps, weight_decay: AdamW's hyper-parameters.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], group: Any, grad_scale: float = 1.0,
                  lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, grad_dtype: torch.dtype | None = None) -> None:
         seen: set[int] = set()
         self.params = [p for p in params if p.requires_grad and not (id(p) in seen or seen.add(id(p)))]
         if not self.params:
@@ -57,7 +61,8 @@ class FlatDistributedOptimizer:
         self.padded = self.shard * self.size
         dtype, device = self.params[0].dtype, self.params[0].device
         self.param_buffer = torch.zeros(self.padded, dtype=dtype, device=device)
-        self.grad_buffer = torch.zeros(self.padded, dtype=dtype, device=device)
+        self.grad_buffer = torch.zeros(self.padded, dtype=dtype if grad_dtype is None else grad_dtype, device=device)
+        self.grad_views = self.grad_buffer.dtype == dtype       # else .grad is cast into the buffer at the step
         self.offsets: list[int] = []
         off = 0
         with torch.no_grad():
@@ -86,13 +91,23 @@ class FlatDistributedOptimizer:
         return self.grad_buffer[off:off + p.numel()].view_as(p)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero the gradient buffer; every parameter's .grad is its view of it (backward accumulates there)."""
+        """Zero the gradient buffer; every parameter's .grad is its view of it (backward accumulates there),
+        or None when the buffer's dtype differs from the parameters'."""
         self.grad_buffer.zero_()
         for i, p in enumerate(self.params):
-            p.grad = self._grad_view(i)
+            p.grad = self._grad_view(i) if self.grad_views else None
 
     def _gather_grads(self) -> None:
-        """Put any .grad that autograd replaced instead of accumulating in place back into the buffer."""
+        """Put any .grad that autograd replaced instead of accumulating in place back into the buffer (every
+        .grad, cast, when the buffer's dtype differs from the parameters')."""
+        if not self.grad_views:
+            for i, p in enumerate(self.params):
+                view = self._grad_view(i)
+                if p.grad is None:
+                    view.zero_()
+                else:
+                    view.copy_(p.grad)
+            return
         lo, hi = self.grad_buffer.data_ptr(), self.grad_buffer.data_ptr() + self.padded * self.grad_buffer.element_size()
         for i, p in enumerate(self.params):
             g = p.grad
@@ -154,7 +169,7 @@ def build_optimizer(model: torch.nn.Module, spec, lr: float) -> tuple[Any, bool]
 
     Args:
         model: this rank's module (its parameters become views of the flat buffer when sharded).
-        spec: the run's spec (parallel.distributed_optimizer).
+        spec: the run's spec (parallel.distributed_optimizer; kernels.grad_dtype: the gradient buffer's).
         lr: the learning rate.
     Returns:
         (optimizer, sharded): FlatDistributedOptimizer over the dp·cp group with the distributed optimizer
@@ -164,8 +179,11 @@ def build_optimizer(model: torch.nn.Module, spec, lr: float) -> tuple[Any, bool]
 
     dp, cp = ps.get_data_parallel_world_size(), ps.get_context_parallel_world_size()
     if spec.parallel.distributed_optimizer and dp * cp > 1:
+        from .config import torch_dtype
+
         return FlatDistributedOptimizer(model.parameters(), ps.get_data_parallel_group(with_context_parallel=True),
-                                        grad_scale=1.0 / dp, lr=lr, weight_decay=0.0), True
+                                        grad_scale=1.0 / dp, lr=lr, weight_decay=0.0,
+                                        grad_dtype=torch_dtype(spec.kernels.grad_dtype)), True
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0), False
 
 

@@ -1,7 +1,8 @@
 """validate --scale 6b: the real 6B per rank at the seed's winning layouts, one process playing one rank of a
-world of 8 under torch's fake process group (meta device). Per rank: parameters, weight and optimizer bytes
-exact, saved bytes within 1 %, communication bytes exact, every collective shape-consistent; a wrong CP
-divisor or optimizer formula makes validate exit 1."""
+world of 8 (and of the plan's 200 GPUs, dp = 25) under torch's fake process group (meta device). Per rank:
+parameters, weight bytes and the trainer's distributed optimizer (state, shard, padded buffers, DP-CP
+traffic) exact, saved bytes within 1 %, communication bytes exact, every collective shape-consistent; a
+wrong CP divisor, optimizer formula, optimizer shard or DP formula makes validate exit 1."""
 
 import json
 from dataclasses import replace
@@ -11,19 +12,22 @@ import pytest
 pytestmark = [pytest.mark.megatron, pytest.mark.slow]
 
 # the plan's winner (tp1·cp8 p2p) on its first rank, tp2·cp4 p2p + SP on the last rank of the world, and
-# both stages of tp1·pp2·cp4 (built only)
+# both stages of tp1·pp2·cp4 (built only); then the plan's tp1·cp8 at 200 GPUs (dp 25: built and the
+# optimizer stepped) on its last rank
 MEASURED = (((1, 1, 8), 0), ((2, 1, 4), 7), ((1, 2, 4), 0), ((1, 2, 4), 7))
+PLAN_RANK = 199
 
 
 def _jobs():
-    from soraplan.validation.measure_fake import seed_jobs
+    from soraplan.validation.measure_fake import plan_jobs, seed_jobs
 
     out = []
     for (tp, pp, cp), rank in MEASURED:
         name, spec, _ = next(j for j in seed_jobs() if (j[1].parallel.tp, j[1].parallel.pp, j[1].parallel.cp,
                                                         j[1].parallel.cp_comm) == (tp, pp, cp, "p2p"))
-        out.append((name, spec, rank))
-    return out
+        out.append((name, spec, rank, False))
+    name, spec, _ = next(j for j in plan_jobs() if j[1].parallel.gpus == 200 and j[1].parallel.pp == 1)
+    return out + [(name, spec, PLAN_RANK, True)]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def measured():
     from soraplan.validation.measure_fake import run_fake
 
     jobs = _jobs()
-    return jobs, run_fake([(spec, rank) for _, spec, rank in jobs])
+    return jobs, run_fake([(spec, rank, only) for _, spec, rank, only in jobs])
 
 
 def _rows(measured):
@@ -39,11 +43,16 @@ def _rows(measured):
 
     jobs, results = measured
     rows, by_name = [], {}
-    for (name, spec, _), res in zip(jobs, results):
+    for (name, spec, _, _), res in zip(jobs, results):
         by_name.setdefault(name, (spec, []))[1].append(res)
     for name, (spec, res) in by_name.items():
         rows += fake_rows(name, spec, res)
     return rows
+
+
+def _state(rows, rank):
+    """The optimizer-state row of `rank` (its name says how the state is sharded)."""
+    return next(r for r in rows if r.rank == rank and r.quantity.startswith(f"rank {rank} optimizer state bytes"))
 
 
 def test_the_6b_per_rank_matches_the_planner(measured):
@@ -52,7 +61,7 @@ def test_the_6b_per_rank_matches_the_planner(measured):
     jobs, results = measured
     rows = _rows(measured)
     assert rows and all(r.ok for r in rows), [r.as_dict() for r in rows if not r.ok]
-    assert {r.rank for r in rows} == {0, 7, None}
+    assert {r.rank for r in rows} == {0, 7, PLAN_RANK, None}
     winner = [r for r in rows if r.rank == 0]
     assert winner[0].layout == {"tp": 1, "pp": 1, "vpp": 1, "cp": 8, "cp_comm": "p2p", "dp": 1, "sp": False,
                                 "distributed_optimizer": True}
@@ -62,8 +71,14 @@ def test_the_6b_per_rank_matches_the_planner(measured):
     for rank in (0, 7):
         saved = by_q[(rank, f"rank {rank} saved bytes, whole micro-batch")]
         assert saved.measured > 20 * 2**30 and abs(saved.error) <= 0.01
-        assert by_q[(rank, f"rank {rank} optimizer state bytes (master + moments, no distributed optimizer)")].measured \
-            == 12 * by_q[(rank, f"rank {rank} params")].measured
+        # the trainer's distributed optimizer over the dp·cp = cp ranks: master + 2 moments (fp32) of its shard,
+        # fp32 main grads reduce-scattered over the padded buffer, the bf16 shard all-gathered
+        cp = 8 if rank == 0 else 4
+        shard = -(-by_q[(rank, f"rank {rank} params")].measured // cp)
+        assert by_q[(rank, f"rank {rank} optimizer shard (parameters)")].measured == shard
+        assert _state(rows, rank).measured == 12 * shard and f"dp·cp = {cp};" in _state(rows, rank).quantity
+        assert by_q[(rank, "comm bytes reduce_scatter_tensor DP-CP")].measured == 4 * cp * shard
+        assert by_q[(rank, "comm bytes all_gather_into_tensor DP-CP")].measured == 2 * shard
         assert by_q[(rank, "comm bytes isend CP")].measured > 0
         assert by_q[(rank, "comm bytes irecv CP")].measured == by_q[(rank, "comm bytes isend CP")].measured
     assert by_q[(7, "comm bytes reduce_scatter_tensor TP")].measured > 0
@@ -74,6 +89,14 @@ def test_the_6b_per_rank_matches_the_planner(measured):
     assert stages["most loaded stage params"].measured == max(first.measured, last.measured)
     blocks = stages["rank 0 saved bytes, transformer block (first stage, one micro-batch)"]
     assert blocks.tolerance == 0.01 and blocks.measured > 20 * 2**30 and abs(blocks.error) <= 0.01
+    # the plan's winner at 200 GPUs: the shard over dp·cp = 25·8, the buffers padded to a multiple of 200
+    plan = {r.quantity: r for r in rows if r.rank == PLAN_RANK}
+    assert plan[f"rank {PLAN_RANK} params"].layout["dp"] == 25
+    n = total_params(jobs[-1][1])
+    assert plan[f"rank {PLAN_RANK} optimizer shard (parameters)"].measured == -(-n // 200) != n / 200
+    assert _state(rows, PLAN_RANK).measured == 12 * -(-n // 200)
+    assert plan[f"rank {PLAN_RANK} flat gradient buffer bytes (padded, main grads)"].measured == 4 * 200 * -(-n // 200)
+    assert results[-1]["step_shape_errors"] == [] and results[-1]["step_collectives"] == 2
 
 
 def test_a_wrong_cp_divisor_or_optimizer_formula_fails(measured, monkeypatch):
@@ -88,9 +111,31 @@ def test_a_wrong_cp_divisor_or_optimizer_formula_fails(measured, monkeypatch):
     original = memory.memory_constants
     monkeypatch.setattr(memory, "memory_constants",
                         lambda spec: replace(original(spec), optimizer_bytes_per_param=8))   # no master copy
-    failed = {(r.layout["pp"], r.quantity) for r in _rows(measured) if not r.ok}
-    assert failed == {(pp, f"rank {k} optimizer state bytes (master + moments, no distributed optimizer)")
-                      for k in (0, 7) for pp in (1, 2)}
+    rows = _rows(measured)
+    failed = {(r.layout["pp"], r.quantity) for r in rows if not r.ok}
+    state = {(r.layout["pp"], r.quantity) for r in rows if " optimizer state bytes " in r.quantity}
+    assert failed == state and len(state) == 5     # ranks 0 and 7 at pp 1 and 2, and the plan's rank
+
+
+def test_an_optimizer_shard_over_dp_only_or_a_wrong_dp_formula_fails(measured, monkeypatch):
+    import soraplan.planner.comm as comm
+    import soraplan.planner.memory as memory
+
+    monkeypatch.setattr(memory, "optimizer_shard", lambda xp, n, dp, cp, d: xp.ceil(n / xp.where(d, dp, 1)))
+    rows = _rows(measured)
+    failed = {(r.rank, r.quantity) for r in rows if not r.ok}
+    for k in (0, 7, PLAN_RANK):
+        assert {(k, _state(rows, k).quantity), (k, f"rank {k} optimizer shard (parameters)")} <= failed
+    monkeypatch.undo()
+    original = comm.dp_volumes
+
+    def whole_buffer(xp, k, n, dp, cp, d):     # all-gathers the whole buffer instead of the shard
+        vols = original(xp, k, n, dp, cp, d)
+        return {**vols, "all_gather_into_tensor": vols["all_gather_into_tensor"] * dp * cp}
+
+    monkeypatch.setattr(comm, "dp_volumes", whole_buffer)
+    failed = {(r.rank, r.quantity) for r in _rows(measured) if not r.ok}
+    assert failed == {(k, "comm bytes all_gather_into_tensor DP-CP") for k in (0, 7, PLAN_RANK)}
 
 
 def test_validate_scale_6b_cli(measured, monkeypatch):
@@ -98,24 +143,32 @@ def test_validate_scale_6b_cli(measured, monkeypatch):
     from typer.testing import CliRunner
 
     import soraplan.planner.cp as cp
+    import soraplan.planner.memory as memory
     from soraplan.cli import app
     from soraplan.validation import measure_fake
 
     jobs, results = measured
     layouts = tuple(({"tp": s.parallel.tp, "cp": s.parallel.cp, "cp_comm": s.parallel.cp_comm,
-                      "sequence_parallel": s.parallel.sequence_parallel}, (rank,)) for _, s, rank in jobs[:2])
+                      "sequence_parallel": s.parallel.sequence_parallel}, (rank,)) for _, s, rank, _ in jobs[:2])
     stages = (({"tp": 1, "pp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 8}, (0, 7)),)
+    plan = (({"tp": 1, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 200}, (PLAN_RANK,)),)
     monkeypatch.setattr(measure_fake, "SEED_LAYOUTS", layouts)
     monkeypatch.setattr(measure_fake, "STAGE_LAYOUTS", stages)
+    monkeypatch.setattr(measure_fake, "PLAN_LAYOUTS", plan)
     monkeypatch.setattr(measure_fake, "run_fake", lambda flat, timeout_s=0: results)
     ok = CliRunner().invoke(app, ["validate", "--scale", "6b", "--json"])
     assert ok.exit_code == 0, ok.output
     data = json.loads(ok.stdout)
-    assert data["ok"] and {r["rank"] for r in data["rows"]} == {0, 7, None}
+    assert data["ok"] and {r["rank"] for r in data["rows"]} == {0, 7, PLAN_RANK, None}
     assert all(r["layout"]["cp"] in (4, 8) for r in data["rows"])
-    monkeypatch.setattr(cp, "cp_outside_bytes", lambda spec, outside: 0.0)
-    monkeypatch.setattr(cp, "cp_extra", lambda xp, c, *a: (0.0, 0.0))
-    bad = CliRunner().invoke(app, ["validate", "--scale", "6b", "--json"])
+    with monkeypatch.context() as m:
+        m.setattr(cp, "cp_outside_bytes", lambda spec, outside: 0.0)
+        m.setattr(cp, "cp_extra", lambda xp, c, *a: (0.0, 0.0))
+        bad = CliRunner().invoke(app, ["validate", "--scale", "6b", "--json"])
+    assert bad.exit_code == 1
+    with monkeypatch.context() as m:          # the optimizer state sharded over dp only
+        m.setattr(memory, "optimizer_shard", lambda xp, n, dp, cp, d: xp.ceil(n / xp.where(d, dp, 1)))
+        bad = CliRunner().invoke(app, ["validate", "--scale", "6b", "--json"])
     assert bad.exit_code == 1
 
 

@@ -9,9 +9,11 @@ training forward + backward on meta. Nothing is computed and nothing is sent: co
 leave their outputs as allocated (shapes only). Per rank it records
 
   * parameters and their bytes (`sum(p.numel())`, the parameters' dtype);
-  * the optimizer state Megatron's mixed precision keeps without the distributed optimizer: an fp32 master
-    copy of every parameter of this rank and what `torch.optim.AdamW` allocates for it after one step (two
-    fp32 moments; AdamW's 0-d `step` counters, 4 bytes per tensor, are left out as the planner leaves them out);
+  * the trainer's optimizer (`models.zero.build_optimizer`: the flat-buffer distributed optimizer over the
+    dp·cp ranks), built after the backward and stepped once on meta: the optimizer-state bytes read from its
+    own state (`zero.state_bytes`: fp32 master copy + two fp32 moments of this rank's shard), its shard
+    (elements), the padded flat parameter and gradient buffers, and the bytes of its reduce_scatter_tensor
+    and all_gather_into_tensor per group (`comm_step`);
   * saved-for-backward bytes (`measure.record_saved`, in and outside the transformer block);
   * communication bytes per kind and group (`comm_count`), and
   * a shape check of every collective as the dispatcher sees it (`c10d` ops): all-gather outputs are the
@@ -19,10 +21,14 @@ leave their outputs as allocated (shapes only). Per rank it records
     received ring chunk has the shape of a sent one, every buffer is on meta. A fake collective moves no
     data, so these relations are what makes the meta run stand for a real one.
 
-The pipelined runners-up (`STAGE_LAYOUTS`): parameters, weight and optimizer bytes of their first and last
-stage, and the first stage's saved bytes of one micro-batch (its forward, then its backward from a gradient
-of the output's shape; how many micro-batches are in flight is the pipeline rows' part). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
-`planner.activations.stage_activations` (with planner/cp.py's terms) and `planner.comm.comm_bytes`.
+The plan's layouts at their own GPU counts (`PLAN_LAYOUTS`: dp > 1, a world of 200 to 400 fake ranks) are
+built and their optimizer stepped only (no forward): parameters, weights and the optimizer rows, the shard
+over dp·cp as `plan` prices it. The pipelined runners-up (`STAGE_LAYOUTS`): parameters, weight and
+optimizer bytes of their first and last stage, and the first stage's saved bytes of one micro-batch (its
+forward, then its backward from a gradient of the output's shape; how many micro-batches are in flight is
+the pipeline rows' part). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
+`planner.activations.stage_activations` (with planner/cp.py's terms), `planner.comm.comm_bytes` and, for the
+optimizer, `planner.memory.memory_terms` / `optimizer_shard` and `planner.comm.dp_comm_bytes`, all exact.
 """
 
 from __future__ import annotations
@@ -53,6 +59,17 @@ STAGE_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 1, "pp": 5, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 40}, (0, 39)),
 )
 
+# the plan's top layouts at their own GPU counts (dp > 1): built and one optimizer step only, for the
+# distributed optimizer's shard over dp·cp, its padded buffers and its DP-CP traffic; (flags, ranks)
+PLAN_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
+    ({"tp": 1, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 200}, (0, 199)),
+    ({"tp": 1, "pp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 200}, (0, 199)),
+    ({"tp": 1, "pp": 5, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 200}, (0, 199)),
+    ({"tp": 2, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 300}, (299,)),
+    ({"tp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 296}, (0,)),
+    ({"tp": 1, "pp": 2, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 400}, (399,)),
+)
+
 
 def seed_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
     """(config name, spec, ranks) of every seed layout measured by `soraplan validate --scale 6b`."""
@@ -73,6 +90,22 @@ def seed_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
     return out
 
 
+def plan_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
+    """(config name, spec, ranks) of the plan's layouts at their own GPU counts (`PLAN_LAYOUTS`): built and
+    one optimizer step on meta, no forward."""
+    from soraplan.planner.config import build_spec
+
+    out = []
+    for flags, ranks in PLAN_LAYOUTS:
+        spec = build_spec(flags=flags)
+        p = spec.parallel
+        sp = " + SP" if p.sequence_parallel else ""
+        pp = f"·pp{p.pp}" if p.pp > 1 else ""
+        out.append((f"soraplan-6B tp{p.tp}{pp}·cp{p.cp}·dp{p.dp_size} {p.cp_comm}{sp}, optimizer step (fake process "
+                    f"group, world {p.gpus}, meta)", spec, ranks))
+    return out
+
+
 def stage_params(spec, stage: int) -> int:
     """The planner's parameters of one pipeline stage's GPU (`params.param_groups` by placement: the blocks
     split evenly, `every` on each stage, `first` / `last` on the first / last); `params_per_gpu` is the
@@ -88,12 +121,13 @@ def stage_params(spec, stage: int) -> int:
     return total
 
 
-def run_fake(jobs: list[tuple[Any, int]], timeout_s: float = 900.0) -> list[dict[str, Any]]:
-    """Measure every (spec, rank) job in one subprocess under the fake backend; one result dict per job.
-    Raises RuntimeError with the log's tail when the subprocess fails."""
+def run_fake(jobs: list[tuple], timeout_s: float = 900.0) -> list[dict[str, Any]]:
+    """Measure every (spec, rank) or (spec, rank, optimizer_only) job in one subprocess under the fake
+    backend; one result dict per job. Raises RuntimeError with the log's tail when the subprocess fails."""
     with tempfile.TemporaryDirectory(prefix="soraplan-fake-") as tmp:
         jobs_path, out_path, log_path = Path(tmp) / "jobs.json", Path(tmp) / "out.json", Path(tmp) / "log.txt"
-        jobs_path.write_text(json.dumps([{"spec": s.model_dump(mode="json"), "rank": r} for s, r in jobs]))
+        jobs_path.write_text(json.dumps([{"spec": j[0].model_dump(mode="json"), "rank": j[1],
+                                               "optimizer_only": bool(j[2:] and j[2])} for j in jobs]))
         with open(log_path, "w") as log:
             try:
                 rc = subprocess.run([sys.executable, "-m", "soraplan.validation.measure_fake", str(jobs_path),
@@ -107,16 +141,15 @@ def run_fake(jobs: list[tuple[Any, int]], timeout_s: float = 900.0) -> list[dict
 
 def fake_rows(config: str, spec, results: list[dict[str, Any]]) -> list:
     """Rows of one layout: `tp_rows`' parameters, saved bytes and communication bytes per rank, plus the
-    weight bytes, the optimizer state (exact) and the collective shape check."""
+    weight bytes, the optimizer rows (`_optimizer_rows`, exact) and the collective shape check."""
     from dataclasses import replace
 
     from soraplan.planner.memory import memory_constants
     from soraplan.planner.params import params_per_gpu
-    from soraplan.planner.spec import DTYPE_BYTES
 
     from .measure_compare import Row, layout_of, tp_rows
 
-    c, k = memory_constants(spec), spec.kernels
+    c = memory_constants(spec)
     lay = layout_of(spec)
     rows = []
     for r in results:
@@ -125,17 +158,12 @@ def fake_rows(config: str, spec, results: list[dict[str, Any]]) -> list:
         if "saved_blocks" in r:
             rows += tp_rows(config, spec, [r])
         else:
-            rows.append(Row(config, f"rank {rank} params (stage {r['stage']} of {spec.parallel.pp})", r["params"], n,
-                            0, "params", lay, rank))
+            stage = f" (stage {r['stage']} of {spec.parallel.pp})" if spec.parallel.pp > 1 else ""
+            rows.append(Row(config, f"rank {rank} params{stage}", r["params"], n, 0, "params", lay, rank))
         if "stage_saved_blocks" in r:
             rows += _first_stage_rows(config, spec, r, lay)
-        rows += [
-            Row(config, f"rank {rank} weight bytes", r["weight_bytes"], n * c.param_bytes, 0, "B", lay, rank),
-            Row(config, f"rank {rank} optimizer moments bytes (AdamW state)", r["moment_bytes"],
-                n * k.optimizer_states * DTYPE_BYTES[k.optimizer_dtype], 0, "B", lay, rank),
-            Row(config, f"rank {rank} optimizer state bytes (master + moments, no distributed optimizer)",
-                r["master_bytes"] + r["moment_bytes"], n * c.optimizer_bytes_per_param, 0, "B", lay, rank),
-        ]
+        rows.append(Row(config, f"rank {rank} weight bytes", r["weight_bytes"], n * c.param_bytes, 0, "B", lay, rank))
+        rows += _optimizer_rows(config, spec, r, n, lay)
         if "collectives" in r:
             rows.append(Row(config, f"rank {rank} collectives with inconsistent shapes (of {r['collectives']})",
                             len(r["shape_errors"]), 0, 0, "calls", lay, rank))
@@ -143,6 +171,42 @@ def fake_rows(config: str, spec, results: list[dict[str, Any]]) -> list:
         rows.append(Row(config, "most loaded stage params", max(r["params"] for r in results), params_per_gpu(spec),
                         0, "params", lay, None))
     return [replace(x, layout=lay) for x in rows]
+
+
+def _optimizer_rows(config: str, spec, r: dict[str, Any], n: int, lay: dict[str, Any]) -> list:
+    """The trainer's optimizer on this rank (`n` parameters) against the planner, exact: the state bytes
+    (`memory(spec).optimizer`; a pipeline stage: `memory_terms` at the stage's parameters), the shard
+    (`optimizer_shard`), the padded flat parameter and gradient buffers (`weights`, `grads`) and the
+    optimizer step's communication per kind and group (`dp_comm_bytes`; nothing outside DP-CP expected)."""
+    from soraplan.planner.comm import dp_comm_bytes
+    from soraplan.planner.memory import memory, memory_constants, memory_terms, optimizer_shard
+    from soraplan.planner.scalar_ops import ScalarOps
+
+    from .measure_compare import Row
+
+    p, rank = spec.parallel, r["rank"]
+    terms = memory_terms(ScalarOps, memory_constants(spec), n, p.dp_size, p.cp, p.distributed_optimizer, 0)
+    if p.pp == 1:
+        terms["optimizer"] = memory(spec).optimizer
+    g = p.dp_size * p.cp if p.distributed_optimizer else 1
+    how = f"distributed optimizer, shard over dp·cp = {g}" if r["sharded"] else "replicated AdamW"
+    rows = [
+        Row(config, f"rank {rank} optimizer state bytes ({how}; read from its state after one step)",
+            r["optimizer_bytes"], terms["optimizer"], 0, "B", lay, rank),
+        Row(config, f"rank {rank} optimizer shard (parameters)", r["optimizer_shard"],
+            optimizer_shard(ScalarOps, n, p.dp_size, p.cp, p.distributed_optimizer), 0, "params", lay, rank),
+    ]
+    if r["sharded"]:
+        rows += [Row(config, f"rank {rank} flat parameter buffer bytes (padded)", r["param_buffer_bytes"],
+                     terms["weights"], 0, "B", lay, rank),
+                 Row(config, f"rank {rank} flat gradient buffer bytes (padded, main grads)", r["grad_buffer_bytes"],
+                     terms["grads"], 0, "B", lay, rank)]
+    predicted, step = dp_comm_bytes(spec, n), r["comm_step"]
+    rows += [Row(config, f"comm bytes {key}" + ("" if key.endswith(" DP-CP") else ", optimizer step"), step.get(key, 0),
+                 predicted.get(key, 0), 0, "B", lay, rank) for key in sorted(set(predicted) | set(step))]
+    rows.append(Row(config, f"rank {rank} optimizer step collectives with inconsistent shapes (of "
+                            f"{r['step_collectives']})", len(r["step_shape_errors"]), 0, 0, "calls", lay, rank))
+    return rows
 
 
 def _first_stage_rows(config: str, spec, r: dict[str, Any], lay: dict[str, Any]) -> list:
@@ -165,16 +229,16 @@ def _first_stage_rows(config: str, spec, r: dict[str, Any], lay: dict[str, Any])
 
 
 def run_seed(progress=lambda s: None) -> tuple[list, list[dict]]:
-    """`soraplan validate --scale 6b`: (rows, errors) of every seed layout."""
-    jobs = seed_jobs()
+    """`soraplan validate --scale 6b`: (rows, errors) of every seed layout and the plan's layouts."""
+    jobs = [(*j, False) for j in seed_jobs()] + [(*j, True) for j in plan_jobs()]
     progress(f"the 6B at {len(jobs)} layouts under a fake process group")
-    flat = [(spec, rank) for _, spec, ranks in jobs for rank in ranks]
+    flat = [(spec, rank, only) for _, spec, ranks, only in jobs for rank in ranks]
     try:
         results = run_fake(flat)
     except Exception as e:  # noqa: BLE001 - reported as a failed case
         return [], [{"config": "soraplan-6B (fake process group)", "error": f"{type(e).__name__}: {e}"}]
     rows, i = [], 0
-    for name, spec, ranks in jobs:
+    for name, spec, ranks, _ in jobs:
         rows += fake_rows(name, spec, results[i:i + len(ranks)])
         i += len(ranks)
     return rows, []
@@ -276,7 +340,7 @@ class _ShapeCheck:
         return self.errors
 
 
-def _measure(spec, rank: int) -> dict[str, Any]:
+def _measure(spec, rank: int, optimizer_only: bool = False) -> dict[str, Any]:
     import torch
     from megatron.core import parallel_state as ps
 
@@ -292,14 +356,15 @@ def _measure(spec, rank: int) -> dict[str, Any]:
     model.train()
     params = list(model.parameters())
     out = {"rank": torch.distributed.get_rank(), "stage": ps.get_pipeline_model_parallel_rank(),
-           "params": sum(p.numel() for p in params), "weight_bytes": sum(p.numel() * p.element_size() for p in params),
-           **_optimizer_bytes(params)}
+           "params": sum(p.numel() for p in params), "weight_bytes": sum(p.numel() * p.element_size() for p in params)}
+    if optimizer_only:
+        return {**out, **_optimizer_step(model, spec)}
     g = torch.Generator().manual_seed(0)
     batch = synthetic_batch(spec, spec.parallel.micro_batch, "meta", g)
     shapes = _ShapeCheck()
     if spec.parallel.pp > 1:
-        if not ps.is_pipeline_first_stage():      # other stages: built and counted, not run
-            return out
+        if not ps.is_pipeline_first_stage():      # other stages: built, counted and the optimizer stepped
+            return {**out, **_optimizer_step(model, spec)}
         # the first stage's forward of one micro-batch, and its backward from the next stage's gradient
         x_t, timesteps, _ = diffusion_inputs(batch, "flow", g)
         with flash_on_meta(), shapes.mode():
@@ -308,29 +373,35 @@ def _measure(spec, rank: int) -> dict[str, Any]:
             hidden.backward(torch.empty_like(hidden))
         in_blocks = sum(saved.under(r) for r in block_roots(model))
         return {**out, "stage_saved_blocks": in_blocks, "stage_saved_outside": saved.total - in_blocks,
-                "collectives": shapes.calls, "shape_errors": shapes.finish()}
+                "collectives": shapes.calls, "shape_errors": shapes.finish(), **_optimizer_step(model, spec)}
     with flash_on_meta(), shapes.mode(), count_comm() as comm:
         with record_saved(model) as saved:
             loss = training_loss(model, batch, generator=g)
         loss.backward()
     in_blocks = sum(saved.under(r) for r in block_roots(model))
     return {**out, "saved_blocks": in_blocks, "saved_outside": saved.total - in_blocks, "comm": comm_table(comm),
-            "collectives": shapes.calls, "shape_errors": shapes.finish()}
+            "collectives": shapes.calls, "shape_errors": shapes.finish(), **_optimizer_step(model, spec)}
 
 
-def _optimizer_bytes(params: list) -> dict[str, int]:
-    """Megatron's mixed precision without the distributed optimizer, on meta: an fp32 master copy of every
-    parameter and the state `torch.optim.AdamW` allocates for it in its first step (0-d `step` counters
-    left out)."""
-    import torch
+def _optimizer_step(model, spec) -> dict[str, Any]:
+    """The trainer's optimizer (`models.zero.build_optimizer`) for this rank's module, built after the
+    backward (nothing on meta depends on the order) and stepped once under the communication counter and
+    the shape check: its state bytes (`zero.state_bytes`, AdamW's scalar step counter aside), its shard, its
+    flat buffers and the step's bytes per kind and group."""
+    from soraplan.models.zero import build_optimizer, state_bytes
 
-    masters = [torch.empty_like(p, dtype=torch.float32).requires_grad_() for p in params]
-    for m in masters:
-        m.grad = torch.empty_like(m)
-    opt = torch.optim.AdamW(masters, lr=1e-4, weight_decay=0.0, foreach=False)
-    opt.step()
-    moments = sum(t.numel() * t.element_size() for st in opt.state.values() for key, t in st.items() if key != "step")
-    return {"master_bytes": sum(m.numel() * m.element_size() for m in masters), "moment_bytes": moments}
+    from .comm_count import comm_table, count_comm
+
+    optimizer, sharded = build_optimizer(model, spec, lr=1e-4)
+    shapes = _ShapeCheck()
+    with shapes.mode(), count_comm() as comm:
+        optimizer.step()
+    n = sum(p.numel() for p in model.parameters())
+    buffers = {"param_buffer_bytes": optimizer.param_buffer.numel() * optimizer.param_buffer.element_size(),
+               "grad_buffer_bytes": optimizer.grad_buffer.numel() * optimizer.grad_buffer.element_size()} if sharded else {}
+    return {"sharded": sharded, "optimizer_bytes": state_bytes(optimizer),
+            "optimizer_shard": optimizer.shard if sharded else n, **buffers, "comm_step": comm_table(comm),
+            "step_collectives": shapes.calls, "step_shape_errors": shapes.finish()}
 
 
 def _worker(jobs_path: str, out_path: str) -> None:
@@ -342,7 +413,7 @@ def _worker(jobs_path: str, out_path: str) -> None:
 
     results = []
     for job in json.loads(Path(jobs_path).read_text()):
-        results.append(_measure(Spec.model_validate(job["spec"]), int(job["rank"])))
+        results.append(_measure(Spec.model_validate(job["spec"]), int(job["rank"]), bool(job.get("optimizer_only"))))
     destroy()
     tmp = Path(out_path).with_suffix(".tmp")
     tmp.write_text(json.dumps(results))
