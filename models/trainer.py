@@ -369,7 +369,7 @@ class Trainer:
             raise UserError(plan.error)
         meta = None
         if plan.names:
-            layout = {"tp": self.spec.parallel.tp, "pp": self.spec.parallel.pp}
+            layout = {"tp": self.spec.parallel.tp, "pp": self.spec.parallel.pp, "vpp": self.spec.parallel.vpp}
             meta = ckpt.load_first(plan.paths(self.run_dir), plan.fallback, self.model, self.optimizer, self.tp_rank, self.pp_rank,
                                    layout=layout, log=self.say)
             if meta is None:
@@ -499,7 +499,8 @@ class Trainer:
         return total
 
     def _pipeline_micro_batches(self, step: int):
-        """pp > 1: every micro-batch through megatron's 1F1B schedule over the pipeline stages."""
+        """pp > 1: every micro-batch through megatron's 1F1B schedule over the pipeline stages (interleaved
+        over the rank's model chunks when vpp > 1)."""
         from .loss import diffusion_inputs, drop_labels, model_kwargs
         from .pipeline import pipeline_step
 
@@ -546,7 +547,7 @@ class Trainer:
             self.log_file.flush()
             os.fsync(self.log_file.fileno())
         p = self.spec.parallel
-        meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "dp": self.dp_size, "spec_name": self.spec.name,
+        meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "vpp": p.vpp, "dp": self.dp_size, "spec_name": self.spec.name,
                 "objective": self.args.objective, "samples": step * self.global_batch}
         path = ckpt.save(self.run_dir, step, self.model, self.optimizer, meta, self.tp_rank, self.pp_rank,
                          self.args.keep_last)

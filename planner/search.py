@@ -417,7 +417,7 @@ class Space:
                    | ((win > 0) & (win % cp != 0)) | (dp < 1) | ((vpp > 1) & (pp == 1)))
         tp_i = np.minimum(tp, self.cp_supported.shape[1] - 1)
         cp_i = np.minimum(cp, self.cp_supported.shape[2] - 1)
-        unsupported = ~self.cp_supported[att, tp_i, cp_i, comm] | (vpp > 1)   # trainable.train_refusal
+        unsupported = ~self.cp_supported[att, tp_i, cp_i, comm]   # trainable.train_refusal
         return np.where(tp > self.max_tp_in_node, TP_OVER_NODE,
                         np.where(bad_div, DIVISIBILITY, np.where(unsupported, UNSUPPORTED, OK)))
 
@@ -426,7 +426,7 @@ class Space:
         tp, pp, vpp, cp = x.tp, x.pp, x.vpp, x.cp
         dp = gpus // (tp * pp * cp)
         bad_div = (((x.sequence_parallel == 1) & ((self.seq_len // cp) % tp != 0))
-                   | ((vpp > 1) & (x.microbatches % pp != 0)))
+                   | ((vpp > 1) & (x.microbatches % pp != 0)))      # trainable.interleave_refusal
         gb = x.microbatches * x.micro_batch * dp
         lo, hi = self.global_batch_range
         bad_batch = (gb < lo) | (gb > hi)
