@@ -319,8 +319,10 @@ def stage_activations(spec: Spec, stage: int | None = None) -> dict[str, float]:
     freed = [layer_bytes(spec, i, only=SELECTIVE) for i in range(per_stage)]
     if p.recompute == "full":
         n = p.recompute_layers if p.recompute_layers is not None else per_stage
-        per_mb_layers = sum(full[n:]) + n * _cost(layer_input_term(spec), s, b, t, d)
-        working = max(full[:n], default=0.0)        # one layer rebuilt during its backward
+        kept_input = _cost(layer_input_term(spec), s, b, t, d)
+        per_mb_layers = sum(full[n:]) + n * kept_input
+        # one layer rebuilt during its backward; its input is the checkpoint's (kept already)
+        working = max(full[:n], default=kept_input) - kept_input
     elif p.recompute == "selective":
         per_mb_layers = sum(x - y for x, y in zip(full, freed))
         working = max(freed, default=0.0)
@@ -332,21 +334,23 @@ def stage_activations(spec: Spec, stage: int | None = None) -> dict[str, float]:
     per_mb += cp_saved
     working += cp_working
     out = {"per_layer": full[0] if full else 0.0, "per_microbatch": per_mb, "recompute_working": working}
+    every = sum(v for name, v in shared.items() if placement(name) == "every")
+    first = sum(v for name, v in shared.items() if placement(name) == "first")
+    last = sum(v for name, v in shared.items() if placement(name) == "last")
     if p.pp == 1:
-        return {**out, "in_flight_microbatches": 1.0, "interleave_factor": 1.0, "total": per_mb + working}
-    # 1F1B / interleaved 1F1B (`pp_schedule`): K chunk micro-batches in flight at the peak, each with 1/vpp
+        # the final layer's and the loss's tensors are released before any layer is rebuilt
+        total = max(per_mb, per_mb - last + working)
+        return {**out, "in_flight_microbatches": 1.0, "interleave_factor": 1.0, "total": total}
+    # 1F1B / interleaved 1F1B (`pp_schedule`): chunk micro-batches in flight at the peaks, each with 1/vpp
     # of the stage's layers and its own conditioning; the first (last) stage's special chunk adds the
     # patch input (the final layer and the loss) to each of its own micro-batches
     from .pp_schedule import peak_in_flight
 
-    every = sum(v for name, v in shared.items() if placement(name) == "every")
-    first = sum(v for name, v in shared.items() if placement(name) == "first")
-    last = sum(v for name, v in shared.items() if placement(name) == "last")
-
     def at(r: int) -> tuple[float, float]:
-        k, special = peak_in_flight(p.pp, p.vpp, p.microbatches, r)
+        k, special, k_b, special_b = peak_in_flight(p.pp, p.vpp, p.microbatches, r)
         extra = first if r == 0 else (last if r == p.pp - 1 else 0.0)
-        return (per_mb_layers + cp_saved) * k / p.vpp + every * k + extra * special + working, k / p.vpp
+        base = (per_mb_layers + cp_saved) / p.vpp + every
+        return max(base * k + extra * special, base * k_b + extra * special_b + working), k / p.vpp
 
     total, in_flight = max(at(0), at(p.pp - 1)) if stage is None else at(stage)
     return {**out, "in_flight_microbatches": in_flight, "interleave_factor": 1.0, "total": total}

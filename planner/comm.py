@@ -24,6 +24,13 @@ every layer); the exchange runs again in a recomputed forward (full recompute, o
   all-gather  all_gather_into_tensor 2k (K and V), backward reduce_scatter_tensor 2ck
   a2a         all_to_all_single: q, k, v and the output, forward and backward: 8k
   every variant: the final layer's all_gather_into_tensor X and its gradient's reduce_scatter_tensor c X
+PP group (pp > 1), per step on pipeline rank r (`pp_comm_bytes`; every other entry is per micro-batch)
+  isend = irecv: each of the m micro-batches crosses every boundary of the rank's vpp model chunks, forward
+           (the chunk's output) and backward (its input's gradient), except before the first virtual stage
+           and after the last: m (2 vpp - [r = 0] - [r = pp-1]) P, P = s·b·h/(t with SP)·4 (the schedule
+           exchanges fp32: `models.pipeline.configure`)
+  all_reduce: the gradients of the conditioning embedders every stage holds (fp32, the trainer's master
+           weights), summed over the stages, + the step's mean loss (one fp32 scalar)
 """
 
 from __future__ import annotations
@@ -31,12 +38,34 @@ from __future__ import annotations
 from .spec import Spec
 
 
-def comm_bytes(spec: Spec) -> dict[str, int]:
-    """{"<kind> <group>": bytes} for one micro-batch's forward + backward on one rank (pp = 1; ranks of a
-    layout move the same bytes).
+def pp_comm_bytes(spec: Spec, stage: int = 0) -> dict[str, int]:
+    """{"<kind> PP": bytes} of one training step on pipeline rank `stage` (see the module docstring).
 
     Args:
         spec: the validated spec.
+        stage: the pipeline rank (0-based).
+    Returns:
+        Bytes per kind in the PP group; empty when pp = 1.
+    """
+    from .params import param_groups
+
+    p, m = spec.parallel, spec.model
+    if p.pp == 1:
+        return {}
+    s = spec.seq_len // p.cp
+    boundary = s // (p.tp if p.sequence_parallel else 1) * p.micro_batch * m.hidden * 4
+    crossings = p.microbatches * (2 * p.vpp - (stage == 0) - (stage == p.pp - 1))
+    every = sum(g.per_rank(p.tp) for g in param_groups(spec) if g.placement == "every")
+    return {"all_reduce PP": every * 4 + 4, "irecv PP": crossings * boundary, "isend PP": crossings * boundary}
+
+
+def comm_bytes(spec: Spec, stage: int = 0) -> dict[str, int]:
+    """{"<kind> <group>": bytes} for one micro-batch's forward + backward on one rank (ranks of a stage move
+    the same bytes), and with pp > 1 the PP group's bytes of one step on pipeline rank `stage`.
+
+    Args:
+        spec: the validated spec.
+        stage: the pipeline rank (0-based) the PP entries are for.
     Returns:
         Bytes per kind and group, zero entries left out.
     """
@@ -78,4 +107,5 @@ def comm_bytes(spec: Spec) -> dict[str, int]:
             add("all_to_all_single CP", (crossing * 8 + rerun * 4) * k)
         add("all_gather_into_tensor CP", X)
         add("reduce_scatter_tensor CP", c * X)
+    out.update(pp_comm_bytes(spec, stage))
     return dict(sorted(out.items()))

@@ -11,10 +11,10 @@ Megatron's order on rank r of pp, with m micro-batches and v model chunks per ra
                        min((pp - r - 1) * 2 + (v - 1) * pp, m * v) forwards, then pairs, then the rest;
                        the k-th backward takes the k-th table entry with chunk v - 1 - chunk
 
-The peak is the largest live set after a forward (a backward frees). Every live set of the steady phase
-has the same size; among those, the peak counts the one with the most micro-batches of the rank's
-special chunk (rank 0's chunk 0 holds the patch embedding's input, the last rank's last chunk the final
-layer and the loss).
+Two peaks matter: the live set after a forward, and the live set while a backward rebuilds a layer
+(recompute adds that layer's tensors). Every live set of the steady phase has the same size; among those,
+the peak counts the one with the most micro-batches of the rank's special chunk (rank 0's chunk 0 holds
+the patch embedding's input, the last rank's last chunk the final layer and the loss).
 """
 
 from __future__ import annotations
@@ -47,37 +47,46 @@ def warmup(pp: int, vpp: int, microbatches: int, stage: int) -> int:
 
 
 @lru_cache(maxsize=4096)
-def peak_in_flight(pp: int, vpp: int, microbatches: int, stage: int) -> tuple[int, int]:
-    """The peak live set of rank `stage`: (chunk micro-batches in it, of which the rank's special chunk:
-    chunk 0 on the first rank, chunk vpp - 1 on the last, none in between).
+def peak_in_flight(pp: int, vpp: int, microbatches: int, stage: int) -> tuple[int, int, int, int]:
+    """The peak live sets of rank `stage`, counted as (chunk micro-batches, of which the rank's special
+    chunk: chunk 0 on the first rank, chunk vpp - 1 on the last, none in between):
+
+      after a forward      the live set, largest first by size, then by special count;
+      during a backward    the live set including the micro-batch being backpropagated, whose final layer
+                           and loss (the last rank's special terms) are released before its layers are
+                           recomputed: on the last rank that micro-batch's special count is left out.
 
     Args:
         pp, vpp: pipeline stages and model chunks per stage.
         microbatches: micro-batches per step on one data-parallel rank.
         stage: the pipeline rank (0 <= stage < pp).
     Returns:
-        (live chunk micro-batches, of which the special chunk) at the peak.
+        (size, special) after a forward, then (size, special) during a backward.
     """
     if not 0 <= stage < pp:
         raise ValueError(f"stage {stage} outside 0..{pp - 1}")
     table = schedule_table(microbatches, vpp, pp) if vpp > 1 else [(mb, 0) for mb in range(microbatches)]
     backward = [(mb, vpp - 1 - c) for mb, c in table]
     special = 0 if stage == 0 else (vpp - 1 if stage == pp - 1 else -1)
+    released = stage == pp - 1
     total, w = len(table), warmup(pp, vpp, microbatches, stage)
     live: set[tuple[int, int]] = set()
-    best = (0, 0)
-    done = 0
+    after_forward = (0, 0)
+    during_backward = (0, 0)
 
-    def forward(k: int) -> None:
-        nonlocal best
-        live.add(table[k])
-        n = sum(1 for _, c in live if c == special)
-        best = max(best, (len(live), n))
+    def count() -> int:
+        return sum(1 for _, c in live if c == special)
 
-    for k in range(w):
-        forward(k)
+    events = [("F", k) for k in range(w)]
     for j in range(total - w):
-        forward(w + j)
-        live.discard(backward[done])
-        done += 1
-    return best
+        events += [("F", w + j), ("B", j)]
+    events += [("B", j) for j in range(total - w, total)]
+    for kind, i in events:
+        if kind == "F":
+            live.add(table[i])
+            after_forward = max(after_forward, (len(live), count()))
+        else:
+            entry = backward[i]
+            during_backward = max(during_backward, (len(live), count() - int(released and entry[1] == special)))
+            live.discard(entry)
+    return (*after_forward, *during_backward)

@@ -334,7 +334,7 @@ class Space:
                 first, saved, freed = distinct[k]
                 present = (first < stage_layers)[:, None]               # the kind is among the stage's layers
                 rebuilt[a, :, 1] = np.where(present, freed[None, :], 0.0)
-                rebuilt[a, :, 2] = np.where(present, saved[None, :], 0.0)
+                rebuilt[a, :, 2] = np.where(present, (saved - input_coef)[None, :], 0.0)   # the input is kept
             tables.append(ActivationTable.from_columns(rebuilt))
         self.rebuilt_by_kind = tuple(tables)
 
@@ -526,15 +526,19 @@ class Space:
 
         every, first, last = (coef_bytes(self.placed_coefs[w]) for w in ("every", "first", "last"))
         layers = per_mb - (every + first + last)
+        if len(pp) == 0:
+            return per_mb + working
         keys, inverse = np.unique(np.stack([pp, vpp, mm]), axis=1, return_inverse=True)
         inverse = inverse.reshape(-1)
+        base = layers / vpp + every
         stages = []
         for last_stage, extra in ((False, first), (True, last)):
-            peak = np.array([peak_in_flight(int(a), int(v), int(m), int(a) - 1 if last_stage else 0) if a > 1 else (1, 1)
-                             for a, v, m in keys.T], dtype=np.float64).reshape(-1, 2)
-            k, special = peak[inverse, 0], peak[inverse, 1]
-            stages.append(layers * k / vpp + every * k + extra * special + working)
-        return np.where(pp > 1, np.maximum(*stages), per_mb + working)     # pp = 1: one micro-batch
+            peak = np.array([peak_in_flight(int(a), int(v), int(m), int(a) - 1 if last_stage else 0) if a > 1
+                             else (1, 1, 1, 1) for a, v, m in keys.T], dtype=np.float64).reshape(-1, 4)[inverse]
+            stages.append(np.maximum(base * peak[:, 0] + extra * peak[:, 1],
+                                     base * peak[:, 2] + extra * peak[:, 3] + working))
+        single = np.maximum(per_mb, per_mb - last + working)       # pp = 1: one micro-batch
+        return np.where(pp > 1, np.maximum(*stages), single)
 
     # ------------------------------------------------------------------------------------------------
     def spec_for(self, gpus: int, x: LayoutArrays, i: int) -> Spec:

@@ -23,13 +23,15 @@ BASE: dict[str, Any] = tiny_flags(latent_channels=MAX_LATENT_CHANNELS, ffn_hidde
 
 CP_FLAGS: dict[str, Any] = {"frames": 32, "cp": 2, "gpus": 2}
 CP_TP_FLAGS: dict[str, Any] = {"frames": 32, "cp": 2, "tp": 2, "gpus": 4, "sequence_parallel": True}
+# pipeline: 4 layers over 2 stages, 4 micro-batches per step (validation/measure_pp.py)
+PP_FLAGS: dict[str, Any] = {"pp": 2, "gpus": 2, "layers": 4, "global_batch": 8}
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
     flags: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"          # "cpu" | "meta" | "tp" (tp*cp gloo processes, one per rank)
+    device: str = "cpu"          # "cpu" | "meta" | "tp" (tp*cp gloo processes, one per rank) | "pp" (pp processes)
     base: bool = True            # start from BASE (False: from the preset named in flags / the default 6B)
     quick: bool = False
     saved: bool = True           # compare saved bytes (False: parameters and FLOPs only)
@@ -79,6 +81,12 @@ MATRIX: tuple[Case, ...] = (
          device="tp"),
     Case("CP=2 all-gather x TP=2 + SP, recompute selective (4 gloo ranks)",
          {**CP_TP_FLAGS, "cp_comm": "all-gather", "recompute": "selective"}, device="tp"),
+    # pipeline parallel: per stage, 1F1B and interleaved (in-flight saved bytes, stage parameters, PP bytes)
+    Case("PP=2 1F1B, 4 micro-batches (2 gloo ranks)", PP_FLAGS, device="pp"),
+    Case("PP=2 interleaved vpp=2, 4 micro-batches (2 gloo ranks)", {**PP_FLAGS, "vpp": 2}, device="pp"),
+    Case("PP=2 interleaved vpp=2, 2 micro-batches: all in warm-up (2 gloo ranks)",
+         {**PP_FLAGS, "vpp": 2, "global_batch": 4}, device="pp"),
+    Case("PP=2 1F1B, recompute full (2 gloo ranks)", {**PP_FLAGS, "recompute": "full"}, device="pp"),
 )
 
 
@@ -100,8 +108,9 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
 
     rows: list = []
     errors: list[dict] = []
-    local = [c for c in selected if c.device != "tp"]
+    local = [c for c in selected if c.device not in ("tp", "pp")]
     tp = [c for c in selected if c.device == "tp"]
+    pp = [c for c in selected if c.device == "pp"]
     for c in local:
         progress(c.name)
         try:
@@ -122,6 +131,22 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
         except Exception as e:  # noqa: BLE001
             errors.append({"config": "TP cases" if world == 2 else f"rank cases (world {world})",
                            "error": f"{type(e).__name__}: {e}"})
+    if pp:
+        rows, errors = _run_pp(pp, rows, errors, progress)
+    return rows, errors
+
+
+def _run_pp(selected: list[Case], rows: list, errors: list[dict], progress: Callable[[str], None]) -> tuple[list, list[dict]]:
+    """The pipeline cases: one set of gloo processes for all of them (validation/measure_pp.py)."""
+    from .measure_pp import pp_rows, run_pp
+
+    progress(", ".join(c.name for c in selected))
+    try:
+        specs = [spec_for(c) for c in selected]
+        for c, spec, ranks in zip(selected, specs, run_pp(specs)):
+            rows += pp_rows(c.name, spec, ranks)
+    except Exception as e:  # noqa: BLE001 - reported as a failed case
+        errors.append({"config": "PP cases", "error": f"{type(e).__name__}: {e}"})
     return rows, errors
 
 
