@@ -162,9 +162,9 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
     from soraplan.planner.errors import UserError
 
     p = spec.parallel
-    if p.pp > 1:
-        raise UserError(f"parallel.pp: validate measures one pipeline stage (pp=1); got pp={p.pp}")
     small = total_params(spec) <= 50_000_000 and spec.seq_len <= 4096
+    if p.pp > 1:
+        return _run_pp_spec(spec, small, progress)
     device = "cpu" if small else "meta"
     d = spec.model_dump()
     # the accounting must use the semantics of the device it is compared on
@@ -182,3 +182,23 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
         # meta runs dropout like the CPU (mask at the activation dtype) but LayerNorm like the GPU (fp32 stats)
         rows = [r for r in rows if not r.quantity.startswith("saved bytes")]
     return rows, []
+
+
+def _run_pp_spec(spec, small: bool, progress: Callable[[str], None]) -> tuple[list, list[dict]]:
+    """One user-given pipeline spec: pp gloo processes on this CPU (small models, tp = cp = dp = 1)."""
+    from soraplan.planner.errors import UserError
+    from soraplan.planner.spec import Spec
+
+    from .measure_pp import pp_rows, run_pp
+
+    p = spec.parallel
+    if not small or p.world != p.pp:
+        raise UserError(f"parallel.pp: pipeline stages are measured in pp gloo processes on this CPU, with tp = cp = dp "
+                        f"= 1 (--gpus {p.pp}) and models up to 50M parameters and 4,096 tokens; got pp={p.pp} on "
+                        f"{p.world} GPUs")
+    d = spec.model_dump()
+    d["kernels"]["cpu_semantics"] = True
+    spec = Spec.model_validate(d)
+    name = f"{spec.name} (cpu, pp={p.pp}" + (f", vpp={p.vpp})" if p.vpp > 1 else ")")
+    progress(name)
+    return pp_rows(name, spec, run_pp([spec])[0]), []
