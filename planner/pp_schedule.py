@@ -70,23 +70,21 @@ def peak_in_flight(pp: int, vpp: int, microbatches: int, stage: int) -> tuple[in
     special = 0 if stage == 0 else (vpp - 1 if stage == pp - 1 else -1)
     released = stage == pp - 1
     total, w = len(table), warmup(pp, vpp, microbatches, stage)
-    live: set[tuple[int, int]] = set()
+    size = held = 0                   # live chunk micro-batches, of which the special chunk
     after_forward = (0, 0)
     during_backward = (0, 0)
-
-    def count() -> int:
-        return sum(1 for _, c in live if c == special)
-
     events = [("F", k) for k in range(w)]
     for j in range(total - w):
         events += [("F", w + j), ("B", j)]
     events += [("B", j) for j in range(total - w, total)]
     for kind, i in events:
         if kind == "F":
-            live.add(table[i])
-            after_forward = max(after_forward, (len(live), count()))
+            size += 1
+            held += table[i][1] == special
+            after_forward = max(after_forward, (size, held))
         else:
-            entry = backward[i]
-            during_backward = max(during_backward, (len(live), count() - int(released and entry[1] == special)))
-            live.discard(entry)
+            mine = backward[i][1] == special
+            during_backward = max(during_backward, (size, held - int(released and mine)))
+            size -= 1
+            held -= mine
     return (*after_forward, *during_backward)

@@ -528,13 +528,16 @@ class Space:
         layers = per_mb - (every + first + last)
         if len(pp) == 0:
             return per_mb + working
-        keys, inverse = np.unique(np.stack([pp, vpp, mm]), axis=1, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        code = (pp.astype(np.int64) * 100_000 + vpp) * 10_000_000 + mm          # one integer per (pp, vpp, m)
+        keys, inverse = np.unique(code, return_inverse=True)
         base = layers / vpp + every
         stages = []
         for last_stage, extra in ((False, first), (True, last)):
-            peak = np.array([peak_in_flight(int(a), int(v), int(m), int(a) - 1 if last_stage else 0) if a > 1
-                             else (1, 1, 1, 1) for a, v, m in keys.T], dtype=np.float64).reshape(-1, 4)[inverse]
+            table = []
+            for key in keys.tolist():
+                a, v, m = key // 1_000_000_000_000, key // 10_000_000 % 100_000, key % 10_000_000
+                table.append(peak_in_flight(a, v, m, a - 1 if last_stage else 0) if a > 1 else (1, 1, 1, 1))
+            peak = np.array(table, dtype=np.float64).reshape(-1, 4)[inverse.reshape(-1)]
             stages.append(np.maximum(base * peak[:, 0] + extra * peak[:, 1],
                                      base * peak[:, 2] + extra * peak[:, 3] + working))
         single = np.maximum(per_mb, per_mb - last + working)       # pp = 1: one micro-batch
