@@ -7,7 +7,7 @@ from soraplan.planner.errors import UserError
 
 def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     """Initialise parallel state if needed (from spec.parallel) and build the model for this rank
-    (with pp > 1: this rank's pipeline stage).
+    (with pp > 1: this rank's pipeline stage; with vpp > 1 its vpp model chunks, a `pipeline.ModelChunks`).
 
     meta: parameters on the meta device, no initialisation (parameter counts, FLOP counting).
     cpu/cuda: initialised weights; with `seed`, every rank seeds identically, so TP shards are slices of

@@ -10,6 +10,9 @@ Parameter groups (names = planner.params groups): patch_embed, class_embed, t_em
 text_proj, decoder (= "blocks"), final_layer. The pos-embed is a fixed buffer, not a parameter.
 Pipeline parallel: the first stage holds patch_embed, the last final_layer, every stage the conditioning
 embedders (EVERY_STAGE: their gradients are summed over the pipeline group) and its share of the layers.
+Interleaved (vpp > 1): a rank holds vpp VideoDiT chunks (`vp_stage`; models/pipeline.ModelChunks) sharing
+one copy of the conditioning embedders; chunk 0 of the first stage embeds the patches, the last chunk of
+the last stage holds final_layer.
 """
 
 from __future__ import annotations

@@ -387,7 +387,8 @@ class Trainer:
         from . import checkpoint as ckpt
 
         p = self.spec.parallel
-        self.say(f"soraplan train: {self.spec.name} | {self.world} processes (tp {p.tp}, pp {p.pp}, cp {self.cp_size}, "
+        pp = f"pp {p.pp}" + (f" x vpp {p.vpp}" if p.vpp > 1 else "")
+        self.say(f"soraplan train: {self.spec.name} | {self.world} processes (tp {p.tp}, {pp}, cp {self.cp_size}, "
                  f"dp {self.dp_size}) | {self.device} | global batch {self.global_batch} | steps {self.start}->{self.args.steps}")
         self.say(f"soraplan train: logs -> {self.log_path}, checkpoints -> {ckpt.ckpt_root(self.run_dir)}, "
                  f"status -> {self.status_path}")

@@ -196,6 +196,9 @@ def _run_pp_spec(spec, small: bool, progress: Callable[[str], None]) -> tuple[li
         raise UserError(f"parallel.pp: pipeline stages are measured in pp gloo processes on this CPU, with tp = cp = dp "
                         f"= 1 (--gpus {p.pp}) and models up to 50M parameters and 4,096 tokens; got pp={p.pp} on "
                         f"{p.world} GPUs")
+    if spec.kernels.param_dtype != "fp32":
+        raise UserError(f"kernels.param_dtype: pipeline stages are measured with fp32 parameters (the trainer's "
+                        f"master weights, whose gradients the stages all-reduce); got {spec.kernels.param_dtype}")
     d = spec.model_dump()
     d["kernels"]["cpu_semantics"] = True
     spec = Spec.model_validate(d)
