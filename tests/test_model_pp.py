@@ -37,7 +37,8 @@ def test_interleaved_run_resumes_from_its_model_chunks(tmp_path):
     a, b = _losses(run), _losses(whole)
     assert a.keys() == b.keys() == {1, 2, 3}
     assert all(abs(a[k] - b[k]) <= 1e-6 * abs(b[k]) for k in a), (a, b)
-    # the chunks' checkpoint does not load into a run without interleaving: one line, exit 2
+    # the chunks' checkpoint does not load into a run without interleaving: one line, exit 2 on every rank
     r = torchrun(2, ["-m", "soraplan", "train", "--tiny", "--pp", "2", "--global-batch", "4", "--steps", "4",
                      "--run-dir", str(run)], timeout_s=400)
-    assert r.returncode == 2 and "vpp 2 (this run: 1)" in r.stderr + r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "exitcode: 2" in out and "vpp 2 (this run: 1)" in out, out[-3000:]
