@@ -96,3 +96,29 @@ def test_one_pipeline_spec_validates_from_the_cli():
     assert {row["rank"] for row in rows} == {0, 1} and all(row["layout"]["vpp"] == 2 for row in rows)
     r = CliRunner().invoke(app, ["validate", *small, "--pp", "2", "--gpus", "4"])
     assert r.exit_code == 2 and "parallel.pp: pipeline stages are measured" in r.output
+
+
+BATCH_SCRIPT = """
+import torch, torch.distributed as dist
+from soraplan.models.parallel import initialize
+initialize(pp=2)
+from soraplan.validation.comm_count import count_comm, comm_table
+r = dist.get_rank()
+x, y = torch.ones(10), torch.zeros(10)
+with count_comm() as t:
+    ops = [dist.P2POp(dist.isend, x, 1 - r), dist.P2POp(dist.irecv, y, 1 - r)]
+    for w in dist.batch_isend_irecv(ops):
+        w.wait()
+print("TABLE", r, sorted(comm_table(t).items()), float(y.sum()))
+"""
+
+
+def test_batch_isend_irecv_counts_each_op_under_pp(tmp_path):
+    from megatron_fixtures import torchrun
+
+    script = tmp_path / "batch.py"
+    script.write_text(BATCH_SCRIPT)
+    r = torchrun(2, [str(script)], timeout_s=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    lines = sorted(line for line in r.stdout.splitlines() if line.startswith("TABLE"))
+    assert lines == [f"TABLE {k} [('irecv PP', 40), ('isend PP', 40)] 10.0" for k in (0, 1)]
