@@ -7,12 +7,14 @@ from soraplan.planner.errors import UserError
 
 def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
     """Initialise parallel state if needed (from spec.parallel) and build the model for this rank
-    (with pp > 1: this rank's pipeline stage).
+    (with pp > 1: this rank's pipeline stage; with vpp > 1 its vpp model chunks, a `pipeline.ModelChunks`).
 
     meta: parameters on the meta device, no initialisation (parameter counts, FLOP counting).
     cpu/cuda: initialised weights; with `seed`, every rank seeds identically, so TP shards are slices of
     the TP=1 weights (Megatron's CPU initialisation builds the full master weight and splits it).
     """
+    import contextlib
+
     import torch
     from megatron.core import parallel_state as ps
 
@@ -47,18 +49,41 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
         return _build_current(spec, device, overrides)
     if device == "meta":
         overrides.update(use_cpu_initialization=True, perform_initialization=False)
-        with torch.device("meta"):
-            return VideoDiT(spec, transformer_config(spec, **overrides), **stage)
-    if device == "cuda":
-        overrides.update(use_cpu_initialization=False)
-        with torch.device("cuda"):
-            model = VideoDiT(spec, transformer_config(spec, **overrides), **stage)
     else:
-        overrides.update(use_cpu_initialization=True)
-        model = VideoDiT(spec, transformer_config(spec, **overrides), **stage)
-    if p.pp > 1:
+        overrides.update(use_cpu_initialization=device != "cuda")
+    if p.vpp > 1:
+        overrides.update(virtual_pipeline_model_parallel_size=p.vpp)
+        model = _build_chunks(spec, device, transformer_config(spec, **overrides))
+    else:
+        with torch.device(device) if device != "cpu" else contextlib.nullcontext():
+            model = VideoDiT(spec, transformer_config(spec, **overrides), **stage)
+    if p.pp > 1 and device != "meta":
         sync_every_stage_params(model)
     return model
+
+
+def _build_chunks(spec, device: str, config):
+    """Interleaved 1F1B: this pipeline rank's vpp model chunks (chunk v holds global layers
+    (v * pp + pp_rank) * L/(pp*vpp) onwards). The chunks share one copy of the conditioning embedders
+    (EVERY_STAGE): every chunk embeds the conditioning, but a rank holds, and updates, the weights once."""
+    import contextlib
+
+    import torch
+    from megatron.core import parallel_state as ps
+
+    from .dit import EVERY_STAGE, VideoDiT
+    from .pipeline import ModelChunks
+
+    chunks = []
+    with torch.device(device) if device != "cpu" else contextlib.nullcontext():
+        for v in range(spec.parallel.vpp):
+            chunk = VideoDiT(spec, config, pre_process=ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=v),
+                             post_process=ps.is_pipeline_last_stage(ignore_virtual=False, vp_stage=v), vp_stage=v)
+            for name in EVERY_STAGE:
+                if chunks and hasattr(chunk, name):
+                    setattr(chunk, name, getattr(chunks[0], name))
+            chunks.append(chunk)
+    return ModelChunks(chunks)
 
 
 def _build_current(spec, device: str, overrides: dict):
@@ -74,11 +99,18 @@ def _build_current(spec, device: str, overrides: dict):
         return CurrentDiT(spec, transformer_config(spec, **overrides))
 
 
+def top_name(name: str) -> str:
+    """The top-level submodule of a parameter name, past a model chunk's index ("1.decoder.x" -> "decoder")."""
+    parts = name.split(".")
+    return parts[1] if parts[0].isdigit() and len(parts) > 1 else parts[0]
+
+
 def every_stage_params(model):
-    """(name, param) of the conditioning embedders every pipeline stage holds a copy of."""
+    """(name, param) of the conditioning embedders every pipeline stage holds a copy of (once per rank: model
+    chunks share them)."""
     from .dit import EVERY_STAGE
 
-    return [(n, q) for n, q in model.named_parameters() if n.split(".")[0] in EVERY_STAGE]
+    return [(n, q) for n, q in model.named_parameters() if top_name(n) in EVERY_STAGE]
 
 
 def sync_every_stage_params(model) -> None:
@@ -98,7 +130,7 @@ def param_groups(model) -> dict[str, int]:
     """Parameters of this rank by planner group name (blocks = the decoder)."""
     out: dict[str, int] = {}
     for name, p in model.named_parameters():
-        top = name.split(".")[0]
+        top = top_name(name)
         key = "blocks" if top == "decoder" else top
         out[key] = out.get(key, 0) + p.numel()
     return out

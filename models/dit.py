@@ -10,6 +10,9 @@ Parameter groups (names = planner.params groups): patch_embed, class_embed, t_em
 text_proj, decoder (= "blocks"), final_layer. The pos-embed is a fixed buffer, not a parameter.
 Pipeline parallel: the first stage holds patch_embed, the last final_layer, every stage the conditioning
 embedders (EVERY_STAGE: their gradients are summed over the pipeline group) and its share of the layers.
+Interleaved (vpp > 1): a rank holds vpp VideoDiT chunks (`vp_stage`; models/pipeline.ModelChunks) sharing
+one copy of the conditioning embedders; chunk 0 of the first stage embeds the patches, the last chunk of
+the last stage holds final_layer.
 """
 
 from __future__ import annotations
@@ -38,12 +41,13 @@ EVERY_STAGE = ("class_embed", "t_embedder", "t_block", "text_proj")   # planner 
 class VideoDiT(MegatronModule):
     """Video DiT over a Megatron TransformerBlock (see the module docstring)."""
 
-    def __init__(self, spec, config, pre_process: bool = True, post_process: bool = True):
+    def __init__(self, spec, config, pre_process: bool = True, post_process: bool = True, vp_stage: int | None = None):
         super().__init__(config=config)
         from megatron.core.enums import ModelType
 
         self.model_type = ModelType.encoder_or_decoder   # read by Megatron's pipeline schedules
         self.pre_process, self.post_process = pre_process, post_process
+        self.vp_stage = vp_stage          # interleaved 1F1B: this model chunk's virtual stage (None: one chunk)
         self.input_tensor = None          # pipeline stages > 0: the previous stage's output
         m, v = spec.model, spec.video
         if m.long_skip or m.tokens_in_sequence:
@@ -70,7 +74,7 @@ class VideoDiT(MegatronModule):
         if m.cross_attn:
             self.text_proj = TextProjection(v.text_dim, h, dtype=dtype)
         self.decoder = DiTBlock(config=config, spec=dit_layer_spec(spec), post_layer_norm=False,
-                                pre_process=pre_process, post_process=post_process)
+                                pre_process=pre_process, post_process=post_process, vp_stage=vp_stage)
         if post_process:
             self.final_layer = FinalLayer(h, v.patch_volume * self.c_out, m.adaln, dtype=dtype)
         if config.perform_initialization:

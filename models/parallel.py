@@ -63,11 +63,12 @@ def _init_process_group(backend: str | None) -> None:
         dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
 
 
-_LAYOUT: tuple[int, int, int] | None = None
+_LAYOUT: tuple[int, int, int, int] | None = None
 
 
-def initialize(spec=None, tp: int = 1, pp: int = 1, cp: int = 1, backend: str | None = None) -> None:
-    """torch.distributed (env:// or a 1-process gloo group) + megatron parallel_state (tp, pp, cp).
+def initialize(spec=None, tp: int = 1, pp: int = 1, cp: int = 1, backend: str | None = None, vpp: int = 1) -> None:
+    """torch.distributed (env:// or a 1-process gloo group) + megatron parallel_state (tp, pp, cp, and vpp
+    model chunks per pipeline rank for the interleaved schedule).
 
     With `spec`, the sizes come from spec.parallel. Calling again with the same layout is a no-op.
     """
@@ -78,20 +79,21 @@ def initialize(spec=None, tp: int = 1, pp: int = 1, cp: int = 1, backend: str | 
     from .shims import apply_cpu_shims, cuda_absent
 
     if spec is not None:
-        tp, pp, cp = spec.parallel.tp, spec.parallel.pp, spec.parallel.cp
+        tp, pp, cp, vpp = spec.parallel.tp, spec.parallel.pp, spec.parallel.cp, spec.parallel.vpp
     if cuda_absent():
         apply_cpu_shims()
     _init_process_group(backend)
     world = dist.get_world_size()
     if world % (tp * pp * cp):
         raise RuntimeError(f"world size {world} is not divisible by tp*pp*cp = {tp * pp * cp}")
-    if ps.model_parallel_is_initialized() and _LAYOUT == (tp, pp, cp):
+    if ps.model_parallel_is_initialized() and _LAYOUT == (tp, pp, cp, vpp):
         return
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
     ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                                 virtual_pipeline_model_parallel_size=vpp if vpp > 1 else None,
                                  context_parallel_size=cp)
-    _LAYOUT = (tp, pp, cp)
+    _LAYOUT = (tp, pp, cp, vpp)
     _default_rng_streams()
 
 

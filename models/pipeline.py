@@ -1,6 +1,9 @@
-"""One training step through megatron-core's pipeline schedules (1F1B, `get_forward_backward_func`).
+"""One training step through megatron-core's pipeline schedules (`get_forward_backward_func`): 1F1B, and
+interleaved 1F1B when a rank holds vpp > 1 model chunks (`ModelChunks`; chunk v of rank r runs the
+layers of virtual stage v * pp + r, and micro-batches go through the chunks in groups of pp, so the
+micro-batch count must be a multiple of pp: `planner.trainable`).
 
-Every stage receives the same micro-batch items (latents, conditioning, target): the first stage embeds
+Every stage (and every model chunk) receives the same micro-batch items (latents, conditioning, target): the first stage embeds
 the latents, every stage embeds the conditioning with its own copy of the embedders, the last stage
 computes the loss. Point-to-point traffic uses Megatron's P2P communicator (isend/irecv, rank-parity
 ordered: `batch_p2p_comm=False`), which runs on gloo as well as nccl.
@@ -12,6 +15,25 @@ import contextlib
 from functools import partial
 
 import torch
+
+
+class ModelChunks(torch.nn.ModuleList):
+    """The vpp model chunks (VideoDiT, in virtual-stage order) of one pipeline rank. One module for the
+    optimizer, the gradient reduction and the checkpoint (parameter names "<chunk>.<name>"; the shared
+    conditioning embedders appear once, under chunk 0)."""
+
+    @property
+    def config(self):
+        return self[0].config
+
+    @property
+    def class_cond(self) -> bool:
+        return self[0].class_cond
+
+
+def chunks_of(model) -> list:
+    """The model chunks of this rank: [model] for one stage per rank."""
+    return list(model) if isinstance(model, ModelChunks) else [model]
 
 
 def configure(config, spec) -> None:
@@ -34,7 +56,8 @@ def pipeline_step(model, spec, items: list[tuple[dict, torch.Tensor]], amp_dtype
 
     from .loss import mse
 
-    configure(model.config, spec)
+    chunks = chunks_of(model)
+    configure(chunks[0].config, spec)
     p = spec.parallel
     amp = (lambda: torch.autocast(device_type=device, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
 
@@ -46,12 +69,14 @@ def pipeline_step(model, spec, items: list[tuple[dict, torch.Tensor]], amp_dtype
         inputs, target = next(data_iterator)
         with amp():
             out = model_chunk(**inputs)
-        if not ps.is_pipeline_last_stage():
+        if not model_chunk.post_process:
             out = out.float()
         return out, partial(loss_func, target)
 
+    # every chunk reads every micro-batch (each embeds the conditioning): one iterator per chunk
+    data = [iter(items) for _ in chunks] if len(chunks) > 1 else iter(items)
     losses = get_forward_backward_func()(
-        forward_step_func=forward_step, data_iterator=iter(items), model=[model], num_microbatches=len(items),
+        forward_step_func=forward_step, data_iterator=data, model=chunks, num_microbatches=len(items),
         seq_length=spec.seq_len, micro_batch_size=p.micro_batch, forward_only=False)
     from .parallel import comm_device
 

@@ -364,7 +364,7 @@ class Trainer:
             raise UserError(plan.error)
         meta = None
         if plan.names:
-            layout = {"tp": self.spec.parallel.tp, "pp": self.spec.parallel.pp}
+            layout = {"tp": self.spec.parallel.tp, "pp": self.spec.parallel.pp, "vpp": self.spec.parallel.vpp}
             layout["distributed_optimizer"] = self.sharded
             if self.sharded:                  # one optimizer shard per dp·cp rank: the same sharding to resume
                 layout.update(dp=self.dp_size, cp=self.cp_size)
@@ -385,7 +385,8 @@ class Trainer:
         from . import checkpoint as ckpt
 
         p = self.spec.parallel
-        self.say(f"soraplan train: {self.spec.name} | {self.world} processes (tp {p.tp}, pp {p.pp}, cp {self.cp_size}, "
+        pp = f"pp {p.pp}" + (f" x vpp {p.vpp}" if p.vpp > 1 else "")
+        self.say(f"soraplan train: {self.spec.name} | {self.world} processes (tp {p.tp}, {pp}, cp {self.cp_size}, "
                  f"dp {self.dp_size}) | {self.device} | global batch {self.global_batch} | steps {self.start}->{self.args.steps}")
         self.say(f"soraplan train: logs -> {self.log_path}, checkpoints -> {ckpt.ckpt_root(self.run_dir)}, "
                  f"status -> {self.status_path}")
@@ -498,7 +499,8 @@ class Trainer:
         return total
 
     def _pipeline_micro_batches(self, step: int):
-        """pp > 1: every micro-batch through megatron's 1F1B schedule over the pipeline stages."""
+        """pp > 1: every micro-batch through megatron's 1F1B schedule over the pipeline stages (interleaved
+        over the rank's model chunks when vpp > 1)."""
         from .loss import diffusion_inputs, drop_labels, model_kwargs
         from .pipeline import pipeline_step
 
@@ -545,7 +547,7 @@ class Trainer:
             self.log_file.flush()
             os.fsync(self.log_file.fileno())
         p = self.spec.parallel
-        meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "dp": self.dp_size, "cp": self.cp_size,
+        meta = {"seed": self.args.seed, "tp": p.tp, "pp": p.pp, "vpp": p.vpp, "dp": self.dp_size, "cp": self.cp_size,
                 "distributed_optimizer": self.sharded, "spec_name": self.spec.name,
                 "objective": self.args.objective, "samples": step * self.global_batch}
         path = ckpt.save(self.run_dir, step, self.model, self.optimizer, meta, self.tp_rank, self.pp_rank,

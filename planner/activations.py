@@ -286,8 +286,32 @@ def _cp_extra(spec: Spec, per_stage: int) -> tuple[float, float]:
                     full - recomputed, 1 if recomputed else 0, full - recomputed)
 
 
-def stage_activations(spec: Spec) -> dict[str, float]:
-    """Activation bytes of the most loaded pipeline stage (the first), all in-flight micro-batches."""
+# conditioning embedders every model chunk runs (models/dit.EVERY_STAGE); the other "embed.*" terms live on
+# the first chunk of the first stage, "final.*" and "loss.*" on the last chunk of the last stage
+EVERY_CHUNK = ("embed.t_embedder", "embed.class_labels", "embed.t_block", "embed.text_proj")
+
+
+def placement(name: str) -> str:
+    """Where a shared / outside term lives under pipeline parallelism: "every" chunk, "first" or "last"."""
+    if name.startswith("embed.") and name not in EVERY_CHUNK:
+        return "first"
+    if name.startswith(("final.", "loss.")):
+        return "last"
+    return "every"
+
+
+def stage_activations(spec: Spec, stage: int | None = None) -> dict[str, float]:
+    """Activation bytes of one pipeline stage with all its in-flight micro-batches: `stage` (0-based), or
+    the most loaded of the first and the last (None; the stages between hold less than the first).
+
+    Args:
+        spec: the validated spec.
+        stage: the pipeline rank, or None.
+    Returns:
+        per_layer, per_microbatch (one micro-batch through the whole stage, every outside term),
+        in_flight_microbatches (stage micro-batches in flight at the peak: chunk micro-batches / vpp),
+        interleave_factor (1.0: folded into the in-flight count), recompute_working, total.
+    """
     p, m = spec.parallel, spec.model
     s, b, t, d = _layout(spec)
     per_stage = m.depth // p.pp
@@ -296,26 +320,38 @@ def stage_activations(spec: Spec) -> dict[str, float]:
     freed = [sum(_cost(x, s, b, t, d) for name, x in layer.items() if name.endswith(SELECTIVE)) for layer in terms]
     if p.recompute == "full":
         n = p.recompute_layers if p.recompute_layers is not None else per_stage
-        per_mb_layers = sum(full[n:]) + n * _cost(layer_input_term(spec), s, b, t, d)
-        working = max(full[:n], default=0.0)        # one layer rebuilt during its backward
+        kept_input = _cost(layer_input_term(spec), s, b, t, d)
+        per_mb_layers = sum(full[n:]) + n * kept_input
+        # one layer rebuilt during its backward; its input is the checkpoint's (kept already)
+        working = max(full[:n], default=kept_input) - kept_input
     elif p.recompute == "selective":
         per_mb_layers = sum(x - y for x, y in zip(full, freed))
         working = max(freed, default=0.0)
     else:
         per_mb_layers, working = sum(full), 0.0
-    per_mb = per_mb_layers + sum(_cost(x, s, b, t, d) for x in shared_terms(spec).values())
+    shared = {name: _cost(x, s, b, t, d) for name, x in shared_terms(spec).items()}
+    per_mb = per_mb_layers + sum(shared.values())
     cp_saved, cp_working = _cp_extra(spec, per_stage)
     per_mb += cp_saved
     working += cp_working
-    # 1F1B: the first stage holds pp micro-batches in flight (fewer if there are fewer micro-batches);
-    # interleaving adds (pp-1)/(pp*vpp) of a stage (Korthikanti et al. 2022).
-    in_flight = min(p.microbatches, p.pp)
-    interleave = 1 + (p.pp - 1) / (p.pp * p.vpp) if p.vpp > 1 else 1.0
-    return {
-        "per_layer": full[0] if full else 0.0,
-        "per_microbatch": per_mb,
-        "in_flight_microbatches": float(in_flight),
-        "interleave_factor": interleave,
-        "recompute_working": working,
-        "total": per_mb * in_flight * interleave + working,
-    }
+    out = {"per_layer": full[0] if full else 0.0, "per_microbatch": per_mb, "recompute_working": working}
+    every = sum(v for name, v in shared.items() if placement(name) == "every")
+    first = sum(v for name, v in shared.items() if placement(name) == "first")
+    last = sum(v for name, v in shared.items() if placement(name) == "last")
+    if p.pp == 1:
+        # the final layer's and the loss's tensors are released before any layer is rebuilt
+        total = max(per_mb, per_mb - last + working)
+        return {**out, "in_flight_microbatches": 1.0, "interleave_factor": 1.0, "total": total}
+    # 1F1B / interleaved 1F1B (`pp_schedule`): chunk micro-batches in flight at the peaks, each with 1/vpp
+    # of the stage's layers and its own conditioning; the first (last) stage's special chunk adds the
+    # patch input (the final layer and the loss) to each of its own micro-batches
+    from .pp_schedule import peak_in_flight
+
+    def at(r: int) -> tuple[float, float]:
+        k, special, k_b, special_b = peak_in_flight(p.pp, p.vpp, p.microbatches, r)
+        extra = first if r == 0 else (last if r == p.pp - 1 else 0.0)
+        base = (per_mb_layers + cp_saved) / p.vpp + every
+        return max(base * k + extra * special, base * k_b + extra * special_b + working), k / p.vpp
+
+    total, in_flight = max(at(0), at(p.pp - 1)) if stage is None else at(stage)
+    return {**out, "in_flight_microbatches": in_flight, "interleave_factor": 1.0, "total": total}

@@ -38,6 +38,13 @@ The volume formulas (`tp_volumes`, `cp_volumes`, `dp_volumes`) take numpy arrays
 Python scalars (`xp`: numpy or ScalarOps, as in planner/memory.py): `comm_bytes` evaluates them for one
 Spec, and the step model (planner/step.py) turns the same volumes into link time with `wire_factor` (what a
 ring algorithm puts on each rank's link per byte counted here), so only the bandwidth is an assumption.
+PP group (pp > 1), per step on pipeline rank r (`pp_comm_bytes`; every other entry is per micro-batch)
+  isend = irecv: each of the m micro-batches crosses every boundary of the rank's vpp model chunks, forward
+           (the chunk's output) and backward (its input's gradient), except before the first virtual stage
+           and after the last: m (2 vpp - [r = 0] - [r = pp-1]) P, P = s·b·h/(t with SP)·4 (the schedule
+           exchanges fp32: `models.pipeline.configure`)
+  all_reduce: the gradients of the conditioning embedders every stage holds (fp32, the trainer's master
+           weights), summed over the stages, + the step's mean loss (one fp32 scalar)
 """
 
 from __future__ import annotations
@@ -166,12 +173,34 @@ def _crossing(spec: Spec) -> int:
     return spec.model.layers // p.pp if (p.cp_comm == "a2a" or spec.model.attention_kind == "full") else 0
 
 
-def comm_bytes(spec: Spec) -> dict[str, int]:
-    """{"<kind> <group>": bytes} for one micro-batch's forward + backward on one rank (pp = 1; ranks of a
-    layout move the same bytes).
+def pp_comm_bytes(spec: Spec, stage: int = 0) -> dict[str, int]:
+    """{"<kind> PP": bytes} of one training step on pipeline rank `stage` (see the module docstring).
 
     Args:
         spec: the validated spec.
+        stage: the pipeline rank (0-based).
+    Returns:
+        Bytes per kind in the PP group; empty when pp = 1.
+    """
+    from .params import param_groups
+
+    p, m = spec.parallel, spec.model
+    if p.pp == 1:
+        return {}
+    s = spec.seq_len // p.cp
+    boundary = s // (p.tp if p.sequence_parallel else 1) * p.micro_batch * m.hidden * 4
+    crossings = p.microbatches * (2 * p.vpp - (stage == 0) - (stage == p.pp - 1))
+    every = sum(g.per_rank(p.tp) for g in param_groups(spec) if g.placement == "every")
+    return {"all_reduce PP": every * 4 + 4, "irecv PP": crossings * boundary, "isend PP": crossings * boundary}
+
+
+def comm_bytes(spec: Spec, stage: int = 0) -> dict[str, int]:
+    """{"<kind> <group>": bytes} for one micro-batch's forward + backward on one rank (ranks of a stage move
+    the same bytes), and with pp > 1 the PP group's bytes of one step on pipeline rank `stage`.
+
+    Args:
+        spec: the validated spec.
+        stage: the pipeline rank (0-based) the PP entries are for.
     Returns:
         Bytes per kind and group, zero entries left out.
     """
@@ -190,6 +219,7 @@ def comm_bytes(spec: Spec) -> dict[str, int]:
         for kind, v in vols.items():
             if v:
                 out[f"{kind} {group}"] = int(v)
+    out.update(pp_comm_bytes(spec, stage))
     return dict(sorted(out.items()))
 
 

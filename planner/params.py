@@ -122,5 +122,26 @@ def params_per_gpu(spec: Spec) -> int:
     return per_stage_blocks + every + max(first, last)
 
 
+def stage_params(spec: Spec, stage: int) -> int:
+    """Parameters held by one GPU of pipeline stage `stage` (0-based): its share of the blocks, the
+    conditioning every stage embeds with (once per GPU, also with vpp model chunks), and the first stage's
+    or the last stage's own groups. `params_per_gpu` is the larger of the first and the last stage.
+
+    Args:
+        spec: the validated spec.
+        stage: the pipeline rank.
+    Returns:
+        Parameters on one GPU of that stage.
+    """
+    p = spec.parallel
+    groups = param_groups(spec)
+
+    def on(where: str) -> int:
+        return sum(g.per_rank(p.tp) for g in groups if g.placement == where)
+
+    return (on("blocks") // p.pp + on("every") + (on("first") if stage == 0 else 0)
+            + (on("last") if stage == p.pp - 1 else 0))
+
+
 def params_breakdown(spec: Spec) -> dict[str, int]:
     return {g.name: g.total for g in param_groups(spec)}

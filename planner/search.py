@@ -35,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from .activations import SELECTIVE, Term, layer_input_term, layer_terms, outside_terms, shared_terms
+from .activations import SELECTIVE, Term, layer_input_term, layer_terms, outside_terms, placement, shared_terms
 from .cp import CP_COMMS, CpConstants, cp_constants, cp_extra, cp_refusal
 from .errors import UserError
 from .memory import MemoryConstants, memory, memory_constants, memory_terms
 from .params import params_per_gpu
+from .pp_schedule import peak_in_flight
 from .spec import Spec, parse_attention, spec_with
 from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
                    step_time)
@@ -308,7 +309,11 @@ class Space:
             kinds.append(distinct)
         base = self.variant(self.attentions[0])
         input_coef = _coefs([layer_input_term(base)])
-        shared_coef = _coefs(list(shared_terms(base).values()))
+        shared = shared_terms(base)
+        shared_coef = _coefs(list(shared.values()))
+        # under pipeline parallelism: per model chunk, the first stage's first chunk, the last stage's last
+        self.placed_coefs = {where: _coefs([t for name, t in shared.items() if placement(name) == where])
+                             for where in ("every", "first", "last")}
         stage_layers = np.arange(n_layers + 1)
         # saved per micro-batch by recompute: none keeps every term; selective drops the freed ones; full
         # keeps each layer's input only
@@ -329,7 +334,7 @@ class Space:
                 first, saved, freed = distinct[k]
                 present = (first < stage_layers)[:, None]               # the kind is among the stage's layers
                 rebuilt[a, :, 1] = np.where(present, freed[None, :], 0.0)
-                rebuilt[a, :, 2] = np.where(present, saved[None, :], 0.0)
+                rebuilt[a, :, 2] = np.where(present, (saved - input_coef)[None, :], 0.0)   # the input is kept
             tables.append(ActivationTable.from_columns(rebuilt))
         self.rebuilt_by_kind = tuple(tables)
 
@@ -417,7 +422,7 @@ class Space:
                    | ((win > 0) & (win % cp != 0)) | (dp < 1) | ((vpp > 1) & (pp == 1)))
         tp_i = np.minimum(tp, self.cp_supported.shape[1] - 1)
         cp_i = np.minimum(cp, self.cp_supported.shape[2] - 1)
-        unsupported = ~self.cp_supported[att, tp_i, cp_i, comm] | (vpp > 1)   # trainable.train_refusal
+        unsupported = ~self.cp_supported[att, tp_i, cp_i, comm]   # trainable.train_refusal
         return np.where(tp > self.max_tp_in_node, TP_OVER_NODE,
                         np.where(bad_div, DIVISIBILITY, np.where(unsupported, UNSUPPORTED, OK)))
 
@@ -426,7 +431,7 @@ class Space:
         tp, pp, vpp, cp = x.tp, x.pp, x.vpp, x.cp
         dp = gpus // (tp * pp * cp)
         bad_div = (((x.sequence_parallel == 1) & ((self.seq_len // cp) % tp != 0))
-                   | ((vpp > 1) & (x.microbatches % pp != 0)))
+                   | ((vpp > 1) & (x.microbatches % pp != 0)))      # trainable.interleave_refusal
         gb = x.microbatches * x.micro_batch * dp
         lo, hi = self.global_batch_range
         bad_batch = (gb < lo) | (gb > hi)
@@ -493,15 +498,13 @@ class Space:
         working = self.rebuilt_by_kind[0].bytes(row, s, b, inv_tp, inv_sp)
         for table in self.rebuilt_by_kind[1:]:
             working = np.maximum(working, table.bytes(row, s, b, inv_tp, inv_sp))
-        in_flight = np.minimum(mm, pp)
-        interleave = np.where(vpp > 1, 1 + (pp - 1) / (pp * vpp), 1.0)
         full_layers = stage_layers * self.full_attention[y.attention]
         kept = np.where(y.recompute == 0, full_layers, 0.0)
         rebuilt = np.where((y.recompute > 0) & (full_layers > 0), 1.0, 0.0)
         cp_saved, cp_working = cp_extra(np, self.cp_consts, s, b, tp, sp, cp, y.cp_comm, kept, rebuilt, kept)
         per_mb = per_mb + cp_saved
         working = working + cp_working
-        acts = per_mb * in_flight * interleave + working
+        acts = self._in_flight(per_mb, working, pp, vpp, mm, s, b, inv_tp, inv_sp)
         n = self.params_by_tp_pp[self.tp_index[np.minimum(tp, len(self.tp_index) - 1)],
                                  self.pp_index[np.minimum(pp, len(self.pp_index) - 1)]]
         mem = memory_terms(np, self.memory, n, dp, cp, dist, acts)
@@ -513,6 +516,32 @@ class Space:
         layout = StepLayout(tp=tp, pp=pp, vpp=vpp, cp=cp, dp=dp, micro_batch=mb, microbatches=mm,
                             sequence_parallel=sp, distributed_optimizer=dist, n_params=n, cp_comm=y.cp_comm)
         return mem, step_terms(np, self.step_constants, work, layout)
+
+    def _in_flight(self, per_mb: np.ndarray, working: np.ndarray, pp: np.ndarray, vpp: np.ndarray, mm: np.ndarray,
+                   s: np.ndarray, b: np.ndarray, inv_tp: np.ndarray, inv_sp: np.ndarray) -> np.ndarray:
+        """Activation bytes of the most loaded stage with its in-flight micro-batches, as
+        `activations.stage_activations` (the schedule replayed once per distinct (pp, vpp, m))."""
+        def coef_bytes(c: np.ndarray) -> np.ndarray:
+            return b * ((s * c[0] + c[1]) + (s * c[2] + c[3]) * inv_tp + (s * c[4] + c[5]) * inv_sp)
+
+        every, first, last = (coef_bytes(self.placed_coefs[w]) for w in ("every", "first", "last"))
+        layers = per_mb - (every + first + last)
+        if len(pp) == 0:
+            return per_mb + working
+        code = (pp.astype(np.int64) * 100_000 + vpp) * 10_000_000 + mm          # one integer per (pp, vpp, m)
+        keys, inverse = np.unique(code, return_inverse=True)
+        base = layers / vpp + every
+        stages = []
+        for last_stage, extra in ((False, first), (True, last)):
+            table = []
+            for key in keys.tolist():
+                a, v, m = key // 1_000_000_000_000, key // 10_000_000 % 100_000, key % 10_000_000
+                table.append(peak_in_flight(a, v, m, a - 1 if last_stage else 0) if a > 1 else (1, 1, 1, 1))
+            peak = np.array(table, dtype=np.float64).reshape(-1, 4)[inverse.reshape(-1)]
+            stages.append(np.maximum(base * peak[:, 0] + extra * peak[:, 1],
+                                     base * peak[:, 2] + extra * peak[:, 3] + working))
+        single = np.maximum(per_mb, per_mb - last + working)       # pp = 1: one micro-batch
+        return np.where(pp > 1, np.maximum(*stages), single)
 
     # ------------------------------------------------------------------------------------------------
     def spec_for(self, gpus: int, x: LayoutArrays, i: int) -> Spec:

@@ -5,7 +5,8 @@ The planner plans every valid Spec analytically; the Megatron-core model builds 
 with one line naming the combination, when
   * its context-parallel combination is one the model cannot run (`cp.cp_refusal`: the kernel, the
     attention pattern under p2p / all-gather, heads % (tp*cp) under a2a, attention dropout under p2p);
-  * it interleaves pipeline stages (vpp > 1): the trainer runs megatron's non-interleaved 1F1B schedule;
+  * it interleaves pipeline stages (vpp > 1) with a micro-batch count that is not a multiple of pp
+    (`interleave_refusal`: megatron's interleaved 1F1B runs micro-batches through each chunk in groups of pp);
   * the model is outside what the blocks build (`unsupported`): the current block vocabulary
     (`Model.extended`, models/blocks.py) trains with tensor and data parallelism only (no pipeline, context
     or sequence parallelism) and q/k norms over all heads at tp = 1 only; U-ViT is planned analytically.
@@ -90,8 +91,24 @@ def refused_layouts(m: Model, tp: Any, pp: Any, vpp: Any, cp: Any, sequence_para
     return refused[inverse.reshape(-1)]
 
 
-VPP_REFUSAL = ("parallel.vpp: interleaved 1F1B (vpp={vpp}) is not trained by soraplan train "
-               "(it runs megatron's non-interleaved 1F1B schedule); use vpp=1")
+VPP_REFUSAL = ("parallel.vpp: interleaved 1F1B (vpp={vpp}) runs the micro-batches through each model chunk in "
+               "groups of pp: micro-batches per step ({m} = global_batch / (micro_batch*dp)) % pp ({pp}) != 0")
+
+
+def interleave_refusal(pp: int, vpp: int, microbatches: int) -> str | None:
+    """Megatron's interleaved schedule (vpp > 1): micro-batches go through each model chunk in groups of pp
+    (`microbatch_group_size_per_vp_stage` = pp), so their count must be a multiple of pp (layers % (pp*vpp)
+    is a rule of the Spec). The search applies the same test to arrays (`search.Space.reasons`).
+
+    Args:
+        pp, vpp: pipeline stages and model chunks per stage.
+        microbatches: micro-batches per step on one data-parallel rank.
+    Returns:
+        The refusal line, or None.
+    """
+    if vpp > 1 and microbatches % pp:
+        return VPP_REFUSAL.format(vpp=vpp, m=microbatches, pp=pp)
+    return None
 
 
 def parallel_refusal(spec: Spec) -> str | None:
@@ -106,9 +123,7 @@ def parallel_refusal(spec: Spec) -> str | None:
     reason = cp_refusal(m.attention_kind, k.attention_kernel, k.dropout, m.heads, p.tp, p.cp, p.cp_comm)
     if reason:
         return reason
-    if p.vpp > 1:
-        return VPP_REFUSAL.format(vpp=p.vpp)
-    return None
+    return interleave_refusal(p.pp, p.vpp, p.microbatches)
 
 
 def train_refusal(spec: Spec) -> str | None:

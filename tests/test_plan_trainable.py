@@ -3,7 +3,8 @@ frames at 256x256), each run as its `--tiny` version for two steps under torchru
 pp, vpp, cp, cp_comm, sequence parallel, recompute and distributed-optimizer switches. The world is kept
 at <= 8 processes: dp is reduced to at most 2 (and, only where tp*pp*cp alone exceeds 8, cp is halved
 until it fits; the test prints which). The loss of both steps equals the run with the same pipeline
-layout and nothing else parallel (pipeline stages draw their own initial weights, so pp is kept).
+layout and nothing else parallel (pipeline stages and model chunks draw their own initial weights, so pp
+and vpp are kept; pp_check shows pp=2 x vpp=2 equal to one rank with the same weights).
 The search's refusals and launch's refusal are one rule (`planner.trainable.train_refusal`)."""
 
 import json
@@ -42,10 +43,13 @@ def test_launch_refuses_what_train_refuses(tmp_path):
 
     from soraplan.cli import app
 
-    r = CliRunner().invoke(app, ["launch", "--cluster", "slurm", "--dry-run", "--frames", "960", "--res", "256",
-                                 "--pp", "2", "--vpp", "4", "--cp", "4", "--gpus", "200"])
+    lay = ["launch", "--cluster", "slurm", "--dry-run", "--frames", "960", "--res", "256", "--pp", "2", "--vpp", "4",
+           "--cp", "4", "--gpus", "200"]
+    r = CliRunner().invoke(app, [*lay, "--global-batch", "1000"])     # 40 micro-batches per DP rank
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, [*lay, "--global-batch", "75"])       # 3 micro-batches: not a multiple of pp
     assert r.exit_code == 2
-    assert "parallel.vpp: interleaved 1F1B (vpp=4)" in r.output
+    assert "parallel.vpp: interleaved 1F1B (vpp=4)" in r.output and r.output.count("\n") == 1
     r = CliRunner().invoke(app, ["launch", "--cluster", "slurm", "--dry-run", "--frames", "960", "--res", "256",
                                  "--cp", "4", "--attention", "spatial-temporal", "--gpus", "8"])
     assert r.exit_code == 2 and "needs cp_comm a2a" in r.output
@@ -59,10 +63,16 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return out
 
 
+def _global_batch(pp, mb):
+    """4 micro-batches of mb samples, or 2 pp: with dp <= 2 every rank's micro-batch count is a multiple of pp
+    (what the interleaved schedule needs)."""
+    return max(4, 2 * pp) * mb
+
+
 def _tiny_args(lay, tp, pp, cp, dp, mb):
     args = ["-m", "soraplan", "train", "--tiny", "--steps", "2", "--save-every", "0", "--log-every", "100",
             "--tp", str(tp), "--pp", str(pp), "--vpp", str(lay.vpp), "--cp", str(cp), "--cp-comm", lay.cp_comm,
-            "--dp", str(dp), "--micro-batch", str(mb), "--global-batch", str(4 * mb),
+            "--dp", str(dp), "--micro-batch", str(mb), "--global-batch", str(_global_batch(pp, mb)),
             "--recompute", lay.recompute,
             "--sequence-parallel" if lay.sequence_parallel else "--no-sequence-parallel",
             "--distributed-optimizer" if lay.distributed_optimizer else "--no-distributed-optimizer"]
@@ -98,14 +108,15 @@ def test_top_layouts_train_tiny_and_match_the_reference(tmp_path):
         shapes[key] = lay
         if cp != lay.cp:
             print(f"world > {MAX_WORLD}: {lay.tp}x{lay.pp}x{lay.cp} runs with cp={cp}")
-    refs: dict[tuple[int, int], dict[int, float]] = {}
+    refs: dict[tuple[int, int, int], dict[int, float]] = {}
     for i, (key, lay) in enumerate(sorted(shapes.items(), key=lambda kv: str(kv[0]))):
-        tp, pp, _, cp, _, dp, mb = key[:7]
-        ref_key = (pp, mb)
+        tp, pp, vpp, cp, _, dp, mb = key[:7]
+        ref_key = (pp, vpp, mb)
         if ref_key not in refs:
-            d = tmp_path / f"ref-{pp}-{mb}"
+            d = tmp_path / f"ref-{pp}-{vpp}-{mb}"
             args = ["-m", "soraplan", "train", "--tiny", "--steps", "2", "--save-every", "0", "--log-every", "100",
-                    "--pp", str(pp), "--micro-batch", str(mb), "--global-batch", str(4 * mb), "--run-dir", str(d)]
+                    "--pp", str(pp), "--vpp", str(vpp), "--micro-batch", str(mb),
+                    "--global-batch", str(_global_batch(pp, mb)), "--run-dir", str(d)]
             r = torchrun(pp, args, timeout_s=600) if pp > 1 else _one_process(args)
             assert r.returncode == 0, r.stderr[-3000:]
             refs[ref_key] = _losses(d)

@@ -30,6 +30,8 @@ DP_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("DP=2 x CP=2 p2p, distributed optimizer (4 gloo ranks)", {"dp": 2, "cp": 2, "gpus": 4}),
     ("DP=2 x TP=2 + SP, distributed optimizer (4 gloo ranks)", {"dp": 2, "tp": 2, "gpus": 4, "sequence_parallel": True}),
 )
+# pipeline: 4 layers over 2 stages, 4 micro-batches per step (validation/measure_pp.py)
+PP_FLAGS: dict[str, Any] = {"pp": 2, "gpus": 2, "layers": 4, "global_batch": 8}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Case:
     flags: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"          # "cpu" | "meta" | "tp" (tp*cp gloo processes, one per rank) | "dp" (the
                                  # whole world, with the trainer's optimizer step: validation/measure_dp.py)
+                                 # | "pp" (pp processes: validation/measure_pp.py)
     base: bool = True            # start from BASE (False: from the preset named in flags / the default 6B)
     quick: bool = False
     saved: bool = True           # compare saved bytes (False: parameters and FLOPs only)
@@ -89,6 +92,12 @@ MATRIX: tuple[Case, ...] = (
          {**CP_TP_FLAGS, "cp_comm": "all-gather", "recompute": "selective"}, device="tp"),
     # data parallel with the trainer's optimizer: state bytes per rank and the optimizer step's traffic
     *(Case(name, flags, device="dp") for name, flags in DP_CASES),
+    # pipeline parallel: per stage, 1F1B and interleaved (in-flight saved bytes, stage parameters, PP bytes)
+    Case("PP=2 1F1B, 4 micro-batches (2 gloo ranks)", PP_FLAGS, device="pp"),
+    Case("PP=2 interleaved vpp=2, 4 micro-batches (2 gloo ranks)", {**PP_FLAGS, "vpp": 2}, device="pp"),
+    Case("PP=2 interleaved vpp=2, 2 micro-batches: all in warm-up (2 gloo ranks)",
+         {**PP_FLAGS, "vpp": 2, "global_batch": 4}, device="pp"),
+    Case("PP=2 1F1B, recompute full (2 gloo ranks)", {**PP_FLAGS, "recompute": "full"}, device="pp"),
 )
 
 
@@ -110,8 +119,9 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
 
     rows: list = []
     errors: list[dict] = []
-    local = [c for c in selected if c.device not in ("tp", "dp")]
+    local = [c for c in selected if c.device not in ("tp", "dp", "pp")]
     tp = [c for c in selected if c.device == "tp"]
+    pp = [c for c in selected if c.device == "pp"]
     for c in local:
         progress(c.name)
         try:
@@ -132,6 +142,8 @@ def run_cases(selected: list[Case], progress: Callable[[str], None] = lambda s: 
         except Exception as e:  # noqa: BLE001
             errors.append({"config": "TP cases" if world == 2 else f"rank cases (world {world})",
                            "error": f"{type(e).__name__}: {e}"})
+    if pp:
+        rows, errors = _run_pp(pp, rows, errors, progress)
     rows_dp, errors_dp = _run_dp_cases([c for c in selected if c.device == "dp"], progress)
     return rows + rows_dp, errors + errors_dp
 
@@ -160,6 +172,20 @@ def _run_dp_cases(selected: list[Case], progress: Callable[[str], None]) -> tupl
     return rows, errors
 
 
+def _run_pp(selected: list[Case], rows: list, errors: list[dict], progress: Callable[[str], None]) -> tuple[list, list[dict]]:
+    """The pipeline cases: one set of gloo processes for all of them (validation/measure_pp.py)."""
+    from .measure_pp import pp_rows, run_pp
+
+    progress(", ".join(c.name for c in selected))
+    try:
+        specs = [spec_for(c) for c in selected]
+        for c, spec, ranks in zip(selected, specs, run_pp(specs)):
+            rows += pp_rows(c.name, spec, ranks)
+    except Exception as e:  # noqa: BLE001 - reported as a failed case
+        errors.append({"config": "PP cases", "error": f"{type(e).__name__}: {e}"})
+    return rows, errors
+
+
 def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[list, list[dict]]:
     """Validate one user-given spec: on CPU when small, else on the meta device (shapes only)."""
     from soraplan.planner.params import total_params
@@ -172,9 +198,9 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
     from soraplan.planner.errors import UserError
 
     p = spec.parallel
-    if p.pp > 1:
-        raise UserError(f"parallel.pp: validate measures one pipeline stage (pp=1); got pp={p.pp}")
     small = total_params(spec) <= 50_000_000 and spec.seq_len <= 4096
+    if p.pp > 1:
+        return _run_pp_spec(spec, small, progress)
     device = "cpu" if small else "meta"
     d = spec.model_dump()
     # the accounting must use the semantics of the device it is compared on
@@ -196,3 +222,26 @@ def run_spec(spec, progress: Callable[[str], None] = lambda s: None) -> tuple[li
         # meta runs dropout like the CPU (mask at the activation dtype) but LayerNorm like the GPU (fp32 stats)
         rows = [r for r in rows if not r.quantity.startswith("saved bytes")]
     return rows, []
+
+
+def _run_pp_spec(spec, small: bool, progress: Callable[[str], None]) -> tuple[list, list[dict]]:
+    """One user-given pipeline spec: pp gloo processes on this CPU (small models, tp = cp = dp = 1)."""
+    from soraplan.planner.errors import UserError
+    from soraplan.planner.spec import Spec
+
+    from .measure_pp import pp_rows, run_pp
+
+    p = spec.parallel
+    if not small or p.world != p.pp:
+        raise UserError(f"parallel.pp: pipeline stages are measured in pp gloo processes on this CPU, with tp = cp = dp "
+                        f"= 1 (--gpus {p.pp}) and models up to 50M parameters and 4,096 tokens; got pp={p.pp} on "
+                        f"{p.world} GPUs")
+    if spec.kernels.param_dtype != "fp32":
+        raise UserError(f"kernels.param_dtype: pipeline stages are measured with fp32 parameters (the trainer's "
+                        f"master weights, whose gradients the stages all-reduce); got {spec.kernels.param_dtype}")
+    d = spec.model_dump()
+    d["kernels"]["cpu_semantics"] = True
+    spec = Spec.model_validate(d)
+    name = f"{spec.name} (cpu, pp={p.pp}" + (f", vpp={p.vpp})" if p.vpp > 1 else ")")
+    progress(name)
+    return pp_rows(name, spec, run_pp([spec])[0]), []

@@ -1,11 +1,12 @@
-"""Pipeline parallelism through megatron's 1F1B schedule equals PP=1: loss and every gradient over the same
-micro-batches. Run under torchrun; the world size is the number of stages:
+"""Pipeline parallelism through megatron's 1F1B schedule, and its interleaved form (vpp model chunks per
+rank), equals PP=1: loss and every gradient over the same micro-batches. Run under torchrun; the world size
+is the number of stages:
 
   python -m torch.distributed.run --nproc-per-node 2 -m soraplan.validation.pp_check
 
 Every rank builds the PP=1 model (4 layers) and trains it on 4 micro-batches; its stage of the pipeline
-copies the matching parameters (layer i of stage s is layer s * layers/pp + i of the reference) and runs
-the schedule on the same micro-batches. Rows and exit code: soraplan.validation.equivalence.
+copies the matching parameters (layer i of chunk v on stage s is layer (v * pp + s) * layers/(pp*vpp) + i
+of the reference; vpp = 1: layer s * layers/pp + i) and runs the schedule on the same micro-batches. Rows and exit code: soraplan.validation.equivalence.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from .equivalence import EquivalenceCheck, Side, case_flags, fill_zero_params, run_equivalence
 
-CASES: list[dict[str, Any]] = [{}, {"adaln": "per-block"}, {"adaln": "none"}, {"attention": "spatial-temporal"}]
+CASES: list[dict[str, Any]] = [{}, {"adaln": "per-block"}, {"adaln": "none"}, {"attention": "spatial-temporal"},
+                               {"vpp": 2}, {"vpp": 2, "adaln": "per-block"}]
 
 LAYERS = 4               # two per stage at pp=2
 MICRO_BATCHES = 4
@@ -54,7 +56,8 @@ class PipelineParallelCheck(EquivalenceCheck):
         from soraplan.planner.config import build_spec
 
         flags = case_flags(case, {"layers": LAYERS})
-        return (build_spec(flags={**flags, "global_batch": MICRO_BATCHES}),
+        ref_flags = {k: v for k, v in flags.items() if k != "vpp"}
+        return (build_spec(flags={**ref_flags, "global_batch": MICRO_BATCHES}),
                 build_spec(flags={**flags, "pp": size, "global_batch": MICRO_BATCHES}))
 
     def reference(self, spec) -> Side:
@@ -89,7 +92,8 @@ class PipelineParallelCheck(EquivalenceCheck):
 
 
 def reference_name(name: str, spec) -> str:
-    """This stage's parameter name -> the PP=1 model's (decoder layers are numbered from 0 on every stage).
+    """This stage's parameter name -> the PP=1 model's (decoder layers are numbered from 0 in every stage and
+    model chunk; a chunk's names start with its index).
 
     Args:
         name: a parameter name of this rank's stage.
@@ -99,10 +103,14 @@ def reference_name(name: str, spec) -> str:
     """
     from megatron.core import parallel_state as ps
 
+    p = spec.parallel
     parts = name.split(".")
+    chunk = 0
+    if p.vpp > 1:
+        chunk = int(parts.pop(0))
     if parts[:2] == ["decoder", "layers"]:
-        per_stage = spec.model.layers // spec.parallel.pp
-        parts[2] = str(int(parts[2]) + ps.get_pipeline_model_parallel_rank() * per_stage)
+        per_chunk = spec.model.layers // (p.pp * p.vpp)
+        parts[2] = str(int(parts[2]) + (chunk * p.pp + ps.get_pipeline_model_parallel_rank()) * per_chunk)
     return ".".join(parts)
 
 
