@@ -2,7 +2,7 @@
 
 Built from the same Spec as planner/blocks.py, whose parameter groups it has exactly (top-level attribute
 names = planner group names; `blocks` and `single_blocks` are ModuleLists). Block projections are Megatron
-Column/RowParallelLinear (tensor parallel; no sequence parallelism; a fused projection's sections are split
+Column/RowParallelLinear (tensor and sequence parallel; a fused projection's sections are split
 per TP rank, so every tp is the same network), the LM's token embedding is Megatron's
 VocabParallelEmbedding; everything else is plain torch.
 
@@ -16,8 +16,11 @@ VocabParallelEmbedding; everything else is plain torch.
   single     fused parallel block: linear1 -> [q k v | mlp], linear2 [attention out | activated mlp] -> h
   LM         token embedding (+ learned positions) -> blocks -> final norm -> logits (tied or untied)
 
-Limits (refused by build_model with one line): pipeline and context parallelism, sequence parallelism
-(the blocks run on whole sequences; pass --no-sequence-parallel), and q/k norms over all heads with tp > 1.
+Sequence parallelism: the blocks run on S/tp tokens (sp_scatter before, sp_gather before the final layer);
+an MMDiT's text stream is a shard too; docs/model.md describes the hand-over to the single-stream blocks.
+
+Limits (refused by build_model with one line): pipeline and context parallelism, and q/k norms over all
+heads with tp > 1.
 """
 
 from __future__ import annotations
@@ -33,6 +36,42 @@ from .rope import apply_rope, learned_angles, rope_angles, rope_tables
 
 def _tp(config) -> int:
     return config.tensor_model_parallel_size
+
+
+def _sp(config) -> bool:
+    """Sequence parallelism on: the hidden states between the TP regions are sequence shards."""
+    return bool(config.sequence_parallel) and _tp(config) > 1
+
+
+def tp_copy(x: torch.Tensor, config) -> torch.Tensor:
+    """A per-sample tensor (adaLN modulation) that acts on a sequence shard under SP: identity forward,
+    TP all-reduce of its gradient backward, so the layers and embedders behind it get whole gradients."""
+    return tensor_parallel.copy_to_tensor_model_parallel_region(x) if _sp(config) else x
+
+
+def replicated_input(linear):
+    """A ColumnParallelLinear whose input is the same on every TP rank (the text for cross-attention K/V, the
+    gathered hidden states of the LM head), never a sequence shard: no SP all-gather, input gradient
+    all-reduced over TP instead."""
+    linear.sequence_parallel = False
+    linear.allreduce_dgrad = linear.tp_group is not None and linear.tp_group.size() > 1
+    return linear
+
+
+def sp_scatter(x: torch.Tensor, config) -> torch.Tensor:
+    """[S, B, w] -> this TP rank's [S/tp, B, w] under SP (backward: all-gather), as a copy: a slice would keep
+    the whole sequence's storage alive in the first block's saved tensors."""
+    if not _sp(config):
+        return x
+    return tensor_parallel.scatter_to_sequence_parallel_region(x).clone()
+
+
+def sp_gather(x: torch.Tensor, config) -> torch.Tensor:
+    """[S/tp, B, w] -> [S, B, w] under SP; the layers after it run the same on every TP rank, so the gradient
+    is split, not reduce-scattered."""
+    if not _sp(config):
+        return x
+    return tensor_parallel.gather_from_sequence_parallel_region(x, tensor_parallel_output_grad=False)
 
 
 def col(config, n_in: int, n_out: int, bias: bool):
@@ -207,15 +246,15 @@ class CrossAttention(nn.Module):
         tp = _tp(config)
         self.heads, self.groups, self.d = m.heads // tp, g // tp, d
         self.linear_q = col(config, h, h, m.qkv_bias)
-        self.linear_kv = col(config, h, 2 * g * d, m.qkv_bias)
+        self.linear_kv = replicated_input(col(config, h, 2 * g * d, m.qkv_bias))   # reads the text, not a shard
         self.linear_proj = row(config, h, h, m.out_bias)
         self.qk = QKNorm(m, h // tp, g * d // tp, dtype=config.params_dtype) if m.qk_norm != "none" else None
         self.core_attention = CoreAttention()
 
     def forward(self, x, context, context_mask=None):
-        S, B = x.shape[:2]
-        T = context.shape[0]
-        q = _out(self.linear_q(x)).view(S, B, self.heads, self.d)
+        T, B = context.shape[:2]
+        q = _out(self.linear_q(x))                          # [S, B, h/tp] (the whole sequence under SP)
+        q = q.view(*q.shape[:2], self.heads, self.d)
         kv = _out(self.linear_kv(context)).view(T, B, self.groups, 2 * self.d)
         k, v = kv.chunk(2, -1)
         if self.qk is not None:
@@ -248,7 +287,7 @@ class StandardLayer(nn.Module):
         super().__init__()
         h, dtype = m.hidden, config.params_dtype
         e = m.adaln_dim or h
-        self.m, self.text_tokens = m, text_tokens
+        self.m, self.text_tokens, self.config = m, text_tokens, config
         self.norm1 = make_norm(m.norm, h, m.affine_norms, dtype)
         self.norm2 = make_norm(m.norm, h, m.affine_norms, dtype)
         self.self_attn = SelfAttention(m, config)
@@ -268,18 +307,23 @@ class StandardLayer(nn.Module):
         """Six [B, h] vectors (shift1, scale1, gate1, shift2, scale2, gate2), or expert pairs, or None."""
         a = self.m.adaln
         if a == "per-block":
-            return self.adaln_linear(F.silu(cond)).chunk(6, -1)
+            return tp_copy(self.adaln_linear(F.silu(cond)), self.config).chunk(6, -1)
         if a == "single":
-            return (cond.view(cond.shape[0], 6, -1) + self.scale_shift_table[None]).unbind(1)
+            return tp_copy(cond.view(cond.shape[0], 6, -1) + self.scale_shift_table[None], self.config).unbind(1)
         return None
 
     def _expert(self, i, x, cond):
         """CogVideoX: one Linear(e, 6h) gives the video and the text tokens their own shift/scale/gate."""
-        sv, sc, gv, st, sct, gt = self.adaln_expert[i](F.silu(cond)).chunk(6, -1)
+        sv, sc, gv, st, sct, gt = tp_copy(self.adaln_expert[i](F.silu(cond)), self.config).chunk(6, -1)
+        n = x.shape[0]
         T = self.text_tokens
-        shift = torch.cat([st[None].expand(T, -1, -1), sv[None].expand(x.shape[0] - T, -1, -1)])
-        scale = torch.cat([sct[None].expand(T, -1, -1), sc[None].expand(x.shape[0] - T, -1, -1)])
-        gate = torch.cat([gt[None].expand(T, -1, -1), gv[None].expand(x.shape[0] - T, -1, -1)])
+        if _sp(self.config):          # this rank's shard of [text; video]: its own text tokens, if any
+            from megatron.core import parallel_state as ps
+
+            T = min(max(T - ps.get_tensor_model_parallel_rank() * n, 0), n)
+        shift = torch.cat([st[None].expand(T, -1, -1), sv[None].expand(n - T, -1, -1)])
+        scale = torch.cat([sct[None].expand(T, -1, -1), sc[None].expand(n - T, -1, -1)])
+        gate = torch.cat([gt[None].expand(T, -1, -1), gv[None].expand(n - T, -1, -1)])
         return shift, scale, gate
 
     def forward(self, x, cond, context=None, context_mask=None, angles=None):
@@ -333,9 +377,10 @@ class DoubleStreamLayer(nn.Module):
         self.img = Stream(m, config, h, m.ffn, mod, h, True, True)
         self.txt = Stream(m, config, hy, fy, mod if self.update_text else 1, hy, self.update_text, self.update_text)
         self.core_attention = CoreAttention()
+        self.config = config
 
     def _mods(self, stream, cond, n):
-        out = list(stream.adaln_linear(F.silu(cond)).chunk(n, -1))
+        out = list(tp_copy(stream.adaln_linear(F.silu(cond)), self.config).chunk(n, -1))
         if n == 4:                       # scale and gate only (Mochi)
             return [None, out[0], out[1], None, out[2], out[3]]
         if n == 1:
@@ -343,8 +388,9 @@ class DoubleStreamLayer(nn.Module):
         return out
 
     def forward(self, xt, xv, cond, angles=None):
-        """xt [T, B, h_y] text, xv [S, B, h] video -> both updated (the text unchanged in Mochi's last block)."""
-        T = xt.shape[0]
+        """xt [T, B, h_y] text, xv [S, B, h] video -> both updated (the text unchanged in Mochi's last block);
+        under SP each stream is a sequence shard, and each stream's qkv gathers its whole sequence."""
+        T = xt.shape[0] * (_tp(self.config) if _sp(self.config) else 1)
         n = 4 if self.asym else 6
         mi, mt = self._mods(self.img, cond, n), self._mods(self.txt, cond, n if self.update_text else 1)
         yv = _modulate(self.img.norm1(xv), mi[0], mi[1])
@@ -382,11 +428,12 @@ class SingleStreamLayer(nn.Module):
         if self.modulated:
             self.adaln_linear = nn.Linear(m.adaln_dim or h, 3 * h, dtype=config.params_dtype)
         self.core_attention = CoreAttention()
+        self.config = config
 
     def forward(self, x, cond, angles=None):
         y = self.norm(x)
         if self.modulated:
-            shift, scale, gate = self.adaln_linear(F.silu(cond)).chunk(3, -1)
+            shift, scale, gate = tp_copy(self.adaln_linear(F.silu(cond)), self.config).chunk(3, -1)
             y = _modulate(y, shift, scale)
         qkv, mlp_in = _out(self.linear1(y)).split([self.qkv_local, _out_width(self.linear1) - self.qkv_local], -1)
         q, k, v = split_qkv(qkv, self.heads, self.groups, self.d)
@@ -501,7 +548,7 @@ class CurrentDiT(nn.Module):
     def __init__(self, spec, config):
         super().__init__()
         m, v = spec.model, spec.video
-        self.spec, self.m = spec, m
+        self.spec, self.m, self.config = spec, m, config
         h, dtype = m.hidden, config.params_dtype
         e = m.adaln_dim or h
         self.grid = v.grid
@@ -534,6 +581,8 @@ class CurrentDiT(nn.Module):
                 self.pos_embed = Table(spec.seq_len, h, dtype=dtype)
             if m.pos == "rope3d-learned":
                 self.pos_frequencies = Table(3, m.heads, m.head_dim // 2, dtype=dtype)
+                # each TP rank rotates its own heads: the gradient of the others' rows is summed over TP
+                self.pos_frequencies.weight.tp_head_shard = True
             if m.adaln == "single":
                 self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h, dtype=dtype))
             if m.text_mode != "none":
@@ -554,10 +603,12 @@ class CurrentDiT(nn.Module):
         if m.vocab_size:
             self.final_layer = make_norm(m.norm, h, True, dtype)
             if not m.tied_embeddings:
-                self.output_head = tensor_parallel.ColumnParallelLinear(
-                    h, m.vocab_size, config=config, init_method=config.init_method, bias=False, gather_output=True)
+                self.output_head = replicated_input(tensor_parallel.ColumnParallelLinear(
+                    h, m.vocab_size, config=config, init_method=config.init_method, bias=False, gather_output=True))
         else:
             self.final_layer = FinalLayer(m, v.patch_volume * self.c_out, dtype)
+        if _sp(config):
+            mark_sequence_parallel(self)
 
     def _angles(self, device):
         """(cos, sin) of the RoPE angles, computed once per forward and shared by every block."""
@@ -565,33 +616,59 @@ class CurrentDiT(nn.Module):
         if m.pos == "rope3d":
             angles = rope_angles(self.grid, m.head_dim, self.T).to(device)
         elif m.pos == "rope3d-learned":
-            angles = learned_angles(self.pos_frequencies.weight, self.grid, self.T)
+            freq, tp = self.pos_frequencies.weight, _tp(self.config)          # [3, heads, d/2]
+            if tp > 1:                  # this TP rank's heads
+                from megatron.core import parallel_state as ps
+
+                freq = freq.chunk(tp, 1)[ps.get_tensor_model_parallel_rank()]
+            angles = learned_angles(freq, self.grid, self.T)                     # [S, heads/tp, d/2]
         else:
             return None
         return rope_tables(angles, self.patch_embed.weight.dtype if hasattr(self, "patch_embed")
                            else self.token_embed.weight.dtype)
 
+    def _handover_angles(self, angles):
+        """The RoPE tables in the token order of the single-stream blocks after an MMDiT under SP: rank r holds
+        [text shard r; video shard r], so the gathered sequence is [text 0; video 0; text 1; video 1; ...]."""
+        if angles is None or not _sp(self.config):
+            return angles
+        tp = _tp(self.config)
+        Tl, Sl = self.T // tp, (angles[0].shape[0] - self.T) // tp
+        order = torch.cat([torch.cat([torch.arange(r * Tl, (r + 1) * Tl), self.T + torch.arange(r * Sl, (r + 1) * Sl)])
+                           for r in range(tp)]).to(angles[0].device)
+        return angles[0][order], angles[1][order]
+
     def _blocks(self, x, cond, context=None, context_mask=None):
-        """x [S, B, h] (with the text first when it is in the sequence); mmdit: context is the text stream."""
+        """x [S, B, h] (with the text first when it is in the sequence; under SP this rank's sequence shard);
+        mmdit: context is the text stream (a shard under SP). Returns the video tokens (shard) of the last block
+        (with the text first for `in-sequence`)."""
         angles = self._angles(x.device)
+        text_local = 0
         if self.m.text_mode == "mmdit":
             xt = context
             for blk in self.blocks:
                 xt, x = blk(xt, x, cond, angles)
-            x = torch.cat([xt, x]) if self.m.single_layers else x
+            if self.m.single_layers:      # hand-over: one sequence [text; video] (per rank under SP)
+                text_local = xt.shape[0]
+                x = torch.cat([xt, x])
+                angles = self._handover_angles(angles)
         else:
             for blk in self.blocks:
                 x = blk(x, cond, context, context_mask, angles)
         for blk in getattr(self, "single_blocks", []):
             x = blk(x, cond, angles)
-        return x[self.T:] if self.m.single_layers and self.m.text_mode == "mmdit" else x
+        if text_local and not _sp(self.config):
+            # the video tokens as their own tensor: the final norm keeps S tokens, as after the SP gather
+            return x[text_local:].clone()
+        return x[text_local:]
 
     def forward_lm(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, S] -> logits [S, B, V]."""
         x = self.token_embed(tokens.t())                                       # [S, B, h]
         if hasattr(self, "pos_embed"):
             x = x + self.pos_embed.weight[:, None]
-        x = self.final_layer(self._blocks(x, None))
+        x = sp_gather(self._blocks(sp_scatter(x, self.config), None), self.config)   # [S, B, h]
+        x = self.final_layer(x)
         if self.m.tied_embeddings:
             return F.linear(x, self.token_embed.weight)
         return _out(self.output_head(x))
@@ -629,17 +706,30 @@ class CurrentDiT(nn.Module):
             x = x + self.sincos[:, None]
         cond_vec = self.t_block(c) if m.adaln == "single" else c
         mask = None if text_mask is None else ~text_mask.bool()[:, None, None, :]
+        cfg = self.config       # under SP the blocks run on sequence shards, gathered before the final layer
         if m.text_mode == "in-sequence":
-            x = self._blocks(torch.cat([txt, x]), cond_vec)[self.T:]
+            x = sp_gather(self._blocks(sp_scatter(torch.cat([txt, x]), cfg), cond_vec), cfg)[self.T:]
         elif m.text_mode == "mmdit":
-            x = self._blocks(x, cond_vec, txt)
+            x = sp_gather(self._blocks(sp_scatter(x, cfg), cond_vec, sp_scatter(txt, cfg)), cfg)
         else:
-            x = self._blocks(x, cond_vec, txt, mask if m.cross_attn else None)
+            x = sp_gather(self._blocks(sp_scatter(x, cfg), cond_vec, txt, mask if m.cross_attn else None), cfg)
         x = self.final_layer(x, c)                                                        # [S, B, pv*C]
         t, hh, ww = self.grid
         pt, ph, pw = self.patch
         x = x.view(t, hh, ww, B, pt, ph, pw, self.c_out).permute(3, 7, 0, 4, 1, 5, 2, 6)
         return x.reshape(B, self.c_out, t * pt, hh * ph, ww * pw)
+
+
+def mark_sequence_parallel(model: nn.Module) -> None:
+    """Under SP the block norms see a sequence shard: their (replicated) parameters are marked
+    `sequence_parallel`, so training sums their gradients over TP (models/train_loop.py). The row-parallel
+    biases are marked by Megatron; q/k norms run after the gather (marked `tp_head_shard`)."""
+    for root in ("blocks", "single_blocks"):
+        for mod in getattr(model, root, nn.ModuleList()).modules():
+            if isinstance(mod, (RMSNorm, nn.LayerNorm)):
+                for param in mod.parameters():
+                    if not getattr(param, "tp_head_shard", False):
+                        param.sequence_parallel = True
 
 
 def check_supported(spec) -> str | None:

@@ -62,13 +62,13 @@ def build_model(spec, device: str = "cpu", dtype=None, seed: int | None = 1234):
 
 
 def _build_current(spec, device: str, overrides: dict):
-    """The current block vocabulary (models/blocks.py): whole sequences on each TP rank (no SP)."""
+    """The current block vocabulary (models/blocks.py)."""
     import torch
 
     from .blocks import CurrentDiT
     from .config import transformer_config
 
-    overrides.update(sequence_parallel=False, use_cpu_initialization=device != "cuda",
+    overrides.update(use_cpu_initialization=device != "cuda",
                      perform_initialization=device != "meta")
     with torch.device(device):
         return CurrentDiT(spec, transformer_config(spec, **overrides))

@@ -7,8 +7,9 @@ with one line naming the combination, when
     attention pattern under p2p / all-gather, heads % (tp*cp) under a2a, attention dropout under p2p);
   * it interleaves pipeline stages (vpp > 1): the trainer runs megatron's non-interleaved 1F1B schedule;
   * the model is outside what the blocks build (`unsupported`): the current block vocabulary
-    (`Model.extended`, models/blocks.py) trains with tensor and data parallelism only (no pipeline, context
-    or sequence parallelism) and q/k norms over all heads at tp = 1 only; U-ViT is planned analytically.
+    (`Model.extended`, models/blocks.py) trains with tensor (and sequence) and data parallelism (no pipeline
+    or context parallelism; under SP an MMDiT's text stream is sharded too: text tokens % tp == 0) and q/k
+    norms over all heads at tp = 1 only; U-ViT is planned analytically.
 
 `train_refusal(spec)` is the whole rule; `refused_layouts` is the vectorised form of the model part that the
 search applies to arrays of layouts (the context-parallel and vpp parts are applied in `search.Space`).
@@ -49,9 +50,6 @@ def layout_refusal(m: Model, tp: int, pp: int, vpp: int, cp: int, sequence_paral
     if cp > 1:
         return (f"parallel.cp: cp={cp} with the current block vocabulary: the trainer runs it with tp and dp only "
                 "(context parallelism is planned analytically)")
-    if sequence_parallel and tp > 1:
-        return (f"parallel.sequence_parallel: sequence parallelism at tp={tp} with the current block vocabulary: "
-                "the blocks run whole sequences on each TP rank; use --no-sequence-parallel")
     if m.qk_norm != "none" and m.qk_norm_width == "all" and tp > 1:
         return f"parallel.tp: tp={tp} with q/k norms over all heads (qk_norm_width all): tp = 1 only"
     return None
@@ -65,8 +63,12 @@ def unsupported(spec: Spec) -> str | None:
     Returns:
         The refusal, or None.
     """
-    p = spec.parallel
-    return layout_refusal(spec.model, p.tp, p.pp, p.vpp, p.cp, p.sequence_parallel)
+    p, m = spec.parallel, spec.model
+    why = layout_refusal(m, p.tp, p.pp, p.vpp, p.cp, p.sequence_parallel)
+    if why is None and m.extended and m.text_mode == "mmdit" and p.sequence_parallel and spec.video.text_tokens % p.tp:
+        return (f"parallel.sequence_parallel: MMDiT streams are sequence-sharded each: text tokens "
+                f"({spec.video.text_tokens}) % tp ({p.tp}) != 0")
+    return why
 
 
 def refused_layouts(m: Model, tp: Any, pp: Any, vpp: Any, cp: Any, sequence_parallel: Any) -> np.ndarray:
