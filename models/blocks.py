@@ -19,8 +19,11 @@ VocabParallelEmbedding; everything else is plain torch.
 Sequence parallelism: the blocks run on S/tp tokens (sp_scatter before, sp_gather before the final layer);
 an MMDiT's text stream is a shard too; docs/model.md describes the hand-over to the single-stream blocks.
 
-Limits (refused by build_model with one line): pipeline and context parallelism, and q/k norms over all
-heads with tp > 1.
+Pipeline stages: CurrentDiT(spec, config, stage, stages) holds its share of the blocks (main stack, then the
+single-stream blocks); an MMDiT carries [text; video] between stages as one tensor (docs/model.md).
+
+Limits (refused by build_model with one line): context parallelism, interleaved stages, pipeline stages of a
+language model or of Mochi's narrower text stream, and q/k norms over all heads with tp > 1.
 """
 
 from __future__ import annotations
@@ -545,7 +548,7 @@ class Table(nn.Module):
 class CurrentDiT(nn.Module):
     """Video DiT (or language model) of the current block vocabulary (see the module docstring)."""
 
-    def __init__(self, spec, config):
+    def __init__(self, spec, config, stage: int = 0, stages: int = 1):
         super().__init__()
         m, v = spec.model, spec.video
         self.spec, self.m, self.config = spec, m, config
@@ -554,6 +557,19 @@ class CurrentDiT(nn.Module):
         self.grid = v.grid
         self.joint = m.text_mode in ("in-sequence", "mmdit")
         self.T = v.text_tokens if self.joint else 0
+        # pipeline stage: blocks [lo, hi) of the main stack then the single-stream blocks (planner order)
+        self.pre_process, self.post_process = stage == 0, stage == stages - 1
+        self.model_type = _encoder_or_decoder()          # read by Megatron's pipeline schedules
+        self.class_cond = m.conditioning == "class"        # label dropout in training (models/loss.py)
+        self.input_tensor = None
+        per_stage = m.depth // stages
+        lo, hi = stage * per_stage, (stage + 1) * per_stage
+        self.block_range = (min(lo, m.layers), min(hi, m.layers))
+        self.single_range = (max(lo, m.layers) - m.layers, max(hi, m.layers) - m.layers)
+        first = self.pre_process
+        # outside the blocks, as planner/blocks.embed_groups places them: "first", "every", "last"
+        self.every_stage = ("class_embed", "t_embedder", "guidance_embedder", "pooled_text_proj", "pos_frequencies",
+                            "t_block") + (() if self.joint else ("text_proj",))
         if m.vocab_size:
             self.token_embed = tensor_parallel.VocabParallelEmbedding(m.vocab_size, h, init_method=config.init_method,
                                                                       config=config)
@@ -562,8 +578,10 @@ class CurrentDiT(nn.Module):
         else:
             self.patch = (v.patch_t, v.patch_h, v.patch_w)
             self.c_out = v.latent_channels * (2 if m.learn_sigma else 1)
-            self.patch_embed = nn.Conv3d(v.latent_channels, h, kernel_size=self.patch, stride=self.patch, dtype=dtype)
-            if m.cond_in_channels:
+            if first:
+                self.patch_embed = nn.Conv3d(v.latent_channels, h, kernel_size=self.patch, stride=self.patch,
+                                             dtype=dtype)
+            if m.cond_in_channels and first:
                 self.cond_embed = nn.Linear(m.cond_in_channels, h, dtype=dtype)
             if m.conditioning == "class":
                 self.class_embed = nn.Embedding(m.num_classes + 1, h, dtype=dtype)
@@ -577,7 +595,7 @@ class CurrentDiT(nn.Module):
                     "mlp": lambda: nn.Sequential(nn.Linear(P, h, dtype=dtype), nn.SiLU(), nn.Linear(h, h, dtype=dtype)),
                     "linear": lambda: nn.Linear(P, h, dtype=dtype),
                     "attn-pool": lambda: AttentionPool(P, h, dtype=dtype)}[m.pooled_text]()
-            if m.learned_pos_embed:
+            if m.learned_pos_embed and first:
                 self.pos_embed = Table(spec.seq_len, h, dtype=dtype)
             if m.pos == "rope3d-learned":
                 self.pos_frequencies = Table(3, m.heads, m.head_dim // 2, dtype=dtype)
@@ -585,22 +603,25 @@ class CurrentDiT(nn.Module):
                 self.pos_frequencies.weight.tp_head_shard = True
             if m.adaln == "single":
                 self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h, dtype=dtype))
-            if m.text_mode != "none":
+            if m.text_mode != "none" and (first or not self.joint):   # joint text enters on the first stage
                 w, D = m.text_hidden or h, v.text_dim
                 self.text_proj = {
                     "mlp": lambda: nn.Sequential(nn.Linear(D, w, dtype=dtype), nn.GELU(approximate="tanh"),
                                                  nn.Linear(w, w, dtype=dtype)),
                     "linear": lambda: nn.Linear(D, w, dtype=dtype),
                     "refiner": lambda: TextRefiner(D, h, m.timestep_freq_dim, m.text_refiner_layers, dtype)}[m.text_proj]()
-            if m.pos == "sincos3d":
+            if m.pos == "sincos3d" and first:
                 self.register_buffer("sincos", sincos_3d(h, self.grid).to(dtype), persistent=False)
+        main = range(*self.block_range)
         if m.text_mode == "mmdit":
-            self.blocks = nn.ModuleList([DoubleStreamLayer(m, config, last=i == m.layers - 1) for i in range(m.layers)])
+            self.blocks = nn.ModuleList([DoubleStreamLayer(m, config, last=i == m.layers - 1) for i in main])
         else:
-            self.blocks = nn.ModuleList([StandardLayer(m, config, self.T) for _ in range(m.layers)])
+            self.blocks = nn.ModuleList([StandardLayer(m, config, self.T) for _ in main])
         if m.single_layers:
-            self.single_blocks = nn.ModuleList([SingleStreamLayer(m, config) for _ in range(m.single_layers)])
-        if m.vocab_size:
+            self.single_blocks = nn.ModuleList([SingleStreamLayer(m, config) for _ in range(*self.single_range)])
+        if not self.post_process:
+            pass                                  # the final layer lives on the last stage
+        elif m.vocab_size:
             self.final_layer = make_norm(m.norm, h, True, dtype)
             if not m.tied_embeddings:
                 self.output_head = replicated_input(tensor_parallel.ColumnParallelLinear(
@@ -624,8 +645,7 @@ class CurrentDiT(nn.Module):
             angles = learned_angles(freq, self.grid, self.T)                     # [S, heads/tp, d/2]
         else:
             return None
-        return rope_tables(angles, self.patch_embed.weight.dtype if hasattr(self, "patch_embed")
-                           else self.token_embed.weight.dtype)
+        return rope_tables(angles, self.config.params_dtype)
 
     def _handover_angles(self, angles):
         """The RoPE tables in the token order of the single-stream blocks after an MMDiT under SP: rank r holds
@@ -638,26 +658,37 @@ class CurrentDiT(nn.Module):
                            for r in range(tp)]).to(angles[0].device)
         return angles[0][order], angles[1][order]
 
+    def set_input_tensor(self, input_tensor) -> None:
+        """Megatron's pipeline schedules hand a stage its input here (a list with one tensor)."""
+        self.input_tensor = input_tensor[0] if isinstance(input_tensor, (list, tuple)) else input_tensor
+
     def _blocks(self, x, cond, context=None, context_mask=None):
-        """x [S, B, h] (with the text first when it is in the sequence; under SP this rank's sequence shard);
-        mmdit: context is the text stream (a shard under SP). Returns the video tokens (shard) of the last block
-        (with the text first for `in-sequence`)."""
+        """This stage's blocks. x [S, B, h] (with the text first when it is in the sequence; under SP this rank's
+        sequence shard); an MMDiT carries [text; video] (each stream's shard under SP), the same layout the
+        single-stream blocks take, so a pipeline stage boundary may fall anywhere. The last stage returns the
+        video tokens of an MMDiT (with the text first for `in-sequence`); other stages the carried tensor."""
         angles = self._angles(x.device)
-        text_local = 0
-        if self.m.text_mode == "mmdit":
-            xt = context
-            for blk in self.blocks:
-                xt, x = blk(xt, x, cond, angles)
-            if self.m.single_layers:      # hand-over: one sequence [text; video] (per rank under SP)
-                text_local = xt.shape[0]
-                x = torch.cat([xt, x])
-                angles = self._handover_angles(angles)
-        else:
+        if self.m.text_mode != "mmdit":
             for blk in self.blocks:
                 x = blk(x, cond, context, context_mask, angles)
-        for blk in getattr(self, "single_blocks", []):
-            x = blk(x, cond, angles)
-        if text_local and not _sp(self.config):
+            for blk in getattr(self, "single_blocks", []):
+                x = blk(x, cond, angles)
+            return x
+        text_local = self.T // _tp(self.config) if _sp(self.config) else self.T
+        if len(self.blocks):
+            xt, xv = x[:text_local], x[text_local:]
+            for blk in self.blocks:
+                xt, xv = blk(xt, xv, cond, angles)
+            if self.post_process and not self.m.single_layers:
+                return xv
+            x = torch.cat([xt, xv])   # the hand-over (or the next stage's input): one sequence [text; video]
+        if self.single_range[1] > self.single_range[0]:
+            angles = self._handover_angles(angles)
+            for blk in self.single_blocks:
+                x = blk(x, cond, angles)
+        if not self.post_process:
+            return x
+        if not _sp(self.config):
             # the video tokens as their own tensor: the final norm keeps S tokens, as after the SP gather
             return x[text_local:].clone()
         return x[text_local:]
@@ -681,7 +712,7 @@ class CurrentDiT(nn.Module):
         if m.vocab_size:
             return self.forward_lm(latents)
         B = latents.shape[0]
-        dtype = self.patch_embed.weight.dtype
+        dtype = self.config.params_dtype
         latents = latents.to(dtype)
         text_states = text_states.to(dtype) if text_states is not None else None
         c = self.t_embedder(timesteps) if hasattr(self, "t_embedder") else None          # [B, e]
@@ -692,32 +723,48 @@ class CurrentDiT(nn.Module):
         txt = None
         if text_states is not None and m.text_mode != "none":
             raw = text_states.transpose(0, 1)                                              # [T, B, D]
-            txt = self.text_proj(raw, timesteps) if m.text_proj == "refiner" else self.text_proj(raw)
+            if hasattr(self, "text_proj"):
+                txt = self.text_proj(raw, timesteps) if m.text_proj == "refiner" else self.text_proj(raw)
             if m.pooled_text == "attn-pool" and m.pooled_text_dim:
                 c = c + self.pooled_text_proj(raw)
         if m.pooled_text_dim and m.pooled_text != "attn-pool":
             pooled = pooled_text if pooled_text is not None else latents.new_zeros(B, m.pooled_text_dim)
             c = c + self.pooled_text_proj(pooled)
-        x = self.patch_embed(latents).flatten(2).permute(2, 0, 1)                        # [S, B, h]
-        if m.cond_in_channels:
-            cond = cond_latents if cond_latents is not None else x.new_zeros(*x.shape[:2], m.cond_in_channels)
-            x = x + self.cond_embed(cond)
-        if hasattr(self, "sincos"):
-            x = x + self.sincos[:, None]
         cond_vec = self.t_block(c) if m.adaln == "single" else c
         mask = None if text_mask is None else ~text_mask.bool()[:, None, None, :]
         cfg = self.config       # under SP the blocks run on sequence shards, gathered before the final layer
-        if m.text_mode == "in-sequence":
-            x = sp_gather(self._blocks(sp_scatter(torch.cat([txt, x]), cfg), cond_vec), cfg)[self.T:]
-        elif m.text_mode == "mmdit":
-            x = sp_gather(self._blocks(sp_scatter(x, cfg), cond_vec, sp_scatter(txt, cfg)), cfg)
+        if self.pre_process:
+            x = self.patch_embed(latents).flatten(2).permute(2, 0, 1)                    # [S, B, h]
+            if m.cond_in_channels:
+                cond = cond_latents if cond_latents is not None else x.new_zeros(*x.shape[:2], m.cond_in_channels)
+                x = x + self.cond_embed(cond)
+            if hasattr(self, "sincos"):
+                x = x + self.sincos[:, None]
+            if m.text_mode == "in-sequence":
+                x = sp_scatter(torch.cat([txt, x]), cfg)
+            elif m.text_mode == "mmdit":
+                x = torch.cat([sp_scatter(txt, cfg), sp_scatter(x, cfg)])
+            else:
+                x = sp_scatter(x, cfg)
         else:
-            x = sp_gather(self._blocks(sp_scatter(x, cfg), cond_vec, txt, mask if m.cross_attn else None), cfg)
+            x = self.input_tensor                            # the previous stage's output (a shard under SP)
+        x = self._blocks(x, cond_vec, txt, mask if m.cross_attn else None)
+        if not self.post_process:
+            return x.contiguous()
+        x = sp_gather(x, cfg)
+        if m.text_mode == "in-sequence":
+            x = x[self.T:]
         x = self.final_layer(x, c)                                                        # [S, B, pv*C]
         t, hh, ww = self.grid
         pt, ph, pw = self.patch
         x = x.view(t, hh, ww, B, pt, ph, pw, self.c_out).permute(3, 7, 0, 4, 1, 5, 2, 6)
         return x.reshape(B, self.c_out, t * pt, hh * ph, ww * pw)
+
+
+def _encoder_or_decoder():
+    from megatron.core.enums import ModelType
+
+    return ModelType.encoder_or_decoder
 
 
 def mark_sequence_parallel(model: nn.Module) -> None:

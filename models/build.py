@@ -68,17 +68,24 @@ def _build_current(spec, device: str, overrides: dict):
     from .blocks import CurrentDiT
     from .config import transformer_config
 
+    from megatron.core import parallel_state as ps
+
     overrides.update(use_cpu_initialization=device != "cuda",
                      perform_initialization=device != "meta")
+    stage = dict(stage=ps.get_pipeline_model_parallel_rank(), stages=ps.get_pipeline_model_parallel_world_size())
     with torch.device(device):
-        return CurrentDiT(spec, transformer_config(spec, **overrides))
+        model = CurrentDiT(spec, transformer_config(spec, **overrides), **stage)
+    if stage["stages"] > 1 and device != "meta":
+        sync_every_stage_params(model)
+    return model
 
 
 def every_stage_params(model):
     """(name, param) of the conditioning embedders every pipeline stage holds a copy of."""
     from .dit import EVERY_STAGE
 
-    return [(n, q) for n, q in model.named_parameters() if n.split(".")[0] in EVERY_STAGE]
+    names = getattr(model, "every_stage", EVERY_STAGE)     # the current blocks name their own (models/blocks.py)
+    return [(n, q) for n, q in model.named_parameters() if n.split(".")[0] in names]
 
 
 def sync_every_stage_params(model) -> None:

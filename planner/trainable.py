@@ -7,9 +7,10 @@ with one line naming the combination, when
     attention pattern under p2p / all-gather, heads % (tp*cp) under a2a, attention dropout under p2p);
   * it interleaves pipeline stages (vpp > 1): the trainer runs megatron's non-interleaved 1F1B schedule;
   * the model is outside what the blocks build (`unsupported`): the current block vocabulary
-    (`Model.extended`, models/blocks.py) trains with tensor (and sequence) and data parallelism (no pipeline
-    or context parallelism; under SP an MMDiT's text stream is sharded too: text tokens % tp == 0) and q/k
-    norms over all heads at tp = 1 only; U-ViT is planned analytically.
+    (`Model.extended`, models/blocks.py) trains with tensor (and sequence), pipeline (1F1B, vpp = 1; not a
+    language model, not Mochi's narrower text stream) and data parallelism, not context parallelism; under SP
+    an MMDiT's text stream is sharded too (text tokens % tp == 0); q/k norms over all heads at tp = 1 only;
+    U-ViT is planned analytically.
 
 `train_refusal(spec)` is the whole rule; `refused_layouts` is the vectorised form of the model part that the
 search applies to arrays of layouts (the context-parallel and vpp parts are applied in `search.Space`).
@@ -44,9 +45,14 @@ def layout_refusal(m: Model, tp: int, pp: int, vpp: int, cp: int, sequence_paral
                 "single-stream blocks take --adaln per-block or none")
     if not m.extended:
         return None
-    if pp > 1 or vpp > 1:
-        return (f"parallel.pp: pp={pp} (vpp={vpp}) with the current block vocabulary: the trainer runs it with "
-                "tp and dp only (pipeline stages are planned analytically)")
+    if vpp > 1:
+        return (f"parallel.vpp: vpp={vpp} with the current block vocabulary: its pipeline stages run "
+                "non-interleaved 1F1B (vpp=1)")
+    if pp > 1 and m.vocab_size:
+        return f"parallel.pp: pp={pp} for a language model: the pipeline schedule runs the diffusion loss; pp=1 only"
+    if pp > 1 and m.text_mode == "mmdit" and m.text_hidden not in (None, m.hidden):
+        return (f"parallel.pp: pp={pp} with a narrower text stream (text_hidden {m.text_hidden} < hidden "
+                f"{m.hidden}): the stages carry [text; video] as one tensor; pp=1 only")
     if cp > 1:
         return (f"parallel.cp: cp={cp} with the current block vocabulary: the trainer runs it with tp and dp only "
                 "(context parallelism is planned analytically)")
