@@ -22,8 +22,12 @@ an MMDiT's text stream is a shard too; docs/model.md describes the hand-over to 
 Pipeline stages: CurrentDiT(spec, config, stage, stages) holds its share of the blocks (main stack, then the
 single-stream blocks); an MMDiT carries [text; video] between stages as one tensor (docs/model.md).
 
-Limits (refused by build_model with one line): context parallelism, interleaved stages, pipeline stages of a
-language model or of Mochi's narrower text stream, and q/k norms over all heads with tp > 1.
+Context parallelism: CoreAttention(config) exchanges K/V over the CP group (p2p ring, a2a Ulysses); a rank holds
+chunk r of the sequence (an MMDiT: chunk r of each stream), the RoPE tables follow its token positions.
+
+Limits (refused by build_model with one line, planner/trainable.py): interleaved stages, pipeline stages of a
+language model or of Mochi's narrower text stream, context parallelism with pp > 1, causal attention,
+all-gather, a2a outside MMDiT stacks or p2p with grouped K/V heads, and q/k norms over all heads with tp > 1.
 """
 
 from __future__ import annotations
@@ -207,10 +211,34 @@ def core_attention(q, k, v, causal: bool = False, key_padding: torch.Tensor | No
 
 
 class CoreAttention(nn.Module):
-    """The attention core as a module (so FLOP counters and saved-tensor hooks can name it)."""
+    """The attention core as a module (so FLOP counters and saved-tensor hooks can name it). With `config`
+    (self-attention over the sequence) and cp > 1 the local queries attend to every CP rank's keys, by
+    `parallel.cp_comm`: p2p ring attention, all-gather of K and V, or a2a (Ulysses) over heads
+    (models/cp_attention.py). Non-causal attention does not depend on the keys' order, so any placement
+    of the tokens over the CP ranks is exact (an MMDiT's text chunk sits next to its video chunk)."""
+
+    def __init__(self, config=None):
+        super().__init__()
+        self.cp = config.context_parallel_size if config is not None else 1
+        self.comm = {"all_gather": "all-gather"}.get(config.cp_comm_type or "p2p", config.cp_comm_type or "p2p") \
+            if self.cp > 1 else "p2p"
 
     def forward(self, q, k, v, causal: bool = False, key_padding=None):
-        return core_attention(q, k, v, causal, key_padding)
+        if self.cp == 1:
+            return core_attention(q, k, v, causal, key_padding)
+        from megatron.core import parallel_state as ps
+
+        from .cp_attention import heads_to_seq, ring_attention, seq_to_heads
+
+        if self.comm == "p2p":
+            return ring_attention(q, k, v)                                           # [s, b, n*d]
+        if self.comm == "a2a":
+            out = core_attention(seq_to_heads(q), seq_to_heads(k), seq_to_heads(v))   # [S, b, n/cp*d]
+            return heads_to_seq(out, q.shape[-1])                                      # [s, b, n*d]
+        group = ps.get_context_parallel_group()
+        k = tensor_parallel.gather_from_sequence_parallel_region(k, True, group=group)   # [S, b, g, d]
+        v = tensor_parallel.gather_from_sequence_parallel_region(v, True, group=group)
+        return core_attention(q, k, v)
 
 
 class SelfAttention(nn.Module):
@@ -225,7 +253,7 @@ class SelfAttention(nn.Module):
         self.linear_qkv = col(config, w, h + 2 * g * d, m.qkv_bias)
         self.linear_proj = row(config, h, w, m.out_bias) if proj else None
         self.qk = QKNorm(m, h // tp, g * d // tp, dtype=config.params_dtype) if m.qk_norm != "none" else None
-        self.core_attention = CoreAttention()
+        self.core_attention = CoreAttention(config)
 
     def qkv(self, x: torch.Tensor, angles: torch.Tensor | None):
         q, k, v = split_qkv(_out(self.linear_qkv(x)), self.heads, self.groups, self.d)
@@ -320,10 +348,13 @@ class StandardLayer(nn.Module):
         sv, sc, gv, st, sct, gt = tp_copy(self.adaln_expert[i](F.silu(cond)), self.config).chunk(6, -1)
         n = x.shape[0]
         T = self.text_tokens
-        if _sp(self.config):          # this rank's shard of [text; video]: its own text tokens, if any
+        cp, sp = self.config.context_parallel_size, _sp(self.config)
+        if sp or cp > 1:              # this rank's chunk / shard of [text; video]: its own text tokens, if any
             from megatron.core import parallel_state as ps
 
-            T = min(max(T - ps.get_tensor_model_parallel_rank() * n, 0), n)
+            tp = _tp(self.config) if sp else 1
+            shard = (ps.get_context_parallel_rank() if cp > 1 else 0) * tp + (ps.get_tensor_model_parallel_rank() if sp else 0)
+            T = min(max(T - shard * n, 0), n)
         shift = torch.cat([st[None].expand(T, -1, -1), sv[None].expand(n - T, -1, -1)])
         scale = torch.cat([sct[None].expand(T, -1, -1), sc[None].expand(n - T, -1, -1)])
         gate = torch.cat([gt[None].expand(T, -1, -1), gv[None].expand(n - T, -1, -1)])
@@ -379,7 +410,7 @@ class DoubleStreamLayer(nn.Module):
         self.update_text = not (self.asym and last)
         self.img = Stream(m, config, h, m.ffn, mod, h, True, True)
         self.txt = Stream(m, config, hy, fy, mod if self.update_text else 1, hy, self.update_text, self.update_text)
-        self.core_attention = CoreAttention()
+        self.core_attention = CoreAttention(config)
         self.config = config
 
     def _mods(self, stream, cond, n):
@@ -392,17 +423,17 @@ class DoubleStreamLayer(nn.Module):
 
     def forward(self, xt, xv, cond, angles=None):
         """xt [T, B, h_y] text, xv [S, B, h] video -> both updated (the text unchanged in Mochi's last block);
-        under SP each stream is a sequence shard, and each stream's qkv gathers its whole sequence."""
-        T = xt.shape[0] * (_tp(self.config) if _sp(self.config) else 1)
+        under SP each stream is a sequence shard, and each stream's qkv gathers its whole sequence (under CP:
+        this rank's chunk of it). angles: None or the RoPE tables of the (text, video) tokens qkv sees."""
         n = 4 if self.asym else 6
         mi, mt = self._mods(self.img, cond, n), self._mods(self.txt, cond, n if self.update_text else 1)
         yv = _modulate(self.img.norm1(xv), mi[0], mi[1])
         yt = _modulate(self.txt.norm1(xt), mt[0], mt[1])
-        ang_t = (angles[0][:T], angles[1][:T]) if angles is not None else None
-        ang_v = (angles[0][T:], angles[1][T:]) if angles is not None else None
+        ang_t, ang_v = angles if angles is not None else (None, None)
         qv, kv_, vv = self.img.attn.qkv(yv, ang_v)
         qt, kt, vt = self.txt.attn.qkv(yt, ang_t)
         o = self.core_attention(torch.cat([qt, qv]), torch.cat([kt, kv_]), torch.cat([vt, vv]), self.causal)
+        T = qt.shape[0]
         ot, ov = o[:T], o[T:]
         xv = xv + mi[2][None] * _out(self.img.attn.linear_proj(ov))
         xv = xv + mi[5][None] * self.img.mlp(_modulate(self.img.norm2(xv), mi[3], mi[4]))
@@ -430,7 +461,7 @@ class SingleStreamLayer(nn.Module):
         self.modulated = m.adaln != "none"
         if self.modulated:
             self.adaln_linear = nn.Linear(m.adaln_dim or h, 3 * h, dtype=config.params_dtype)
-        self.core_attention = CoreAttention()
+        self.core_attention = CoreAttention(config)
         self.config = config
 
     def forward(self, x, cond, angles=None):
@@ -647,15 +678,36 @@ class CurrentDiT(nn.Module):
             return None
         return rope_tables(angles, self.config.params_dtype)
 
-    def _handover_angles(self, angles):
-        """The RoPE tables in the token order of the single-stream blocks after an MMDiT under SP: rank r holds
-        [text shard r; video shard r], so the gathered sequence is [text 0; video 0; text 1; video 1; ...]."""
-        if angles is None or not _sp(self.config):
+    def _token_order(self, phase: str) -> torch.Tensor | None:
+        """Global sequence positions of the tokens this rank's attention sees, in its order (None: all, in
+        order). Under CP a rank holds chunk r of the sequence (an MMDiT: chunk r of the text and chunk r of the
+        video); an MMDiT's single-stream blocks see, after the TP gather, [text_0; video_0; text_1; ...] of the
+        rank's TP shards. phase: "main" (standard blocks), "text" / "video" (double-stream), "single"."""
+        from megatron.core import parallel_state as ps
+
+        cp, tp = self.config.context_parallel_size, (_tp(self.config) if _sp(self.config) else 1)
+        r = ps.get_context_parallel_rank() if cp > 1 else 0
+        total = self.spec.seq_len
+        if self.m.text_mode != "mmdit" or phase == "main" or (phase == "single" and tp == 1 and cp == 1):
+            if cp == 1:
+                return None
+            n = total // cp
+            return torch.arange(r * n, (r + 1) * n)
+        T, S = self.T, total - self.T
+        text = torch.arange(r * T // cp, (r + 1) * T // cp)
+        video = T + torch.arange(r * S // cp, (r + 1) * S // cp)
+        if phase == "text":
+            return text if cp > 1 else None
+        if phase == "video":
+            return video if cp > 1 else None
+        return torch.cat([torch.cat([t, v]) for t, v in zip(text.chunk(tp), video.chunk(tp))])
+
+    def _tables(self, angles, phase: str):
+        """The RoPE tables of `phase` (see _token_order)."""
+        order = None if angles is None else self._token_order(phase)
+        if order is None:
             return angles
-        tp = _tp(self.config)
-        Tl, Sl = self.T // tp, (angles[0].shape[0] - self.T) // tp
-        order = torch.cat([torch.cat([torch.arange(r * Tl, (r + 1) * Tl), self.T + torch.arange(r * Sl, (r + 1) * Sl)])
-                           for r in range(tp)]).to(angles[0].device)
+        order = order.to(angles[0].device)
         return angles[0][order], angles[1][order]
 
     def set_input_tensor(self, input_tensor) -> None:
@@ -669,21 +721,29 @@ class CurrentDiT(nn.Module):
         video tokens of an MMDiT (with the text first for `in-sequence`); other stages the carried tensor."""
         angles = self._angles(x.device)
         if self.m.text_mode != "mmdit":
+            angles = self._tables(angles, "main")
             for blk in self.blocks:
                 x = blk(x, cond, context, context_mask, angles)
             for blk in getattr(self, "single_blocks", []):
                 x = blk(x, cond, angles)
             return x
-        text_local = self.T // _tp(self.config) if _sp(self.config) else self.T
+        text_local = self.T // self.config.context_parallel_size // (_tp(self.config) if _sp(self.config) else 1)
         if len(self.blocks):
-            xt, xv = x[:text_local], x[text_local:]
+            # the streams: carried as one tensor [text; video], or (a narrower text stream) the text apart
+            xt, xv = (context, x) if context is not None else (x[:text_local], x[text_local:])
+            pair = None
+            if angles is not None:
+                if self._token_order("text") is None:
+                    pair = ((angles[0][:self.T], angles[1][:self.T]), (angles[0][self.T:], angles[1][self.T:]))
+                else:
+                    pair = (self._tables(angles, "text"), self._tables(angles, "video"))
             for blk in self.blocks:
-                xt, xv = blk(xt, xv, cond, angles)
+                xt, xv = blk(xt, xv, cond, pair)
             if self.post_process and not self.m.single_layers:
                 return xv
             x = torch.cat([xt, xv])   # the hand-over (or the next stage's input): one sequence [text; video]
         if self.single_range[1] > self.single_range[0]:
-            angles = self._handover_angles(angles)
+            angles = self._tables(angles, "single")
             for blk in self.single_blocks:
                 x = blk(x, cond, angles)
         if not self.post_process:
@@ -740,18 +800,22 @@ class CurrentDiT(nn.Module):
                 x = x + self.cond_embed(cond)
             if hasattr(self, "sincos"):
                 x = x + self.sincos[:, None]
+            # CP: this rank's chunk (an MMDiT: its chunk of each stream); SP: the TP shard of it
             if m.text_mode == "in-sequence":
-                x = sp_scatter(torch.cat([txt, x]), cfg)
+                x = sp_scatter(_cp_chunk(torch.cat([txt, x]), cfg), cfg)
+            elif m.text_mode == "mmdit" and m.text_hidden not in (None, m.hidden):
+                x, txt = sp_scatter(_cp_chunk(x, cfg), cfg), sp_scatter(_cp_chunk(txt, cfg), cfg)   # widths differ
             elif m.text_mode == "mmdit":
-                x = torch.cat([sp_scatter(txt, cfg), sp_scatter(x, cfg)])
+                x = torch.cat([sp_scatter(_cp_chunk(txt, cfg), cfg), sp_scatter(_cp_chunk(x, cfg), cfg)])
             else:
-                x = sp_scatter(x, cfg)
+                x = sp_scatter(_cp_chunk(x, cfg), cfg)
         else:
             x = self.input_tensor                            # the previous stage's output (a shard under SP)
-        x = self._blocks(x, cond_vec, txt, mask if m.cross_attn else None)
+        context = txt if m.cross_attn or (m.text_mode == "mmdit" and m.text_hidden not in (None, m.hidden)) else None
+        x = self._blocks(x, cond_vec, context, mask if m.cross_attn else None)
         if not self.post_process:
             return x.contiguous()
-        x = sp_gather(x, cfg)
+        x = _cp_gather(sp_gather(x, cfg), cfg)
         if m.text_mode == "in-sequence":
             x = x[self.T:]
         x = self.final_layer(x, c)                                                        # [S, B, pv*C]
@@ -759,6 +823,26 @@ class CurrentDiT(nn.Module):
         pt, ph, pw = self.patch
         x = x.view(t, hh, ww, B, pt, ph, pw, self.c_out).permute(3, 7, 0, 4, 1, 5, 2, 6)
         return x.reshape(B, self.c_out, t * pt, hh * ph, ww * pw)
+
+
+def _cp_chunk(x: torch.Tensor, config) -> torch.Tensor:
+    """This CP rank's contiguous chunk of a whole sequence [S, B, w] (a view)."""
+    cp = config.context_parallel_size
+    if cp == 1:
+        return x
+    from megatron.core import parallel_state as ps
+
+    return x.chunk(cp, 0)[ps.get_context_parallel_rank()]
+
+
+def _cp_gather(x: torch.Tensor, config) -> torch.Tensor:
+    """The CP ranks' chunks -> the whole sequence; backward: reduce-scatter (each CP rank backpropagates
+    loss / cp, gradients summed over CP)."""
+    if config.context_parallel_size == 1:
+        return x
+    from megatron.core import parallel_state as ps
+
+    return tensor_parallel.gather_from_sequence_parallel_region(x, True, group=ps.get_context_parallel_group())
 
 
 def _encoder_or_decoder():

@@ -254,6 +254,14 @@ def outside_terms(spec: Spec) -> dict[str, Term]:
     out["final.norm_input"] = Term(h * B + stats, -T_in * h * B - T * stats, "1")
     if m.adaln == "expert":        # CogVideoX's final layer: norm_final, then norm_out (input + statistics)
         out["final.norm_out_input"] = Term(h * B + stats, -T * (h * B + stats), "1")
+    if m.norm == "rmsnorm":
+        # RMSNorm keeps more than its input and one statistic (as in the blocks): the rstd at the activation
+        # dtype too and an fp32 copy of the input below fp32, and its normalised tensor when it has a weight
+        # (the final norm: without modulation; CogVideoX: both norms), over the S video tokens
+        n_norms = 2 if m.adaln == "expert" else 1
+        affine = m.adaln in ("none", "expert")
+        extra = (FP32 + (B if B != FP32 else 0) - stats) + (h * FP32 if B != FP32 else 0) + (h * B if affine else 0)
+        out["final.rmsnorm_extra"] = Term(n_norms * extra, -T * n_norms * extra, "1")
     if m.adaln in ("per-block", "expert"):
         out["final.adaln_input"] = Term(0.0, e * B, "1")        # SiLU(c) kept by the final Linear(e, 2h)
     if m.adaln != "none":

@@ -40,6 +40,10 @@ def comm_bytes(spec: Spec) -> dict[str, int]:
     Returns:
         Bytes per kind and group, zero entries left out.
     """
+    if spec.model.extended:   # the current block vocabulary: planner/comm_blocks.py
+        from .comm_blocks import comm_blocks
+
+        return comm_blocks(spec)
     m, p, v = spec.model, spec.parallel, spec.video
     t, c, b, h, B = p.tp, p.cp, p.micro_batch, m.hidden, spec.kernels.act_bytes
     s = spec.seq_len // c

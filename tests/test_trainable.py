@@ -17,7 +17,8 @@ CURRENT = {"ffn_type": "swiglu", "layers": 4, "hidden": 256, "heads": 8, "tokens
 
 
 @pytest.mark.parametrize("flags, field", [
-    ({"cp": 2}, "parallel.cp"),
+    ({"cp": 2, "pp": 2}, "parallel.cp"), ({"cp": 2, "cp_comm": "all-gather"}, "parallel.cp_comm"),
+    ({"cp": 2, "kv_heads": 2}, "parallel.cp_comm"), ({"cp": 2, "cp_comm": "a2a"}, "parallel.cp_comm"),
     ({"pp": 2, "vocab_size": 96, "tokens": 32, "text": "none", "adaln": "none", "time_mlp": False}, "parallel.pp"),
     ({"pp": 2, "text": "mmdit", "adaln": "per-block", "text_hidden": 128}, "parallel.pp"),
     ({"tp": 2, "qk_norm": "rmsnorm", "qk_norm_width": "all", "sequence_parallel": False}, "parallel.tp"),
@@ -41,6 +42,10 @@ def test_trainable_layouts():
     assert unsupported(build_spec(flags={**CURRENT, "pp": 2, "tp": 2})) is None
     assert unsupported(build_spec(flags={**CURRENT, "pp": 2, "text": "mmdit", "adaln": "per-block",
                                          "single_layers": 2})) is None
+    # context parallelism: p2p for every text mode, a2a for MMDiT stacks (text and video split per CP rank)
+    assert unsupported(build_spec(flags={**CURRENT, "cp": 2, "tp": 2, "text": "in-sequence"})) is None
+    assert unsupported(build_spec(flags={**CURRENT, "cp": 2, "cp_comm": "a2a", "text": "mmdit",
+                                         "adaln": "per-block", "single_layers": 2})) is None
     # sequence parallelism: the blocks run on sequence shards (an MMDiT's text stream too)
     assert unsupported(build_spec(flags={**CURRENT, "tp": 2, "sequence_parallel": True})) is None
     assert unsupported(build_spec(flags={**CURRENT, "tp": 2, "sequence_parallel": True, "text": "mmdit", "adaln": "per-block",
@@ -63,7 +68,8 @@ def test_search_never_proposes_a_refused_layout():
     reason = space.evaluate(16, x)["reason"]
     ok = np.nonzero(reason == OK)[0]
     assert len(ok) and (reason == UNSUPPORTED).any()
-    assert not (x.cp[ok] > 1).any() and (x.pp[ok] > 1).any()          # pipeline stages train too
+    assert (x.pp[ok] > 1).any() and (x.cp[ok] > 1).any()              # pipeline and context parallelism train
+    assert not ((x.cp[ok] > 1) & (x.pp[ok] > 1)).any() and not ((x.cp[ok] > 1) & (x.cp_comm[ok] != 0)).any()
     assert (x.sequence_parallel[ok] & (x.tp[ok] > 1)).any()          # SP trains with the current blocks
     assert search_count(space, 16, 1e7).to_json()["rejected"]["unsupported"] > 0
     # a DiT trains with pipeline and sequence parallelism: without vpp and cp nothing of it is refused
@@ -83,9 +89,9 @@ runner = CliRunner()
 
 
 def test_train_and_launch_refuse_with_one_line(tmp_path):
-    r = runner.invoke(app, ["train", "--model", "wan2.1-t2v-1.3b", "--tiny", "--cp", "2", "--steps", "1",
-                            "--run-dir", str(tmp_path / "run")])
-    assert r.exit_code == 2 and "parallel.cp" in r.output and "Traceback" not in r.output
-    r = runner.invoke(app, ["launch", "--model", "hunyuanvideo", "--cp", "2", "--gpus", "8",
+    r = runner.invoke(app, ["train", "--model", "wan2.1-t2v-1.3b", "--tiny", "--cp", "2", "--cp-comm", "all-gather",
+                            "--steps", "1", "--run-dir", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "parallel.cp_comm" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["launch", "--model", "hunyuanvideo", "--cp", "2", "--pp", "2", "--gpus", "8",
                             "--cluster", "slurm", "--dry-run", "--steps", "1"])
     assert r.exit_code == 2 and "parallel.cp" in r.output and "Traceback" not in r.output
