@@ -87,16 +87,22 @@ def _build_chunks(spec, device: str, config):
 
 
 def _build_current(spec, device: str, overrides: dict):
-    """The current block vocabulary (models/blocks.py): whole sequences on each TP rank (no SP)."""
+    """The current block vocabulary (models/blocks.py)."""
     import torch
 
     from .blocks import CurrentDiT
     from .config import transformer_config
 
-    overrides.update(sequence_parallel=False, use_cpu_initialization=device != "cuda",
+    from megatron.core import parallel_state as ps
+
+    overrides.update(use_cpu_initialization=device != "cuda",
                      perform_initialization=device != "meta")
+    stage = dict(stage=ps.get_pipeline_model_parallel_rank(), stages=ps.get_pipeline_model_parallel_world_size())
     with torch.device(device):
-        return CurrentDiT(spec, transformer_config(spec, **overrides))
+        model = CurrentDiT(spec, transformer_config(spec, **overrides), **stage)
+    if stage["stages"] > 1 and device != "meta":
+        sync_every_stage_params(model)
+    return model
 
 
 def top_name(name: str) -> str:
@@ -110,7 +116,8 @@ def every_stage_params(model):
     chunks share them)."""
     from .dit import EVERY_STAGE
 
-    return [(n, q) for n, q in model.named_parameters() if top_name(n) in EVERY_STAGE]
+    names = getattr(model, "every_stage", EVERY_STAGE)     # the current blocks name their own (models/blocks.py)
+    return [(n, q) for n, q in model.named_parameters() if top_name(n) in names]
 
 
 def sync_every_stage_params(model) -> None:

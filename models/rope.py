@@ -43,12 +43,30 @@ def learned_angles(pos_frequencies: torch.Tensor, grid: tuple[int, int, int], te
     return sum(pos[:, a, None, None] * pos_frequencies[a][None] for a in range(3))
 
 
+class _CosSin(torch.autograd.Function):
+    """(cos, sin) of learned angles, saving the two tables (which the rotation keeps anyway), not the angles."""
+
+    @staticmethod
+    def forward(ctx, angles):
+        cos, sin = angles.cos(), angles.sin()
+        ctx.save_for_backward(cos, sin)
+        return cos, sin
+
+    @staticmethod
+    def backward(ctx, d_cos, d_sin):
+        cos, sin = ctx.saved_tensors
+        return d_sin * cos - d_cos * sin
+
+
 def rope_tables(angles: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin) broadcastable to [S, B, heads, d/2] from angles [S, d/2] or [S, heads, d/2]."""
     if angles.dim() == 2:
         angles = angles[:, None, None, :]                    # [S, 1, 1, d/2]
     else:
         angles = angles[:, None, :, :]                       # [S, 1, heads, d/2]
+    if angles.requires_grad:
+        cos, sin = _CosSin.apply(angles)
+        return cos.to(dtype), sin.to(dtype)
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 

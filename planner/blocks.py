@@ -284,7 +284,37 @@ def embed_groups(spec: Spec) -> list[tuple[str, int, int, str]]:
         out.append(("pos_frequencies", 3 * m.heads * (m.head_dim // 2), 0, "every"))
     if m.adaln == "single":
         out.append(("t_block", lin(h, 6 * h, True), 0, "every"))
-    if m.text_mode != "none":
-        out.append(("text_proj", text_proj(spec), 0, "every"))
+    if m.text_mode != "none":     # joint text enters the sequence on the first stage; cross-attention reads it on all
+        out.append(("text_proj", text_proj(spec), 0, "first" if m.text_mode in ("in-sequence", "mmdit") else "every"))
     out.append(("final_layer", final_layer(spec), 0, "last"))
     return out
+
+
+def block_params(spec: Spec, index: int, tp: int = 1) -> int:
+    """Parameters one TP rank holds of block `index` (0-based: the main stack, then the single-stream blocks)."""
+    m = spec.model
+    if index >= m.layers:
+        groups = single_layer(spec)
+    elif asymmetric(spec):
+        groups = asymmetric_layer(spec, last=index == m.layers - 1)
+    else:
+        groups = layer_groups(spec)
+    return sum(s // tp + (t - s) for _, t, s in groups)
+
+
+def stage_params(spec: Spec, stage: int) -> int:
+    """Parameters one GPU of pipeline stage `stage` holds: its blocks (depth / pp consecutive blocks, the main
+    stack then the single-stream blocks, so stages differ when the block kinds differ), the "every" groups,
+    and the "first" / "last" groups on the first / last stage."""
+    m, p = spec.model, spec.parallel
+    n = m.depth // p.pp
+    out = sum(block_params(spec, i, p.tp) for i in range(stage * n, (stage + 1) * n))
+    for name, total, split, placement in embed_groups(spec):
+        if placement == "every" or (placement == "first" and stage == 0) or (placement == "last" and stage == p.pp - 1):
+            out += split // p.tp + (total - split)
+    return out
+
+
+def max_stage_params(spec: Spec) -> int:
+    """Parameters per GPU of the most loaded pipeline stage."""
+    return max(stage_params(spec, s) for s in range(spec.parallel.pp))

@@ -224,18 +224,67 @@ def outside_terms(spec: Spec) -> dict[str, Term]:
     out: dict[str, Term] = {}
     e = adaln_width(m)
     out["embed.t_embedder"] = Term(0.0, (m.timestep_freq_dim + 2 * e) * B, "1")
+    if m.guidance_embed:
+        out["embed.guidance_embedder"] = Term(0.0, (m.timestep_freq_dim + 2 * e) * B, "1")
     if m.text_mode != "none":
         w = m.text_hidden or h
-        width = {"mlp": v.text_dim + 2 * w, "linear": v.text_dim}.get(m.text_proj, v.text_dim + 16 * h)
-        out["embed.text_proj"] = Term(0.0, v.text_tokens * width * B, "1")
+        if m.text_proj == "refiner":
+            out["embed.text_proj"] = Term(0.0, _refiner_bytes(spec), "1")
+        else:
+            width = {"mlp": v.text_dim + 2 * w, "linear": v.text_dim}[m.text_proj]
+            out["embed.text_proj"] = Term(0.0, v.text_tokens * width * B, "1")
+    if m.pooled_text_dim and m.pooled_text != "attn-pool":
+        P = m.pooled_text_dim      # Linear(P, h) keeps its input; the MLP also SiLU's input and Linear(h, h)'s
+        out["embed.pooled_text_proj"] = Term(0.0, (P + (2 * h if m.pooled_text == "mlp" else 0)) * B, "1")
+    if m.pooled_text == "attn-pool" and m.pooled_text_dim:
+        # Mochi's attention pool: to_kv keeps the text [T, P], to_q the mean token [P]; the attention its
+        # q [P], the kv output [T, 2P] (k and v are views), the output [P] (to_out's input) and the fp32
+        # logsumexp of its 8 heads
+        P, Tt = m.pooled_text_dim, v.text_tokens
+        out["embed.attn_pool"] = Term(0.0, (3 * Tt * P + 3 * P) * B + 8 * FP32, "1")
     pv_c = v.patch_volume * v.latent_channels
-    out["embed.patch_input"] = Term(pv_c * B, 0.0, "1")
-    out["final.norm_input"] = Term(h * B + stats, 0.0, "1")
+    # per-token terms count the s tokens of the sequence, which include the text for `in-sequence` and
+    # `mmdit`: the video-only tensors take the text tokens off per sample. Only the final norm's input of
+    # `in-sequence` is a view of the whole [text; video] storage (the blocks' output, sliced).
+    T = v.text_tokens if m.text_mode in ("in-sequence", "mmdit") else 0
+    T_in = T if m.text_mode == "mmdit" else 0
+    out["embed.patch_input"] = Term(pv_c * B, -T * pv_c * B, "1")
+    if m.cond_in_channels:         # Linear(C_cond, h) keeps the conditioning latents of every video token
+        out["embed.cond_embed"] = Term(m.cond_in_channels * B, -T * m.cond_in_channels * B, "1")
+    out["final.norm_input"] = Term(h * B + stats, -T_in * h * B - T * stats, "1")
+    if m.adaln == "expert":        # CogVideoX's final layer: norm_final, then norm_out (input + statistics)
+        out["final.norm_out_input"] = Term(h * B + stats, -T * (h * B + stats), "1")
+    if m.norm == "rmsnorm":
+        # RMSNorm keeps more than its input and one statistic (as in the blocks): the rstd at the activation
+        # dtype too and an fp32 copy of the input below fp32, and its normalised tensor when it has a weight
+        # (the final norm: without modulation; CogVideoX: both norms), over the S video tokens
+        n_norms = 2 if m.adaln == "expert" else 1
+        affine = m.adaln in ("none", "expert")
+        extra = (FP32 + (B if B != FP32 else 0) - stats) + (h * FP32 if B != FP32 else 0) + (h * B if affine else 0)
+        out["final.rmsnorm_extra"] = Term(n_norms * extra, -T * n_norms * extra, "1")
+    if m.adaln in ("per-block", "expert"):
+        out["final.adaln_input"] = Term(0.0, e * B, "1")        # SiLU(c) kept by the final Linear(e, 2h)
     if m.adaln != "none":
-        out["final.x_norm"] = Term(h * B, h * B, "1")
-    out["final.linear_input"] = Term(h * B, 0.0, "1")
-    out["loss.diff"] = Term(pv_c * FP32, 0.0, "1")
+        out["final.x_norm"] = Term(h * B, h * B - T * h * B, "1")
+    out["final.linear_input"] = Term(h * B, -T * h * B, "1")
+    out["loss.diff"] = Term(pv_c * FP32, -T * pv_c * FP32, "1")
     return out
+
+
+def _refiner_bytes(spec: Spec) -> float:
+    """Saved bytes per sample of HunyuanVideo's token refiner (models/blocks.TextRefiner) over T text tokens of
+    width D: the input Linear keeps the text [T, D], the timestep MLP (freq + 2h) and the context MLP
+    (D + 2h) their inputs, SiLU its input c [h]; per block, LayerNorms (input + statistics) before the
+    attention and the MLP, the adaLN Linear's input [h] and output [2h] (the gates are views), qkv's input
+    and output [T, 3h] (q, k, v are views), the attention output [T, h] with its fp32 logsumexp, the output
+    projection's input (a copy of the output when there is more than one head) and output (kept by the gate),
+    fc1's input and output [T, 4h] (SiLU's input), fc2's input [T, 4h] and output (kept by the gate)."""
+    m, k, v = spec.model, spec.kernels, spec.video
+    h, B, T, D = m.hidden, k.act_bytes, v.text_tokens, v.text_dim
+    heads = max(1, h // 128)
+    ln_stats = 2 * (B if k.cpu_semantics else FP32)
+    block = (T * h * (18 + (1 if heads > 1 else 0)) + 3 * h) * B + 2 * T * ln_stats + heads * T * FP32
+    return (T * D + m.timestep_freq_dim + 2 * h + D + 2 * h + h) * B + m.text_refiner_layers * block
 
 
 def _asymmetric(terms: dict[str, Term], spec: Spec, layer: int) -> None:

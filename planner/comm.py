@@ -204,6 +204,10 @@ def comm_bytes(spec: Spec, stage: int = 0) -> dict[str, int]:
     Returns:
         Bytes per kind and group, zero entries left out.
     """
+    if spec.model.extended:   # the current block vocabulary: planner/comm_blocks.py
+        from .comm_blocks import comm_blocks
+
+        return comm_blocks(spec)
     m, p = spec.model, spec.parallel
     k = comm_constants(spec)
     L = m.layers // p.pp

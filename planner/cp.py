@@ -21,7 +21,13 @@ holds. What CP adds on top depends on how the attention sees the other ranks' ke
 For every variant the model embeds the whole sequence before taking its chunk and gathers the hidden states
 before the final layer (the loss runs on the whole sequence on every CP rank), so `outside_terms`' per-token
 tensors cover S tokens, not s, and without sequence parallelism the first layer's input is a view of the
-whole embedded sequence (its storage holds S tokens).
+whole embedded sequence (its storage holds S tokens; not for an MMDiT of the current blocks, whose rank
+input concatenates its chunk of the text and of the video: a new tensor of s tokens).
+
+Text under CP (models/blocks.py): text in the sequence is part of the sequence ([text; video] split into cp
+chunks, the text on the first rank(s)); an MMDiT splits its text and its video stream into cp chunks each, so
+every rank holds T/cp text and S/cp video tokens (s = (T + S)/cp, the planner's seq_len / cp) and exchanges
+the K/V of both; cross-attention text stays whole on every rank (no CP exchange).
 
 `cp_extra` is one formula for Python scalars (`activations.stage_activations`) and numpy arrays
 (`search.Space`); comm and recompute are indices into CP_COMMS and ("none", "selective", "full").
@@ -53,7 +59,9 @@ def cp_constants(spec: Spec, outside_per_token: float) -> CpConstants:
     """The constants of `cp_extra` for this spec; `outside_per_token`: the per-token bytes of
     `activations.outside_terms` (summed by the caller: the activation model imports this module)."""
     h, B = spec.model.hidden, spec.kernels.act_bytes
-    return CpConstants(2 * h * B, h * B, outside_per_token, h * B)
+    # an MMDiT (models/blocks.py) concatenates its streams' chunks: the first block's input is a new tensor
+    first_input = 0 if spec.model.extended and spec.model.text_mode == "mmdit" else h * B
+    return CpConstants(2 * h * B, h * B, outside_per_token, first_input)
 
 
 def cp_extra(xp: Any, c: CpConstants, s: Any, b: Any, tp: Any, sp: Any, cp: Any, comm: Any,

@@ -111,6 +111,10 @@ def params_per_gpu(spec: Spec) -> int:
     """Parameters held by one GPU of the most loaded pipeline stage (first or last)."""
     p = spec.parallel
     tp, pp = p.tp, p.pp
+    if spec.model.extended and pp > 1:     # blocks of different kinds: stage by stage (planner/blocks.py)
+        from .blocks import max_stage_params
+
+        return max_stage_params(spec)
     blocks = sum(g.per_rank(tp) for g in param_groups(spec) if g.placement == "blocks")
     # blocks (and U-ViT skips) are spread evenly: layers % pp == 0 is validated.
     per_stage_blocks = blocks // pp

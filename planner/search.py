@@ -44,7 +44,7 @@ from .pp_schedule import peak_in_flight
 from .spec import Spec, parse_attention, spec_with
 from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
                    step_time)
-from .trainable import layout_refused, refused_layouts
+from .trainable import layout_refused, model_cp_refusal, refused_layouts
 
 RECOMPUTE = ("none", "selective", "full")
 REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory", "unsupported")
@@ -351,7 +351,8 @@ class Space:
                 for cp in self.options.cp:
                     for c, comm in enumerate(CP_COMMS):
                         self.cp_supported[a, tp, cp, c] = cp_refusal(kind, k.attention_kernel, k.dropout, m.heads,
-                                                                      tp, cp, comm) is None
+                                                                      tp, cp, comm) is None \
+                            and model_cp_refusal(m, tp, cp, comm) is None
         self.cp_consts = cp_constants(self.spec, sum(t.per_token for t in outside_terms(self.spec).values()))
 
     def _param_table(self) -> None:

@@ -8,8 +8,11 @@ with one line naming the combination, when
   * it interleaves pipeline stages (vpp > 1) with a micro-batch count that is not a multiple of pp
     (`interleave_refusal`: megatron's interleaved 1F1B runs micro-batches through each chunk in groups of pp);
   * the model is outside what the blocks build (`unsupported`): the current block vocabulary
-    (`Model.extended`, models/blocks.py) trains with tensor and data parallelism only (no pipeline, context
-    or sequence parallelism) and q/k norms over all heads at tp = 1 only; U-ViT is planned analytically.
+    (`Model.extended`, models/blocks.py) trains with tensor (and sequence), pipeline (1F1B, vpp = 1; not a
+    language model, not Mochi's narrower text stream), context (pp = 1, bidirectional attention; p2p without
+    grouped K/V heads, a2a with kv_heads % (tp*cp) == 0) and data parallelism; an MMDiT's text and video
+    streams are split each over cp x tp (SP); q/k norms over all heads at tp = 1 only; U-ViT is planned
+    analytically.
 
 `train_refusal(spec)` is the whole rule; `refused_layouts` is the vectorised form of the model part that the
 search applies to arrays of layouts (the context-parallel and vpp parts are applied in `search.Space`).
@@ -44,15 +47,18 @@ def layout_refusal(m: Model, tp: int, pp: int, vpp: int, cp: int, sequence_paral
                 "single-stream blocks take --adaln per-block or none")
     if not m.extended:
         return None
-    if pp > 1 or vpp > 1:
-        return (f"parallel.pp: pp={pp} (vpp={vpp}) with the current block vocabulary: the trainer runs it with "
-                "tp and dp only (pipeline stages are planned analytically)")
-    if cp > 1:
-        return (f"parallel.cp: cp={cp} with the current block vocabulary: the trainer runs it with tp and dp only "
-                "(context parallelism is planned analytically)")
-    if sequence_parallel and tp > 1:
-        return (f"parallel.sequence_parallel: sequence parallelism at tp={tp} with the current block vocabulary: "
-                "the blocks run whole sequences on each TP rank; use --no-sequence-parallel")
+    if vpp > 1:
+        return (f"parallel.vpp: vpp={vpp} with the current block vocabulary: its pipeline stages run "
+                "non-interleaved 1F1B (vpp=1)")
+    if pp > 1 and m.vocab_size:
+        return f"parallel.pp: pp={pp} for a language model: the pipeline schedule runs the diffusion loss; pp=1 only"
+    if pp > 1 and m.text_mode == "mmdit" and m.text_hidden not in (None, m.hidden):
+        return (f"parallel.pp: pp={pp} with a narrower text stream (text_hidden {m.text_hidden} < hidden "
+                f"{m.hidden}): the stages carry [text; video] as one tensor; pp=1 only")
+    if cp > 1 and pp > 1:
+        return f"parallel.cp: cp={cp} with pp={pp} for the current block vocabulary: context parallelism at pp=1 only"
+    if cp > 1 and m.causal:
+        return f"parallel.cp: cp={cp} with causal attention: the CP attention cores are bidirectional; cp=1 only"
     if m.qk_norm != "none" and m.qk_norm_width == "all" and tp > 1:
         return f"parallel.tp: tp={tp} with q/k norms over all heads (qk_norm_width all): tp = 1 only"
     return None
@@ -66,8 +72,47 @@ def unsupported(spec: Spec) -> str | None:
     Returns:
         The refusal, or None.
     """
-    p = spec.parallel
-    return layout_refusal(spec.model, p.tp, p.pp, p.vpp, p.cp, p.sequence_parallel)
+    p, m = spec.parallel, spec.model
+    why = layout_refusal(m, p.tp, p.pp, p.vpp, p.cp, p.sequence_parallel)
+    if why is not None or not m.extended:
+        return why
+    shards = p.cp * (p.tp if p.sequence_parallel else 1)
+    if m.text_mode == "mmdit" and shards > 1 and (spec.video.text_tokens % shards or spec.video.seq_len % shards):
+        return (f"parallel.{'cp' if p.cp > 1 else 'sequence_parallel'}: MMDiT streams are split each over cp x "
+                f"tp (SP) = {shards}: text tokens ({spec.video.text_tokens}) and video tokens ({spec.video.seq_len}) "
+                "must divide")
+    return model_cp_refusal(m, p.tp, p.cp, p.cp_comm)
+
+
+def model_cp_refusal(m: Model, tp: int, cp: int, comm: str) -> str | None:
+    """The current blocks' part of the context-parallel rule (the search applies it per (tp, cp, cp_comm)):
+    all-gather is not offered (the blocks' local K/V are often new tensors that only the attention keeps,
+    so the gathered copies replace them: the planner's all-gather memory terms are not exact for them);
+    p2p ring attention needs as many K/V heads as query heads; a2a runs MMDiT stacks only (a standard
+    block's rotated or normalised q, k are replaced by the head-layout copies, which the planner's a2a
+    terms do not model) with kv_heads % (tp*cp) == 0.
+
+    Args:
+        m: the model section of a Spec.
+        tp, cp: the parallel sizes.
+        comm: parallel.cp_comm.
+    Returns:
+        The refusal line, or None.
+    """
+    if not m.extended or cp <= 1:
+        return None
+    if comm == "all-gather":
+        return (f"parallel.cp_comm: all-gather at cp={cp} with the current block vocabulary: use p2p (or a2a for "
+                "MMDiT); all-gather's saved bytes are not validated for these blocks")
+    if comm == "p2p" and m.n_kv_heads != m.heads:
+        return (f"parallel.cp_comm: p2p ring attention with grouped K/V heads ({m.n_kv_heads} of {m.heads}): "
+                "use a2a (MMDiT) or cp=1")
+    if comm == "a2a" and m.text_mode != "mmdit":
+        return (f"parallel.cp_comm: a2a at cp={cp} with the current standard blocks (text {m.text_mode}): use "
+                "p2p; a2a's saved bytes are validated for MMDiT stacks only")
+    if comm == "a2a" and m.n_kv_heads % (tp * cp):
+        return f"parallel.cp_comm: a2a needs kv_heads ({m.n_kv_heads}) % (tp*cp = {tp * cp}) == 0"
+    return None
 
 
 def refused_layouts(m: Model, tp: Any, pp: Any, vpp: Any, cp: Any, sequence_parallel: Any) -> np.ndarray:

@@ -21,3 +21,7 @@ def test_tp2_sp_equals_tp1_outputs_and_grads():
     assert any(c.get("single_layers") for c in cases)
     assert any(c.get("kv_heads") and c.get("pos") == "rope3d" for c in cases)
     assert any(c.get("text") == "mmdit" for c in cases)
+    # ... and with sequence parallelism: MMDiT streams and the hand-over, text in the sequence, an LM
+    sp = [c for c in cases if c.get("sequence_parallel") and (c.get("text") or c.get("ffn_type") or c.get("vocab_size"))]
+    assert any(c.get("text") == "mmdit" and c.get("single_layers") for c in sp)
+    assert any(c.get("text") == "in-sequence" for c in sp) and any(c.get("vocab_size") for c in sp)

@@ -26,6 +26,16 @@ CASES: list[dict[str, Any]] = [
     {"cp_comm": "a2a"},
     {"cp_comm": "a2a", "attention": "spatial-temporal"},
     {"cp_comm": "a2a", "attention": "window:1,2,2"},
+    # the current block vocabulary (models/blocks.py): an MMDiT's text and video split into cp chunks each
+    {"ffn_type": "swiglu", "norm": "rmsnorm", "qk_norm": "rmsnorm", "pos": "rope3d"},
+    {"text": "mmdit", "single_layers": 2, "adaln": "per-block", "qk_norm": "rmsnorm", "pos": "rope3d",
+     "text_proj": "linear"},
+    {"text": "mmdit", "single_layers": 2, "adaln": "per-block", "qk_norm": "rmsnorm", "pos": "rope3d",
+     "text_proj": "linear", "cp_comm": "a2a"},
+    {"text": "in-sequence", "adaln": "expert", "adaln_dim": 32, "single_layers": 2, "qk_norm": "layernorm",
+     "pos": "rope3d", "text_proj": "linear"},
+    {"text": "mmdit", "text_hidden": 32, "text_ffn_hidden": 64, "adaln": "per-block", "norm": "rmsnorm",
+     "qk_norm": "rmsnorm", "pos": "rope3d-learned", "text_proj": "linear", "cp_comm": "a2a"},
 ]
 
 MODEL_SEED, BATCH_SEED = 9, 21

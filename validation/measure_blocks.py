@@ -1,7 +1,7 @@
 """Validate-matrix rows of the current block vocabulary (planner/blocks.py, models/blocks.py), as plain data.
 
 Each entry is (name, spec flags): BLOCK_CASES run the tiny model on CPU (on top of the matrix's BASE flags),
-TP_CASES in two gloo ranks (parameters and saved bytes per rank), META_CASES a released-model preset at full
+TP_CASES in two gloo ranks (parameters and saved bytes per rank, with and without sequence parallelism), META_CASES a released-model preset at full
 size on the meta device (parameters, FLOPs and saved bytes at bf16).
 """
 
@@ -46,6 +46,38 @@ TP_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("MMDiT double + single stream at TP=2 (2 gloo ranks)",
      {"tp": 2, "gpus": 2, "sequence_parallel": False, "text": "mmdit", "single_layers": 2, "adaln": "per-block",
       "qk_norm": "rmsnorm", "pos": "rope3d", "text_proj": "linear"}),
+    # sequence parallelism: the blocks on sequence shards, an MMDiT's text stream sharded too
+    ("SwiGLU, GQA, RMSNorm, QK-norm, RoPE at TP=2 + SP (2 gloo ranks)",
+     {"tp": 2, "gpus": 2, "sequence_parallel": True, "ffn_type": "swiglu", "norm": "rmsnorm", "kv_heads": 2,
+      "qk_norm": "rmsnorm", "pos": "rope3d"}),
+    ("MMDiT double + single stream at TP=2 + SP (2 gloo ranks)",
+     {"tp": 2, "gpus": 2, "sequence_parallel": True, "text": "mmdit", "single_layers": 2, "adaln": "per-block",
+      "qk_norm": "rmsnorm", "pos": "rope3d", "text_proj": "linear"}),
+    ("text in the sequence, expert adaLN at TP=2 + SP (2 gloo ranks)",
+     {"tp": 2, "gpus": 2, "sequence_parallel": True, "text": "in-sequence", "adaln": "expert", "adaln_dim": 32,
+      "norm_affine": True, "qk_norm": "layernorm", "text_proj": "linear", "pos": "rope3d"}),
+    ("LM: causal, GQA, SwiGLU, RoPE at TP=2 + SP (2 gloo ranks)",
+     {**LM, "vocab_size": 96, "tp": 2, "gpus": 2, "sequence_parallel": True, "kv_heads": 2, "ffn_type": "swiglu",
+      "norm": "rmsnorm", "norm_affine": True, "pos": "rope3d", "qkv_bias": False, "out_bias": False,
+      "ffn_bias": False}),
+    # context parallelism (32 frames: 64 video tokens): an MMDiT's text and video split into cp chunks each,
+    # text in the sequence split with the video
+    ("SwiGLU, RMSNorm, QK-norm, RoPE at CP=2 p2p (2 gloo ranks)",
+     {"frames": 32, "cp": 2, "gpus": 2, "cp_comm": "p2p", "ffn_type": "swiglu", "norm": "rmsnorm",
+      "qk_norm": "rmsnorm", "pos": "rope3d"}),
+    ("MMDiT double + single stream at CP=2 p2p (2 gloo ranks)",
+     {"frames": 32, "cp": 2, "gpus": 2, "cp_comm": "p2p", "text": "mmdit", "single_layers": 2, "adaln": "per-block",
+      "qk_norm": "rmsnorm", "pos": "rope3d", "text_proj": "linear"}),
+    ("MMDiT double + single stream at CP=2 a2a (2 gloo ranks)",
+     {"frames": 32, "cp": 2, "gpus": 2, "cp_comm": "a2a", "text": "mmdit", "single_layers": 2, "adaln": "per-block",
+      "qk_norm": "rmsnorm", "pos": "rope3d", "text_proj": "linear"}),
+    ("text in the sequence, expert adaLN at CP=2 p2p (2 gloo ranks)",
+     {"frames": 32, "cp": 2, "gpus": 2, "cp_comm": "p2p", "text": "in-sequence", "adaln": "expert",
+      "adaln_dim": 32, "norm_affine": True, "qk_norm": "layernorm", "text_proj": "linear", "pos": "rope3d"}),
+    ("MMDiT double + single stream at CP=2 p2p x TP=2 + SP (4 gloo ranks)",
+     {"frames": 32, "cp": 2, "tp": 2, "gpus": 4, "sequence_parallel": True, "cp_comm": "p2p",
+      "text": "mmdit", "single_layers": 2, "adaln": "per-block", "qk_norm": "rmsnorm", "pos": "rope3d",
+      "text_proj": "linear"}),
 )
 
 META_CASES: tuple[tuple[str, dict[str, Any]], ...] = (

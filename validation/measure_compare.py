@@ -148,10 +148,5 @@ def comm_rows(config: str, spec, measured: dict[str, int], layout: dict[str, Any
     from soraplan.planner.comm import comm_bytes
 
     predicted = comm_bytes(spec)
-    if spec.model.extended:
-        # planner.comm models the standard DiT block; for the current block vocabulary (MMDiT streams,
-        # single-stream blocks) the measured bytes are reported, not checked, until the planner predicts them
-        return [Row(config, f"comm bytes {key} (reported; not predicted for this block vocabulary)",
-                    measured.get(key, 0), None, None, "B", layout, rank) for key in sorted(measured)]
     return [Row(config, f"comm bytes {key}", measured.get(key, 0), predicted.get(key, 0), 0, "B", layout, rank)
             for key in sorted(set(measured) | set(predicted))]

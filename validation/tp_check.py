@@ -29,6 +29,18 @@ CASES: list[dict[str, Any]] = [
     {"kv_heads": 2, "pos": "rope3d", "qk_norm": "rmsnorm", "sequence_parallel": False},
     {"text": "mmdit", "single_layers": 2, "adaln": "per-block", "ffn_type": "geglu", "qk_norm": "rmsnorm",
      "kv_heads": 2, "pos": "rope3d", "sequence_parallel": False},
+    # ... and with sequence parallelism: the blocks on sequence shards (an MMDiT's text stream too)
+    {"ffn_type": "swiglu", "norm": "rmsnorm", "kv_heads": 2, "qk_norm": "rmsnorm", "pos": "rope3d",
+     "sequence_parallel": True},
+    {"text": "in-sequence", "adaln": "expert", "adaln_dim": 32, "single_layers": 2, "pos": "rope3d",
+     "qk_norm": "layernorm", "text_proj": "linear", "sequence_parallel": True},
+    {"text": "mmdit", "single_layers": 2, "adaln": "per-block", "ffn_type": "geglu", "qk_norm": "rmsnorm",
+     "kv_heads": 2, "pos": "rope3d", "sequence_parallel": True},
+    {"text": "mmdit", "single_layers": 1, "adaln": "per-block", "ffn_type": "swiglu", "norm": "rmsnorm", "qk_norm": "rmsnorm",
+     "pos": "rope3d-learned", "text_proj": "linear", "sequence_parallel": True},
+    {"vocab_size": 96, "tokens": 32, "text": "none", "adaln": "none", "time_mlp": False, "causal": True,
+     "kv_heads": 2, "ffn_type": "swiglu", "norm": "rmsnorm", "norm_affine": True, "pos": "rope3d",
+     "sequence_parallel": True},
 ]
 
 MODEL_SEED, BATCH_SEED = 7, 11
