@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from . import doctor, estimate, launch, plan, profile, report, runs, train, validate
+from . import backtest, doctor, estimate, launch, plan, profile, report, runs, train, validate
 
 # The order of `soraplan --help`: plan first, then measure, then run; commands not named here come last.
 ORDER = ("estimate", "plan", "report", "validate", "train", "launch", "status", "logs", "cancel", "profile",
@@ -52,7 +52,7 @@ def _main(version: Annotated[bool, typer.Option("--version", help="print the ver
 
 
 app.add_typer(estimate.app, name="estimate")
-for _group in (plan, train, validate, launch, runs, report, profile, doctor):   # each module registers its commands
+for _group in (plan, train, validate, launch, runs, report, profile, backtest, doctor):   # each module registers its commands
     _group.register(app)
 
 
