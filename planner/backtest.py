@@ -223,7 +223,13 @@ def backtest(split: str | None = None, gpu: str | None = None, fit: Any = None,
     return Backtest(tuple(rows), tuple(excluded), summary, by_gpu)
 
 
-def gpu_family_summary(gpu: str) -> Summary:
-    """The whole corpus's summary (both splits) for one GPU type; n = 0 when it has no published run."""
-    rows = [r for r in backtest(gpu=gpu).runs]
-    return summarize(rows)
+def gpu_summary(gpu: str) -> Summary:
+    """The backtest's summary over both splits for one GPU type (a GPU table name).
+
+    Args:
+        gpu: the GPU's table name, e.g. "a100-80g".
+
+    Returns:
+        The Summary; n = 0 when the corpus has no published run on that GPU.
+    """
+    return summarize(list(backtest(gpu=gpu.lower()).runs))

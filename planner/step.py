@@ -384,14 +384,17 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     recompute = (w.gemm_rc_flops * share / g_rate + w.attn_rc_flops * share / a_rate
                  + tokens * (w.ew_out_rc_tok / d + w.ew_in_rc_tok / tp) / h_rate)
     # --- TP: 2 (t-1)/t * bytes per all-reduce (= AG + RS), sub_blocks per pass, 2 or 3 passes (fwd, bwd, refwd)
+    bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * e.comm
     act = s * mb * c.hidden * c.act_bytes             # one micro-batch's activation on this CP rank, bytes
-    bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * comm_efficiency(xp, c.fit, tp <= c.gpn, act, c.intra, c.inter)
+    if e.shaped:                                      # collective efficiency by message size, in or across nodes
+        bw_tp = bw_tp * comm_scale(xp, c, tp <= c.gpn, act)
     passes = 2 + w.rc_full
     units = 2 * passes + xp.where(sp, 1, 0)           # SP: backward re-all-gathers the sharded layer input
     tp_comm = units * c.sub_blocks * (tp - 1) / tp * act / bw_tp * ls * m
     # --- CP: bytes per rank from cp.cp_comm_bytes (the variant's exchange); p2p hides behind attention
-    bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * comm_efficiency(xp, c.fit, tp * cp <= c.gpn, act / tp,
-                                                                            c.intra, c.inter)
+    bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
+    if e.shaped:
+        bw_cp = bw_cp * comm_scale(xp, c, tp * cp <= c.gpn, act / tp)
     cp_layer, cp_final = cp_comm_bytes(xp, layout.cp_comm, act / tp, act, cp, w.rc_core)
     cp_layers = xp.where(layout.cp_comm == A2A, xp.where(cp > 1, ls, 0), w.ring)
     cp_total = (cp_layer * cp_layers + cp_final) / bw_cp * m
@@ -399,8 +402,9 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     cp_exposed = xp.where(layout.cp_comm == P2P, xp.maximum(0.0, cp_total - hide_cp), cp_total)
     # --- DP: over the dp*cp ranks holding the same parameters
     g = dp * cp
-    bw_dp = xp.where(tp * cp * dp <= c.gpn, c.intra, c.inter) * comm_efficiency(
-        xp, c.fit, tp * cp * dp <= c.gpn, xp.minimum(n_params * c.grad_bytes, DP_BUCKET_BYTES), c.intra, c.inter)
+    bw_dp = xp.where(tp * cp * dp <= c.gpn, c.intra, c.inter) * e.comm
+    if e.shaped:
+        bw_dp = bw_dp * comm_scale(xp, c, tp * cp * dp <= c.gpn, xp.minimum(n_params * c.grad_bytes, DP_BUCKET_BYTES))
     ring_f = (g - 1) / g / bw_dp
     rs = ring_f * n_params * c.grad_bytes
     ag = ring_f * n_params * c.param_bytes
@@ -411,14 +415,15 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     dp_exposed = xp.where(dist, xp.maximum(0.0, rs - bwd_mb) + xp.maximum(0.0, ag - fwd_mb), xp.maximum(0.0, ar - bwd_mb))
     # --- PP: bubble (p-1)/(v m) of the busy time; 2 m v boundary sends (fwd activation, bwd gradient)
     bubble = (pp - 1) / (vpp * m) * (compute + tp_comm + cp_exposed)
-    bw_pp = xp.where(world <= c.gpn, c.intra, c.inter) * comm_efficiency(xp, c.fit, world <= c.gpn, act / d,
-                                                                          c.intra, c.inter)
+    bw_pp = xp.where(world <= c.gpn, c.intra, c.inter) * e.comm
+    if e.shaped:
+        bw_pp = bw_pp * comm_scale(xp, c, world <= c.gpn, act / d)
     p2p = xp.where(pp > 1, 2 * m * vpp * (act / d) / bw_pp, 0.0)
     # --- optimizer step on this rank's shard
     shard = n_params / xp.where(dist, dp * cp, 1)     # the distributed optimizer shards over dp*cp, as memory
     optimizer = shard * c.opt_bytes_per_param / h_rate
     busy = compute + tp_comm + cp_exposed + dp_exposed + bubble + p2p + optimizer
-    over = overhead(xp, c.fit, ls, m, 3 + w.rc_core, world, c.gpn, busy)
+    over = overhead(xp, c.fit, ls, m, 3 + w.rc_core, world, c.gpn, busy) if e.shaped else 0.0 * busy
     total = busy + over
     samples = rank_samples * dp
     return {
@@ -429,6 +434,11 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
         "mfu": w.model_flops * samples / (total * world * c.peak),
         "samples_per_step": samples, "time_s": total, "samples_per_s": samples / total, "overhead_s": over,
     }
+
+
+def comm_scale(xp: Any, c: HwConstants, inside_node: Any, message_bytes: Any) -> Any:
+    """The fitted collective efficiency for this message size and link, relative to the table's `comm`."""
+    return comm_efficiency(xp, c.fit, inside_node, message_bytes, c.intra, c.inter) / c.eff.comm
 
 
 WORK_KEYS = ("gemm_flops", "attn_flops", "gemm_rc_flops", "attn_rc_flops", "model_flops", "hw_flops", "ew_out_tok",
@@ -497,4 +507,4 @@ def step_time(spec: Spec, fit: StepFit | None = None) -> StepTime:
     gemm_eff = e.gemm * gemm_shape(ScalarOps, c.fit, c.hidden / p.tp, tokens) if e.shaped else e.gemm
     attn_eff = e.attention * attention_shape(ScalarOps, c.fit, s_local, c.head_dim) if e.shaped else e.attention
     return StepTime(**t, gemm_efficiency=gemm_eff, attention_efficiency=attn_eff, hbm_efficiency=e.hbm,
-                    comm_efficiency=c.fit.comm_max["intra"], efficiency_source=e.source, tp_over_node=p.tp > c.gpn)
+                    comm_efficiency=c.fit.comm_max["intra"] if e.shaped else e.comm, efficiency_source=e.source, tp_over_node=p.tp > c.gpn)
