@@ -428,7 +428,7 @@ def backtest_risk(gpu: str, speed: str, mfu_txt: str, source: str) -> dict[str, 
             "title": f"Speed within {s.median_abs_error:.0%} (median) on {s.n} published {gpu} {runs}",
             "text": f"The step time assumes {speed}{mfu_txt}, from {source}. On {s.n} published training {runs} on "
                     f"{gpu} soraplan was within {s.median_abs_error:.0%} of the published throughput (median; worst "
-                    f"{s.worst_abs_error:.0%}, bias {s.bias:+.0%}; `soraplan backtest --gpu {gpu}`). A new model or "
+                    f"{s.worst_abs_error:.0%}, bias {s.bias:+.1%}; `soraplan backtest --gpu {gpu}`). A new model or "
                     "framework can miss by more: if the real figure is lower, every day and dollar here grows in "
                     "proportion."}
 
