@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import json
 import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-import yaml
 
 import soraplan.planner.step as step
 from soraplan.planner.backtest import backtest
@@ -73,13 +73,14 @@ def fit_params(tune: tuple, sweeps: int) -> tuple[StepFit, float]:
 
 
 def write_fit(fit: StepFit, tune_names: list[str]) -> None:
-    doc = {"date": datetime.date.today().isoformat(),
-           "method": "benchmarks/fit_backtest.py: Cauchy loss of the log error on the tune runs, weak prior",
+    doc = {"note": "The step model's fitted parameters (planner/efficiency.py), written by benchmarks/fit_backtest.py "
+                   "from the backtest corpus's tune runs only; do not edit by hand, rerun the script. JSON text, "
+                   "which is also YAML: soraplan estimate reads it without a YAML parser.",
+           "date": datetime.date.today().isoformat(),
+           "method": "Cauchy loss of the log error on the tune runs, weak prior, coordinate descent",
            "tune_runs": tune_names,
            "params": {k: float(f"{v:.6g}") for k, v in flat(fit).items()}}
-    text = ("# The step model's fitted parameters (planner/efficiency.py), written by benchmarks/fit_backtest.py\n"
-            "# from the backtest corpus's tune runs only. Do not edit by hand: rerun the script.\n"
-            + yaml.safe_dump(doc, sort_keys=False, width=100))
+    text = json.dumps(doc, indent=2) + "\n"
     fd, tmp = tempfile.mkstemp(dir=FIT_PATH.parent, prefix=".step_fit.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

@@ -117,13 +117,16 @@ def parse_fit(doc: Any, where: str = "step_fit.yaml") -> StepFit:
 
 @lru_cache(maxsize=1)
 def current_fit() -> StepFit:
-    """The committed fit (`soraplan.planner/data/step_fit.yaml`), read once per process."""
-    from importlib.resources import files
+    """The committed fit (`data/step_fit.yaml`), read once per process.
 
-    import yaml
+    The file is JSON text (valid YAML too), read next to this module, so `soraplan estimate` needs neither a
+    YAML parser nor importlib.resources (each costs more than the whole step model).
+    """
+    import json
+    from pathlib import Path
 
-    text = files("soraplan.planner").joinpath("data/step_fit.yaml").read_text(encoding="utf-8")
-    return parse_fit(yaml.safe_load(text))
+    path = Path(__file__).resolve().parent / "data" / "step_fit.yaml"
+    return parse_fit(json.loads(path.read_text(encoding="utf-8")))
 
 
 def family(gpu: str) -> str | None:
