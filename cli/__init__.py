@@ -32,7 +32,7 @@ class OrderedGroup(TyperGroup):
 # command -> the module of this package that registers it (`register(app)`; `estimate` is a Typer group)
 COMMANDS = {"estimate": "estimate", "plan": "plan", "report": "report", "validate": "validate", "train": "train",
             "launch": "launch", "status": "runs", "logs": "runs", "cancel": "runs", "profile": "profile",
-            "doctor": "doctor"}
+            "backtest": "backtest", "doctor": "doctor"}
 
 
 def build_app(only: str | None = None) -> typer.Typer:

@@ -58,6 +58,7 @@ def render(r: Estimate, console_: Console | None = None) -> None:
         ("pipeline bubble", "pp_bubble_s", "(p-1)/(v*m)"),
         ("pipeline p2p", "pp_p2p_s", ""),
         ("optimizer", "optimizer_s", "Adam state / HBM bandwidth"),
+        ("overheads", "overhead_s", "launch gaps, stragglers (fitted: soraplan backtest)"),
     ]
     for label, key, note in rows:
         if key in terms:

@@ -501,7 +501,8 @@ def validation_html(d: dict[str, Any]) -> str:
             f"{v.passed} passed, {v.failed} failed{info}.")
     if not v.gpu_run:
         meta += (" These are CPU / meta-device checks of parameters, FLOPs and activation memory; GPU speed was not "
-                 "measured, so the step-time efficiencies above remain assumptions.")
+                 "measured here, so the step-time efficiencies above rest on the backtest against published runs "
+                 "(`soraplan backtest`).")
     rows = [[esc(r.config), esc(r.quantity), f_unit(r.predicted, r.unit), f_unit(r.measured, r.unit),
              "—" if r.error_pct is None else f"{r.error_pct:+.2f} %",
              "—" if r.tolerance_pct is None else ("exact" if r.tolerance_pct == 0 else f"≤ {r.tolerance_pct:g} %"),

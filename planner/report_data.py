@@ -403,8 +403,38 @@ def budget_view(budget: Budget | None, best: BestLayout | None) -> BudgetView:
                       passes=budget.passes, pass_samples=budget.pass_samples, statement=budget.statement or "")
 
 
+def backtest_risk(gpu: str, speed: str, mfu_txt: str, source: str) -> dict[str, str]:
+    """The speed risk when no measurement is given: what the backtest against published runs found for this GPU.
+
+    Args:
+        gpu: the GPU's table name.
+        speed: the kernel efficiencies in words.
+        mfu_txt: " (overall MFU x%)" or "".
+        source: where the efficiencies come from.
+
+    Returns:
+        One risk row {"level", "title", "text"}.
+    """
+    from .backtest import gpu_summary
+
+    s = gpu_summary(gpu)
+    if not s.n or s.median_abs_error is None or s.worst_abs_error is None or s.bias is None:
+        return {"level": "warn", "title": f"Speed not backed by a published {gpu} run",
+                "text": f"The step time assumes {speed}{mfu_txt}, from {source}. No published training run on {gpu} "
+                        "is in soraplan's backtest corpus, so nothing checks these numbers on this GPU: if the real "
+                        "figure is lower, every day and dollar here grows in proportion."}
+    runs = "run" if s.n == 1 else "runs"
+    return {"level": "ok" if s.median_abs_error <= 0.15 else "warn",
+            "title": f"Speed within {s.median_abs_error:.0%} (median) on {s.n} published {gpu} {runs}",
+            "text": f"The step time assumes {speed}{mfu_txt}, from {source}. On {s.n} published training {runs} on "
+                    f"{gpu} soraplan was within {s.median_abs_error:.0%} of the published throughput (median; worst "
+                    f"{s.worst_abs_error:.0%}, bias {s.bias:+.1%}; `soraplan backtest --gpu {gpu}`). A new model or "
+                    "framework can miss by more: if the real figure is lower, every day and dollar here grows in "
+                    "proportion."}
+
+
 def risks(best: BestLayout | None, plan: Plan, validation: Validation | None,
-          deadline_days: float | None) -> list[dict[str, str]]:
+          deadline_days: float | None, gpu: str = "") -> list[dict[str, str]]:
     """Plain-words risk flags: level ok | warn | bad, a title and one or two sentences.
 
     Args:
@@ -412,6 +442,7 @@ def risks(best: BestLayout | None, plan: Plan, validation: Validation | None,
         plan: the plan (GPU counts' messages, search settings, sensitivity rows).
         validation: the validation result, or None.
         deadline_days: the deadline, or None.
+        gpu: the GPU's table name (the backtest's figures for it back the speed risk).
 
     Returns:
         Rows of {"level", "title", "text"}.
@@ -438,10 +469,7 @@ def risks(best: BestLayout | None, plan: Plan, validation: Validation | None,
     speed = (f"matrix multiplies at {eff['gemm']:.0%} and attention at {eff['attention']:.0%} of peak FLOP/s"
              if _is_num(eff.get("gemm")) and _is_num(eff.get("attention")) else "the stated kernel efficiencies")
     if measured is None:
-        out.append({"level": "warn", "title": "Speed assumed, not measured",
-                    "text": f"The step time assumes {speed}{mfu_txt}, from {eff.get('source', 'the efficiency table')}. "
-                            "No measurement backs it: if the real figure is lower, every day and dollar here grows in "
-                            "proportion."})
+        out.append(backtest_risk(gpu, speed, mfu_txt, str(eff.get("source", "the efficiency table"))))
     else:
         assumed = best.step.efficiency or eff.get("gemm")
         gap = measured / assumed - 1 if _is_num(assumed) and assumed else 0.0
@@ -522,7 +550,7 @@ def gather(spec: Spec, gpu_counts: Sequence[int] | None = None, deadline_days: f
         "params_total": est.params.total,
         "samples": spec.training.samples, "epochs": spec.training.epochs,
         "summary": summary,
-        "risks": risks(best, plan, validation, deadline_days),
+        "risks": risks(best, plan, validation, deadline_days, gpu.name),
         "counts": count_rows(plan, deadline_days),
         "top_layouts": (tops := top_layouts(plan)),
         "step_breakdown": step_breakdown(tops),

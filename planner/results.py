@@ -113,6 +113,7 @@ class LayoutStep(JsonResult):
     samples_per_step: int
     time_s: float
     samples_per_s: float
+    overhead_s: float = 0.0      # launch gaps, data loading, optimizer launches, stragglers
 
     def term(self, name: str) -> float:
         """A term by its JSON name (the STEP_FIELDS), for tables that iterate over terms."""

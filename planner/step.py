@@ -33,9 +33,15 @@ Per rank and per optimizer step (m micro-batches of b samples; s = S/cp tokens; 
   pp p2p      = 2 m v sends of one micro-batch's boundary activation (s b h B / (t if SP)), exposed
   optimizer   = Adam's bytes (grads read twice: norm + update; master, moments read and written; param
                 written) of this rank's shard (1/(dp*cp) with the distributed optimizer) / (HBM TB/s * eff_hbm)
-  time        = compute + tp + cp + dp + bubble + p2p + optimizer;  MFU = model FLOPs / (time * GPUs * peak)
+  overhead    = host / launch gaps per layer and pass, data loading, optimizer launches, and stragglers that
+                grow with the node count (efficiency.overhead)
+  time        = compute + tp + cp + dp + bubble + p2p + optimizer + overhead
+  MFU         = model FLOPs / (time * GPUs * peak)
 
-Efficiencies: the table `OP_EFFICIENCY` below (per GPU and op), overridden in this order by a calibration
+Efficiencies: GEMM and attention efficiency depend on the per-rank GEMM shape and on the sequence length and
+head dim, collective efficiency on the message size and on whether the group crosses nodes; their large-shape
+values and the overheads are fitted on published runs (efficiency.py, data/step_fit.yaml, docs/backtest.md).
+GPUs the fit does not cover start from the table `OP_EFFICIENCY` below (per GPU and op), overridden in this order by a calibration
 file (`hardware.calibration`: `soraplan validate --device cuda` JSON, or a run's JSON-lines log), by
 `hardware.efficiency` (one blanket number for GEMMs and attention) and by `hardware.gemm_efficiency`,
 `attention_efficiency`, `hbm_efficiency`.
@@ -53,6 +59,8 @@ from .errors import UserError
 from .flops import attention_keys, flops, layer_macs
 from .comm import CommConstants, comm_constants, cp_volumes, dp_volumes, tp_volumes, wire_bytes, wire_factor
 from .cp import A2A, CP_COMMS, P2P
+from .efficiency import (DP_BUCKET_BYTES, StepFit, attention_shape, comm_efficiency, current_fit, family, gemm_shape,
+                         overhead)
 from .memory import memory_constants
 from .params import params_per_gpu
 from .scalar_ops import ScalarOps
@@ -66,6 +74,7 @@ class OpEfficiency:
     hbm: float         # achieved / peak HBM bandwidth for memory-bound elementwise ops and the optimizer
     comm: float        # achieved / nominal link bandwidth for NCCL collectives (bus bandwidth)
     source: str = "table"
+    shaped: bool = False   # gemm / attention are large-shape numbers that efficiency.py scales by shape
 
 
 # Defaults: what well-tuned kernels reach in isolation at DiT shapes (h = 3072, head dim 128, long sequences).
@@ -145,12 +154,17 @@ def load_calibration(path: str | None, gpu: str, peak_tflops: float | None = Non
     return {"efficiency": _check_eff(statistics.median(mfus), f"hardware.calibration: {p} median mfu")}
 
 
-def op_efficiency(spec: Spec) -> OpEfficiency:
-    """The efficiencies the step model uses for this spec (table -> calibration -> spec overrides)."""
+def op_efficiency(spec: Spec, fit: StepFit | None = None) -> OpEfficiency:
+    """The efficiencies the step model uses for this spec (fit or table -> calibration -> spec overrides)."""
     hw = spec.hardware
     gpu = hw.spec
     base = OP_EFFICIENCY.get(gpu.name.lower(), DEFAULT_EFFICIENCY)    # a custom GPU named like a row gets that row
     gemm, attn, hbm, source = base.gemm, base.attention, base.hbm, base.source
+    fit = fit or current_fit()
+    fam = family(gpu.name)
+    if fam is not None and fam in fit.gemm_max and fam in fit.attn_max:
+        gemm, attn, source = fit.gemm_max[fam], fit.attn_max[fam], f"backtest {fit.source}"
+    shaped = True
     cal = load_calibration(hw.calibration, gpu.name, gpu.peak_tflops)
     if cal:
         source = f"calibration {hw.calibration}"
@@ -167,7 +181,9 @@ def op_efficiency(spec: Spec) -> OpEfficiency:
         attn, source = hw.attention_efficiency, "hardware overrides"
     if hw.hbm_efficiency is not None:
         hbm, source = hw.hbm_efficiency, "hardware overrides"
-    return OpEfficiency(gemm, attn, hbm, base.comm, source)
+    shaped = not (cal or hw.efficiency is not None or hw.gemm_efficiency is not None
+                  or hw.attention_efficiency is not None)
+    return OpEfficiency(gemm, attn, hbm, base.comm, source, shaped)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -277,16 +293,20 @@ class HwConstants:
     param_bytes: int
     opt_bytes_per_param: float   # optimizer-step bytes per parameter of the shard
     comm: CommConstants | None = None   # the communication volumes' constants (planner/comm.py)
+    fit: StepFit = StepFit()     # shape factors, collective efficiency and overheads (efficiency.py)
+    head_dim: int = 128
 
 
-def hw_constants(spec: Spec) -> HwConstants:
+def hw_constants(spec: Spec, fit: StepFit | None = None) -> HwConstants:
     k, gpu = spec.kernels, spec.hardware.spec
     g, pb = DTYPE_BYTES[k.grad_dtype], DTYPE_BYTES[k.param_dtype]
     # Adam: read grad twice (global norm + update), read + write master and moments, write the param
     opt = 2 * g + 2 * memory_constants(spec).optimizer_bytes_per_param + pb
+    fit = fit or current_fit()
     return HwConstants(gpu.peak_tflops * 1e12, gpu.hbm_tbs * 1e12, gpu.intra_node_gbs * 1e9, gpu.inter_node_gbs * 1e9,
-                       gpu.gpus_per_node, op_efficiency(spec), spec.model.hidden, spec.seq_len, spec.model.depth,
-                       3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt), comm_constants(spec))
+                       gpu.gpus_per_node, op_efficiency(spec, fit), spec.model.hidden, spec.seq_len, spec.model.depth,
+                       3 if spec.model.cross_attn else 2, k.act_bytes, g, pb, float(opt), comm_constants(spec), fit,
+                       spec.model.head_dim)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -332,7 +352,7 @@ class StepWork:
 
 STEP_FIELDS = ("compute_s", "gemm_s", "attention_s", "elementwise_s", "recompute_s", "tp_comm_s", "cp_comm_s",
                "cp_comm_total_s", "dp_comm_s", "dp_comm_total_s", "pp_bubble_s", "pp_p2p_s", "optimizer_s",
-               "efficiency", "mfu", "samples_per_step", "time_s", "samples_per_s")
+               "efficiency", "mfu", "samples_per_step", "time_s", "samples_per_s", "overhead_s")
 
 
 def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict[str, Any]:
@@ -359,6 +379,9 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     rank_samples = m * mb
     share = rank_samples / mp                         # samples' worth of FLOPs this rank runs per step
     g_rate, a_rate, h_rate = c.peak * e.gemm, c.peak * e.attention, c.hbm * e.hbm
+    if e.shaped:                                      # small per-rank GEMMs, short sequences run slower
+        g_rate = g_rate * gemm_shape(xp, c.fit, c.hidden / tp, s * mb)
+        a_rate = a_rate * attention_shape(xp, c.fit, s, c.head_dim)
     gemm = w.gemm_flops * share / g_rate
     attn = w.attn_flops * share / a_rate
     tokens = rank_samples * s * ls                    # token-layers this rank runs per step
@@ -372,9 +395,13 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     # --- TP: per micro-batch, exposed
     bw_tp = xp.where(tp <= c.gpn, c.intra, c.inter) * e.comm
     act = s * mb * c.hidden * c.act_bytes             # one micro-batch's activation on this CP rank, bytes
+    if e.shaped:                                      # collective efficiency by message size, in or across nodes
+        bw_tp = bw_tp * comm_scale(xp, c, tp <= c.gpn, act)
     tp_comm = wire_bytes(tp_volumes(xp, k, tp, s, mb, ls, sp, w.rc_full * ls), tp) / bw_tp * m
     # --- CP: the variant's exchange in the layers whose keys span CP ranks; p2p hides behind attention
     bw_cp = xp.where(tp * cp <= c.gpn, c.intra, c.inter) * e.comm
+    if e.shaped:
+        bw_cp = bw_cp * comm_scale(xp, c, tp * cp <= c.gpn, act / tp)
     cp_layers = xp.where(layout.cp_comm == A2A, xp.where(cp > 1, ls, 0), w.ring)
     cp_vol = cp_volumes(xp, k, layout.cp_comm, cp, tp, s, mb, cp_layers, cp_layers * w.rc_core)
     cp_total = wire_bytes(cp_vol, cp) / bw_cp * m
@@ -383,6 +410,8 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     # --- DP: over the dp*cp ranks holding the same parameters, once per optimizer step
     g = dp * cp
     bw_dp = xp.where(tp * cp * dp <= c.gpn, c.intra, c.inter) * e.comm
+    if e.shaped:
+        bw_dp = bw_dp * comm_scale(xp, c, tp * cp * dp <= c.gpn, xp.minimum(n_params * c.grad_bytes, DP_BUCKET_BYTES))
     dp_vol = dp_volumes(xp, k, n_params, dp, cp, dist)
     rs = wire_factor("reduce_scatter_tensor", g) * dp_vol["reduce_scatter_tensor"] / bw_dp
     ag = wire_factor("all_gather_into_tensor", g) * dp_vol["all_gather_into_tensor"] / bw_dp
@@ -394,11 +423,15 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
     # --- PP: bubble (p-1)/(v m) of the busy time; 2 m v boundary sends (fwd activation, bwd gradient)
     bubble = (pp - 1) / (vpp * m) * (compute + tp_comm + cp_exposed)
     bw_pp = xp.where(world <= c.gpn, c.intra, c.inter) * e.comm
+    if e.shaped:
+        bw_pp = bw_pp * comm_scale(xp, c, world <= c.gpn, act / d)
     p2p = xp.where(pp > 1, 2 * m * vpp * (act / d) / bw_pp, 0.0)
     # --- optimizer step on this rank's shard
     shard = n_params / xp.where(dist, dp * cp, 1)     # the distributed optimizer shards over dp*cp, as memory
     optimizer = shard * c.opt_bytes_per_param / h_rate
-    total = compute + tp_comm + cp_exposed + dp_exposed + bubble + p2p + optimizer
+    busy = compute + tp_comm + cp_exposed + dp_exposed + bubble + p2p + optimizer
+    over = overhead(xp, c.fit, ls, m, 3 + w.rc_core, world, c.gpn, busy) if e.shaped else 0.0 * busy
+    total = busy + over
     samples = rank_samples * dp
     return {
         "compute_s": compute, "gemm_s": gemm, "attention_s": attn, "elementwise_s": ew, "recompute_s": recompute,
@@ -406,8 +439,13 @@ def step_terms(xp: Any, c: HwConstants, w: StepWork, layout: StepLayout) -> dict
         "dp_comm_total_s": dp_total, "pp_bubble_s": bubble, "pp_p2p_s": p2p, "optimizer_s": optimizer,
         "efficiency": w.hw_flops * share / c.peak / compute,
         "mfu": w.model_flops * samples / (total * world * c.peak),
-        "samples_per_step": samples, "time_s": total, "samples_per_s": samples / total,
+        "samples_per_step": samples, "time_s": total, "samples_per_s": samples / total, "overhead_s": over,
     }
+
+
+def comm_scale(xp: Any, c: HwConstants, inside_node: Any, message_bytes: Any) -> Any:
+    """The fitted collective efficiency for this message size and link, relative to the table's `comm`."""
+    return comm_efficiency(xp, c.fit, inside_node, message_bytes, c.intra, c.inter) / c.eff.comm
 
 
 WORK_KEYS = ("gemm_flops", "attn_flops", "gemm_rc_flops", "attn_rc_flops", "model_flops", "hw_flops", "ew_out_tok",
@@ -445,15 +483,24 @@ class StepTime:
     comm_efficiency: float = 0.0
     efficiency_source: str = ""
     tp_over_node: bool = False        # tp > GPUs per node: TP traffic priced at the network bandwidth
+    overhead_s: float = 0.0           # launch gaps, data loading, optimizer launches, stragglers (efficiency.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def step_time(spec: Spec) -> StepTime:
-    """Every term of one optimizer step for `spec` (see the module docstring for the formulas)."""
+def step_time(spec: Spec, fit: StepFit | None = None) -> StepTime:
+    """Every term of one optimizer step for `spec` (see the module docstring for the formulas).
+
+    Args:
+        spec: the run.
+        fit: the step model's fitted parameters (default: the committed fit, data/step_fit.yaml).
+
+    Returns:
+        The StepTime.
+    """
     p = spec.parallel
-    c = hw_constants(spec)
+    c = hw_constants(spec, fit)
     w = op_work(spec)
     work = StepWork(**{key: getattr(w, key) for key in WORK_KEYS}, ring=ring_layers(w, spec.model.depth // p.pp, p.cp))
     layout = StepLayout(tp=p.tp, pp=p.pp, vpp=p.vpp, cp=p.cp, dp=p.dp_size, micro_batch=p.micro_batch,
@@ -463,5 +510,8 @@ def step_time(spec: Spec) -> StepTime:
     t = step_terms(ScalarOps, c, work, layout)
     t["samples_per_step"] = int(t["samples_per_step"])
     e = c.eff
-    return StepTime(**t, gemm_efficiency=e.gemm, attention_efficiency=e.attention, hbm_efficiency=e.hbm,
-                    comm_efficiency=e.comm, efficiency_source=e.source, tp_over_node=p.tp > c.gpn)
+    s_local, tokens = spec.seq_len // p.cp, spec.seq_len // p.cp * p.micro_batch
+    gemm_eff = e.gemm * gemm_shape(ScalarOps, c.fit, c.hidden / p.tp, tokens) if e.shaped else e.gemm
+    attn_eff = e.attention * attention_shape(ScalarOps, c.fit, s_local, c.head_dim) if e.shaped else e.attention
+    return StepTime(**t, gemm_efficiency=gemm_eff, attention_efficiency=attn_eff, hbm_efficiency=e.hbm,
+                    comm_efficiency=c.fit.comm_max["intra"] if e.shaped else e.comm, efficiency_source=e.source, tp_over_node=p.tp > c.gpn)

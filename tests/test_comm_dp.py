@@ -56,8 +56,10 @@ def test_step_dp_term_is_the_table_times_the_ring_factor():
     from soraplan.planner.step import hw_constants, step_time
 
     spec = build_spec(flags={"tokens": 1024, "layers": 4, "hidden": 1024, "heads": 8, "ffn_hidden": 4096,
-                             "cross_attn": False, "adaln": "none", "dp": 3, "gpus": 3, "global_batch": 3})
+                             "cross_attn": False, "adaln": "none", "dp": 3, "gpus": 3, "global_batch": 3,
+                             "efficiency": 0.5})    # a blanket efficiency: the flat collective efficiency
     c = hw_constants(spec)
+    assert not c.eff.shaped
     bw = c.intra * c.eff.comm
     table = dp_comm_bytes(spec)
     link = (wire_factor("reduce_scatter_tensor", 3) * table["reduce_scatter_tensor DP-CP"]

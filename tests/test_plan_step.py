@@ -7,12 +7,20 @@ import pytest
 from soraplan.planner import build_spec
 from soraplan.planner.errors import UserError
 from soraplan.planner.params import params_per_gpu
+from soraplan.planner.efficiency import comm_efficiency, current_fit
+from soraplan.planner.scalar_ops import ScalarOps
 from soraplan.planner.step import OP_EFFICIENCY, load_calibration, op_efficiency, step_time
 
 A100 = OP_EFFICIENCY["a100-80g"]        # gemm .65, attention .55, hbm .80, comm .80
 NVLINK = 300e9 * A100.comm              # a100-80g: 300 GB/s per direction, 80 % reached -> 240 GB/s
 NET = 25e9 * A100.comm                  # 25 GB/s per GPU per direction -> 20 GB/s
 HBM = 2.039e12 * A100.hbm
+
+
+def fitted_nvlink(message_bytes):
+    """A100 NVLink at the fitted collective efficiency for this message size (specs without an efficiency
+    override use the backtest's fit, planner/efficiency.py)."""
+    return 300e9 * comm_efficiency(ScalarOps, current_fit(), True, message_bytes, 300e9, 25e9)
 
 
 def small(**kw):
@@ -63,24 +71,25 @@ def test_tp_comm_by_hand_seed():
     # (t-1)/t * s b h B (s b h B = 30720 * 3072 * 2 bytes) each: forward AG + RS, backward AG of the output
     # gradient, RS of the input gradient and the re-AG of the saved sharded input
     act = 30720 * 1 * 3072 * 2
-    per_layer = 3 * 5 * (8 - 1) / 8 * act / NVLINK
+    bw = fitted_nvlink(act)                            # one collective efficiency for the TP traffic (its size)
+    per_layer = 3 * 5 * (8 - 1) / 8 * act / bw
     # outside the sub-blocks (planner/comm.py's measured table): the final layer's all-gather and the
     # scatter's backward (2 x (t-1)/t s b h B), and per layer all-reduces (2 (t-1)/t) of adaLN single's
     # [b, 6h] modulation gradient and the text K/V projection's input gradient [T = 512, b, h]
-    final = 2 * (8 - 1) / 8 * act / NVLINK
-    small_ar = 40 * (6 * 3072 * 2 + 512 * 3072 * 2) * 2 * (8 - 1) / 8 / NVLINK
+    final = 2 * (8 - 1) / 8 * act / bw
+    small_ar = 40 * (6 * 3072 * 2 + 512 * 3072 * 2) * 2 * (8 - 1) / 8 / bw
     assert st.tp_comm_s == pytest.approx(per_layer * 40 + final + small_ar, rel=1e-12)
     # without SP: one all-reduce (2 units) per sub-block forward and backward: 4 units, + the text K/V
     # input gradient's all-reduce per layer
     no_sp = step_time(build_spec(flags={"frames": 960, "res": 256, "tp": 8, "sequence_parallel": False}))
-    text_ar = 40 * 512 * 3072 * 2 * 2 * (8 - 1) / 8 / NVLINK
-    assert no_sp.tp_comm_s == pytest.approx(3 * 4 * (8 - 1) / 8 * act / NVLINK * 40 + text_ar, rel=1e-12)
+    text_ar = 40 * 512 * 3072 * 2 * 2 * (8 - 1) / 8 / bw
+    assert no_sp.tp_comm_s == pytest.approx(3 * 4 * (8 - 1) / 8 * act / bw * 40 + text_ar, rel=1e-12)
     # full recompute runs the forward (and its 2 units) again: 7 units with SP, 6 without
     rc = step_time(build_spec(flags={"frames": 960, "res": 256, "tp": 8, "recompute": "full"}))
     assert rc.tp_comm_s == pytest.approx(per_layer * 40 * 7 / 5 + final + small_ar, rel=1e-12)
     rc_no_sp = step_time(build_spec(flags={"frames": 960, "res": 256, "tp": 8, "recompute": "full",
                                            "sequence_parallel": False}))
-    assert rc_no_sp.tp_comm_s == pytest.approx(3 * 6 * (8 - 1) / 8 * act / NVLINK * 40 + text_ar, rel=1e-12)
+    assert rc_no_sp.tp_comm_s == pytest.approx(3 * 6 * (8 - 1) / 8 * act / bw * 40 + text_ar, rel=1e-12)
     assert rc.recompute_s > 0 and rc.compute_s > st.compute_s
 
 
@@ -105,7 +114,8 @@ def test_cp_ring_overlapped_with_attention():
     # window attention keeps whole windows on a rank: no exchange in the layers; only the final layer's
     # all-gather of the hidden states (and its gradient's reduce-scatter): 2 (cp-1) s b h B
     win = step_time(build_spec(flags={"frames": 960, "res": 256, "cp": 3, "attention": "window:8,16,16"}))
-    assert win.cp_comm_total_s == pytest.approx(2 * 2 * (10240 * 3072 * 2) / NVLINK, rel=1e-12)
+    act = 10240 * 3072 * 2
+    assert win.cp_comm_total_s == pytest.approx(2 * 2 * act / fitted_nvlink(act), rel=1e-12)
 
 
 def test_dp_sync_overlap_by_hand():
@@ -136,7 +146,8 @@ def test_time_is_the_sum_and_mfu():
 
 def test_efficiency_precedence(tmp_path):
     spec = build_spec(flags={"frames": 960, "res": 256})
-    assert op_efficiency(spec).gemm == A100.gemm and op_efficiency(spec).attention == A100.attention
+    fit = current_fit()
+    assert op_efficiency(spec).gemm == fit.gemm_max["ampere"] and op_efficiency(spec).attention == fit.attn_max["ampere"]
     cal = tmp_path / "cal.json"
     cal.write_text(json.dumps({"gpu": "a100-80g", "efficiency": 0.42, "gemm_efficiency": 0.6, "attention_efficiency": 0.5}))
     e = op_efficiency(build_spec(flags={"calibration": str(cal)}))

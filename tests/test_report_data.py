@@ -112,7 +112,7 @@ def test_gather_from_contract_plan(seed, contract_plan):
     assert [r.assumption for r in d["sensitivity"]][-1] == "epochs"
     assert [r.assumption for r in d["sensitivity"]][0] == "price per GPU-hour"
     titles = " | ".join(r["title"] for r in d["risks"])
-    assert "Memory headroom 38%" in titles and "Speed assumed, not measured" in titles
+    assert "Memory headroom 38%" in titles and "(median) on 18 published a100-80g runs" in titles
     assert "Failures and restarts not in the plan" in titles and "missed" in titles
     restart = next(r for r in d["risks"] if r["title"].startswith("Failures"))
     assert "With 15% of the time lost" in restart["text"] and "from 9.0 to 10.3 days" in restart["text"]

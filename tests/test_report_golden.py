@@ -32,7 +32,7 @@ def report_summary(tmp_path, *args):
 
 
 def assert_tiles(text, s):
-    assert f'<div class="v">{s["gpus"]:,} × {s["gpu"]}</div>' in text
+    assert f'<div class="v">{s["gpus_used"]:,} × {s["gpu"]}</div>' in text   # the GPUs the layout uses
     assert f'<div class="v">{f_days(s["days"])} days</div>' in text
     assert f'<div class="v">{f_int(s["gpu_hours"])}</div>' in text
     assert f'<div class="v">{f_usd(s["cost_usd"])}</div>' in text
