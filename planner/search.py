@@ -44,7 +44,7 @@ from .pp_schedule import peak_in_flight
 from .spec import Spec, parse_attention, spec_with
 from .step import (STEP_FIELDS, WORK_KEYS, HwConstants, StepLayout, StepWork, hw_constants, op_work, step_terms,
                    step_time)
-from .trainable import layout_refused, model_cp_refusal, refused_layouts
+from .trainable import layout_refusal, layout_refused, model_cp_refusal, refused_layouts
 
 RECOMPUTE = ("none", "selective", "full")
 REASONS = ("ok", "tp_over_node", "divisibility", "batch", "memory", "unsupported")
@@ -197,6 +197,9 @@ class Space:
     # (layers + shared text states) and, for each distinct layer kind, what it rebuilds while recomputed
     saved: ActivationTable = field(init=False)
     rebuilt_by_kind: tuple[ActivationTable, ...] = field(init=False)
+    # the shared terms' coefficients by where a pipeline holds them: "every" model chunk, the "first" stage's
+    # first chunk, the "last" stage's last chunk (planner/pp_schedule.py)
+    placed_coefs: dict[str, Any] = field(init=False)
     # parameters per GPU for each (tp, pp) the Spec accepts (0 elsewhere: rejected anyway)
     params_by_tp_pp: np.ndarray = field(init=False)
     tp_index: np.ndarray = field(init=False)           # tp size -> row of params_by_tp_pp
@@ -344,6 +347,7 @@ class Space:
         max_tp, max_cp = max(self.tp_sizes), max(self.options.cp)
         self.cp_supported = np.zeros((len(self.attentions), max_tp + 1, max_cp + 1, len(CP_COMMS)), dtype=bool)
         self.full_attention = np.zeros(len(self.attentions))
+        analytic_only = layout_refusal(m, 1, 1, 1, 1, False) is not None   # refused everywhere: planned, not masked
         for a, att in enumerate(self.attentions):
             kind, _ = parse_attention(att)
             self.full_attention[a] = 1.0 if kind == "full" else 0.0
@@ -352,7 +356,7 @@ class Space:
                     for c, comm in enumerate(CP_COMMS):
                         self.cp_supported[a, tp, cp, c] = cp_refusal(kind, k.attention_kernel, k.dropout, m.heads,
                                                                       tp, cp, comm) is None \
-                            and model_cp_refusal(m, tp, cp, comm) is None
+                            and (analytic_only or model_cp_refusal(m, tp, cp, comm) is None)
         self.cp_consts = cp_constants(self.spec, sum(t.per_token for t in outside_terms(self.spec).values()))
 
     def _param_table(self) -> None:

@@ -125,15 +125,16 @@ def refused_layouts(m: Model, tp: Any, pp: Any, vpp: Any, cp: Any, sequence_para
     Returns:
         True where `layout_refusal` refuses the layout.
     """
-    cols = np.stack(np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (tp, pp, vpp, cp, sequence_parallel))))
-    if cols.shape[1] == 0 or layout_refusal(m, 1, 1, 1, 1, False) is not None:
-        return np.zeros(cols.shape[1], dtype=bool)
-    # the rule only looks at which sizes exceed 1: evaluate it once per distinct pattern
-    keys = np.stack([cols[0] > 1, cols[1] > 1, cols[2] > 1, cols[3] > 1, cols[4] > 0]).astype(np.int64)
-    patterns, inverse = np.unique(keys, axis=1, return_inverse=True)
-    refused = np.array([layout_refusal(m, 1 + int(a), 1 + int(b), 1 + int(c), 1 + int(d), bool(e)) is not None
-                        for a, b, c, d, e in patterns.T], dtype=bool)
-    return refused[inverse.reshape(-1)]
+    cols = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (tp, pp, vpp, cp, sequence_parallel)))
+    n = cols[0].size
+    if n == 0 or layout_refusal(m, 1, 1, 1, 1, False) is not None:
+        return np.zeros(n, dtype=bool)
+    # the rule only looks at which sizes exceed 1 (and whether SP is on): one bit each, 32 patterns
+    table = np.array([layout_refusal(m, 1 + (k & 1), 1 + (k >> 1 & 1), 1 + (k >> 2 & 1), 1 + (k >> 3 & 1),
+                                     bool(k >> 4 & 1)) is not None for k in range(32)], dtype=bool)
+    key = ((cols[0] > 1) * 1 + (cols[1] > 1) * 2 + (cols[2] > 1) * 4 + (cols[3] > 1) * 8
+           + (cols[4] > 0) * 16).reshape(-1)
+    return table[key]
 
 
 VPP_REFUSAL = ("parallel.vpp: interleaved 1F1B (vpp={vpp}) runs the micro-batches through each model chunk in "
