@@ -78,7 +78,9 @@ PLAN_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 3, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 198}, (0, 197)),
     ({"tp": 2, "pp": 2, "vpp": 4, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 200}, (0, 199)),
     ({"tp": 3, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 300}, (299,)),
+    ({"tp": 3, "pp": 2, "vpp": 5, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 300}, (299,)),
     ({"tp": 3, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 399}, (398,)),
+    ({"tp": 2, "pp": 2, "vpp": 5, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 400}, (399,)),
 )
 
 
