@@ -21,12 +21,14 @@ leave their outputs as allocated (shapes only). Per rank it records
     received ring chunk has the shape of a sent one, every buffer is on meta. A fake collective moves no
     data, so these relations are what makes the meta run stand for a real one.
 
-The plan's layouts at their own GPU counts (`PLAN_LAYOUTS`: dp > 1, a world of 200 to 400 fake ranks) are
+The plan's layouts at their own GPU counts (`PLAN_LAYOUTS`: dp > 1, a world of 198 to 400 fake ranks) are
 built and their optimizer stepped only (no forward): parameters, weights and the optimizer rows, the shard
 over dp·cp as `plan` prices it. The pipelined runners-up (`STAGE_LAYOUTS`): parameters, weight and
 optimizer bytes of their first and last stage, and the first stage's saved bytes of one micro-batch (its
 forward, then its backward from a gradient of the output's shape; how many micro-batches are in flight is
-the pipeline rows' part). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
+the pipeline rows' part); an interleaved layout (vpp > 1) has each rank's vpp model chunks built and its
+optimizer stepped, no forward (the interleaved schedule's saved bytes are the small matrix's PP=2 vpp=2
+rows). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
 `planner.activations.stage_activations` (with planner/cp.py's terms), `planner.comm.comm_bytes` and, for the
 optimizer, `planner.memory.memory_terms` / `optimizer_shard` and `planner.comm.dp_comm_bytes`, all exact.
 """
