@@ -21,12 +21,14 @@ leave their outputs as allocated (shapes only). Per rank it records
     received ring chunk has the shape of a sent one, every buffer is on meta. A fake collective moves no
     data, so these relations are what makes the meta run stand for a real one.
 
-The plan's layouts at their own GPU counts (`PLAN_LAYOUTS`: dp > 1, a world of 200 to 400 fake ranks) are
+The plan's layouts at their own GPU counts (`PLAN_LAYOUTS`: dp > 1, a world of 198 to 400 fake ranks) are
 built and their optimizer stepped only (no forward): parameters, weights and the optimizer rows, the shard
 over dp·cp as `plan` prices it. The pipelined runners-up (`STAGE_LAYOUTS`): parameters, weight and
 optimizer bytes of their first and last stage, and the first stage's saved bytes of one micro-batch (its
 forward, then its backward from a gradient of the output's shape; how many micro-batches are in flight is
-the pipeline rows' part). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
+the pipeline rows' part); an interleaved layout (vpp > 1) has each rank's vpp model chunks built and its
+optimizer stepped, no forward (the interleaved schedule's saved bytes are the small matrix's PP=2 vpp=2
+rows). The parent (`fake_rows`) compares them with `planner.params.params_per_gpu`, `planner.memory`,
 `planner.activations.stage_activations` (with planner/cp.py's terms), `planner.comm.comm_bytes` and, for the
 optimizer, `planner.memory.memory_terms` / `optimizer_shard` and `planner.comm.dp_comm_bytes`, all exact.
 """
@@ -49,6 +51,8 @@ SEED_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 2, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 4}, (3,)),
     ({"tp": 1, "cp": 8, "cp_comm": "all-gather", "sequence_parallel": False}, (0,)),
     ({"tp": 2, "cp": 4, "cp_comm": "all-gather", "sequence_parallel": True}, (0,)),
+    # dp 2: at dp·cp = 1 the trainer keeps replicated AdamW, which is not what `plan` prices
+    ({"tp": 3, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 6}, (0, 5)),
 )
 WORLD = 8
 # the pipelined runners-up (dp = 1): parameters, weights and optimizer state of the first and the last
@@ -57,6 +61,9 @@ STAGE_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 1, "pp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 8}, (0, 7)),
     ({"tp": 1, "pp": 2, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 16}, (0, 15)),
     ({"tp": 1, "pp": 5, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 40}, (0, 39)),
+    # interleaved 1F1B: each rank's vpp model chunks built and the optimizer stepped (no forward: the chunks'
+    # schedule is the small matrix's PP=2 vpp=2 rows)
+    ({"tp": 2, "pp": 2, "vpp": 4, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 8}, (0, 7)),
 )
 
 # the plan's top layouts at their own GPU counts (dp > 1): built and one optimizer step only, for the
@@ -68,6 +75,14 @@ PLAN_LAYOUTS: tuple[tuple[dict[str, Any], tuple[int, ...]], ...] = (
     ({"tp": 2, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 300}, (299,)),
     ({"tp": 2, "cp": 4, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 296}, (0,)),
     ({"tp": 1, "pp": 2, "cp": 8, "cp_comm": "p2p", "sequence_parallel": False, "gpus": 400}, (399,)),
+    # the top three at 200 GPUs with the fitted step model and interleaving, and the leaders at 300 and 400
+    ({"tp": 2, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 200}, (0, 199)),
+    ({"tp": 3, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 198}, (0, 197)),
+    ({"tp": 2, "pp": 2, "vpp": 4, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 200}, (0, 199)),
+    ({"tp": 3, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 300}, (299,)),
+    ({"tp": 3, "pp": 2, "vpp": 5, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 300}, (299,)),
+    ({"tp": 3, "cp": 1, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 399}, (398,)),
+    ({"tp": 2, "pp": 2, "vpp": 5, "cp": 2, "cp_comm": "p2p", "sequence_parallel": True, "gpus": 400}, (399,)),
 )
 
 
@@ -79,12 +94,14 @@ def seed_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
     for flags, ranks in SEED_LAYOUTS:
         spec = build_spec(flags={"gpus": WORLD, **flags})
         sp = " + SP" if flags["sequence_parallel"] else ""
-        name = (f"soraplan-6B tp{flags['tp']}·cp{flags['cp']} {flags['cp_comm']}{sp} "
-                f"(fake process group, world {spec.parallel.gpus}, meta)")
+        cp = f"·cp{flags['cp']} {flags['cp_comm']}" if flags["cp"] > 1 else ""
+        name = f"soraplan-6B tp{flags['tp']}{cp}{sp} (fake process group, world {spec.parallel.gpus}, meta)"
         out.append((name, spec, ranks))
     for flags, ranks in STAGE_LAYOUTS:
         spec = build_spec(flags=flags)
-        name = (f"soraplan-6B tp{flags['tp']}·pp{flags['pp']}·cp{flags['cp']} first and last stage "
+        vpp = f"·vpp{flags['vpp']}" if flags.get("vpp", 1) > 1 else ""
+        sp = " + SP" if flags["sequence_parallel"] else ""
+        name = (f"soraplan-6B tp{flags['tp']}·pp{flags['pp']}{vpp}·cp{flags['cp']}{sp} first and last stage "
                 f"(fake process group, world {flags['gpus']}, meta)")
         out.append((name, spec, ranks))
     return out
@@ -100,8 +117,10 @@ def plan_jobs() -> list[tuple[str, Any, tuple[int, ...]]]:
         spec = build_spec(flags=flags)
         p = spec.parallel
         sp = " + SP" if p.sequence_parallel else ""
-        pp = f"·pp{p.pp}" if p.pp > 1 else ""
-        out.append((f"soraplan-6B tp{p.tp}{pp}·cp{p.cp}·dp{p.dp_size} {p.cp_comm}{sp}, optimizer step (fake process "
+        pp = (f"·pp{p.pp}" if p.pp > 1 else "") + (f"·vpp{p.vpp}" if p.vpp > 1 else "")
+        cp = f"·cp{p.cp}" if p.cp > 1 else ""
+        comm = f" {p.cp_comm}" if p.cp > 1 else ""
+        out.append((f"soraplan-6B tp{p.tp}{pp}{cp}·dp{p.dp_size}{comm}{sp}, optimizer step (fake process "
                     f"group, world {p.gpus}, meta)", spec, ranks))
     return out
 
@@ -275,8 +294,9 @@ def _init_fake(spec, rank: int) -> None:
     p = spec.parallel
     dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=p.gpus)
     ps.initialize_model_parallel(tensor_model_parallel_size=p.tp, pipeline_model_parallel_size=p.pp,
+                                 virtual_pipeline_model_parallel_size=p.vpp if p.vpp > 1 else None,
                                  context_parallel_size=p.cp, create_gloo_process_groups=False)
-    parallel._LAYOUT = (p.tp, p.pp, p.cp)       # build_model's initialize() finds this layout in place
+    parallel._LAYOUT = (p.tp, p.pp, p.cp, p.vpp)   # build_model's initialize() finds this layout in place
     parallel._default_rng_streams()
 
 
@@ -363,7 +383,9 @@ def _measure(spec, rank: int, optimizer_only: bool = False) -> dict[str, Any]:
     batch = synthetic_batch(spec, spec.parallel.micro_batch, "meta", g)
     shapes = _ShapeCheck()
     if spec.parallel.pp > 1:
-        if not ps.is_pipeline_first_stage():      # other stages: built, counted and the optimizer stepped
+        # other stages, and every rank of an interleaved layout (its chunks run under the vpp schedule, not
+        # one forward): built, counted and the optimizer stepped
+        if not ps.is_pipeline_first_stage() or spec.parallel.vpp > 1:
             return {**out, **_optimizer_step(model, spec)}
         # the first stage's forward of one micro-batch, and its backward from the next stage's gradient
         x_t, timesteps, _ = diffusion_inputs(batch, "flow", g)
