@@ -222,7 +222,9 @@ def test_wrong_shard_shapes_and_layout_errors(megatron_pg, tmp_path):
     assert r.exit_code == 2 and "missing text_mask, text_states" in r.output
     r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r2"), "--tp", "2"])
     assert r.exit_code == 2 and "needs 2 processes" in r.output
-    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r3"), "--pp", "2", "--vpp", "2"])
+    # interleaving needs the micro-batches per step in groups of pp: 3 micro-batches at pp=2 are refused
+    r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r3"), "--pp", "2", "--vpp", "2", "--global-batch", "3",
+                "--micro-batch", "1"])
     assert r.exit_code == 2 and "parallel.vpp" in r.output
     r = _train(["--steps", "1", "--run-dir", str(tmp_path / "r4"), "--cp", "2", "--attention", "spatial-temporal"])
     assert r.exit_code == 2 and "parallel.cp" in r.output
