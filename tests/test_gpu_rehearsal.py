@@ -48,7 +48,9 @@ def test_rows_compare_memory_time_and_tflops_with_the_planner(rehearsal):
 
     doc = json.loads(rehearsal[1].stdout)
     rows = doc["rows"]
-    assert len(rows) == 10     # 5 per layout: layers, memory, forward+backward, step, TFLOP/s
+    assert len(rows) == 11     # 5 per layout: layers, memory, forward+backward, step, TFLOP/s; + the held-out row
+    held = [r for r in rows if "held out" in r["quantity"]]
+    assert len(held) == 1 and held[0]["tolerance"] == 0.15 and "recompute full" in held[0]["config"]
     mem = [r for r in rows if r["quantity"].startswith("max_memory_allocated")]
     assert [r["measured"] for r in mem] == [STUB_PEAK_BYTES] * 2 and all(r["tolerance"] == 0.10 for r in mem)
     assert all(r["predicted"] > 0 for r in rows if not r["quantity"].startswith("layers"))

@@ -202,7 +202,7 @@ def test_layouts_are_separated_by_a_collection(monkeypatch, tmp_path):
     measure_gpu.run(None, steps=1, on_result=lambda r: (partial.append((r["complete"], len(r["rows"]))),
                                                         first.append(r["calibration"])))
     assert alive == [[], [False]]
-    assert partial == [(False, 5), (False, 10), (True, 10)]
+    assert partial == [(False, 5), (False, 10), (True, 11)]   # + the held-out step-time row at the end
     # after the first layout the calibration already holds the step efficiency, and the planner loads it
     from soraplan.planner.step import load_calibration
 
@@ -242,3 +242,20 @@ def test_run_assembles_rows_and_calibration(monkeypatch, tmp_path):
     path = tmp_path / "c.json"
     measure_gpu.write_calibration(path, cal)
     assert load_calibration(str(path), "h100-sxm")["efficiency"] == cal["efficiency"]
+
+
+def test_held_out_step_time_row_applies_the_calibration_file():
+    """The calibration of one layout, applied through hardware.calibration to another, predicts its step time;
+    the row is checked at 15 %."""
+    from soraplan.planner.config import build_spec
+    from soraplan.planner.spec import spec_with
+    from soraplan.planner.step import step_time
+    from soraplan.validation.measure_gpu import calibration_record, held_out_row
+
+    spec = build_spec(flags={"frames": 96, "res": 128, "gpu": "a100-80g", "recompute": "full"})
+    cal = calibration_record("a100-80g", "NVIDIA A100-SXM4-80GB", 0.40, None, None, {})
+    flat = step_time(spec_with(spec, hardware={"efficiency": 0.40})).time_s
+    assert step_time(spec).time_s != pytest.approx(flat, rel=1e-3)      # the calibration changes the prediction
+    ok = held_out_row(cal, spec, flat * 1.10)
+    assert ok.predicted == pytest.approx(flat, rel=1e-12) and ok.tolerance == 0.15 and ok.ok
+    assert not held_out_row(cal, spec, flat * 1.30).ok

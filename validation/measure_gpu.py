@@ -84,6 +84,35 @@ def calibration_record(gpu: str, device_name: str, efficiency: float, gemm: Opti
             "device": device_name, "source": "soraplan validate --device cuda", "measured": measured}
 
 
+HELD_OUT_TOL = 0.15      # a configuration the calibration did not see: its step time within 15 %
+
+
+def held_out_row(calibration: dict[str, Any], spec: Any, measured_step_s: float) -> Any:
+    """The checked step-time row: the calibration measured on the no-recompute layout, applied as a user
+    would (a calibration file, `hardware.calibration`) to the full-recompute layout it never saw.
+
+    Args:
+        calibration: the calibration object (`calibration_record`), from the no-recompute layout only.
+        spec: the full-recompute layout's spec. measured_step_s: its measured median step time.
+    Returns:
+        The Row, tolerance HELD_OUT_TOL.
+    """
+    import tempfile
+
+    from soraplan.planner.spec import spec_with
+    from soraplan.planner.step import step_time
+
+    from .measure_compare import Row
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "calibration.json"
+        write_json_atomic(path, calibration)
+        predicted = step_time(spec_with(spec, hardware={"calibration": str(path)})).time_s
+    name = f"{spec.model.name} width, {spec.model.layers} layers, {spec.seq_len:,} tokens, recompute full"
+    return Row(name, "step time with the calibration of the no-recompute layout (held out)", measured_step_s,
+               predicted, HELD_OUT_TOL, "s")
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON: a temp file in the same folder, fsync, rename.
 
@@ -350,6 +379,7 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
     measured: dict[str, Any] = {"device_memory_bytes": capacity, "peak_tflops": peak / 1e12, "sdpa": SDPA_RECORD,
                                 "torch": torch.__version__, "steps": steps}
     effs = []
+    specs: dict[str, Any] = {}
 
     def result(complete: bool) -> dict[str, Any]:
         gemm = _clip(measured["microbench"]["gemm_efficiency"]) if "microbench" in measured else None
@@ -361,6 +391,7 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
         spec, m, planned_layers, backoff = _fit_and_time(lambda n: gpu_spec(n, recompute, gpu, user_spec),
                                                          max_layers, capacity, steps, progress)
         release_memory()                     # this layout's model must not count in the next one's peak
+        specs[recompute] = spec
         name = f"{spec.model.name} width, {spec.model.layers} layers, {spec.seq_len:,} tokens, recompute {recompute}"
         mem = memory(spec)
         planned = mem.total - mem.buffers
@@ -393,6 +424,7 @@ def run(user_spec=None, steps: int = 5, progress: Callable[[str], None] = lambda
     progress("microbenchmarks: bf16 GEMM and flash attention")
     measured["microbench"] = microbench(gpu_spec(1, "none", gpu, user_spec), peak)
     release_memory()
+    rows.append(held_out_row(result(False)["calibration"], specs["full"], measured["recompute_full"]["step_s"]))
     # the calibration's efficiency is the no-recompute layout's: the planner counts recompute in `hardware`
     out = result(True)
     on_result(out)
