@@ -45,7 +45,14 @@ def train(
     from soraplan.models.trainer import Trainer
 
     if tiny:
-        spec = shrink_spec(spec)
+        from pydantic import ValidationError
+
+        from soraplan.planner.config import format_validation_error
+
+        try:
+            spec = shrink_spec(spec)
+        except ValidationError as e:   # a layout the tiny sizes cannot take: one line, as for any spec
+            raise UserError(f"--tiny: {format_validation_error(e)}") from None
     refusal = train_refusal(spec)
     if refusal is not None:
         raise UserError(refusal)

@@ -38,7 +38,8 @@ def shrink_spec(spec):
     """The same layout (tp, pp, cp, dp, attention kind, adaLN, conditioning) at the tiny sizes.
 
     Layers: max(2, pp * vpp) so every pipeline stage holds one; heads: 4, or tp heads when tp > 4 (16
-    channels each); 16 frames at 64x64 (1 frame for an image model); 8 text tokens when the model
+    channels each); 16 frames at 64x64 (1 frame for an image model; larger squares when 32 tokens do not split
+    over tp x cp, e.g. 96x96 at tp=3); 8 text tokens when the model
     cross-attends; windows clipped to the tiny latent grid; fp32 parameters and activations without CUDA.
 
     Args:
@@ -58,7 +59,12 @@ def shrink_spec(spec):
              ffn_hidden=FFN_RATIO * HEAD_DIM * heads, name=f"{m['name']}-tiny",
              num_classes=min(m["num_classes"], MAX_CLASSES), long_skip=False, tokens_in_sequence=0)
     image = v["frames"] == 1
-    v.update(frames=1 if image else TINY_FLAGS["frames"], height=TINY_FLAGS["res"], width=TINY_FLAGS["res"],
+    # the latent grid after patching is (t, g, g), g = res / 16: g = 4 (64x64), or the smallest g above it whose
+    # tokens split evenly over tp x cp (sequence parallelism and context parallelism shard the sequence)
+    t = 1 if image else 2
+    g = next(g for g in range(4, 4 * p["tp"] * p["cp"] + 5) if (t * g * g) % (p["tp"] * p["cp"]) == 0)
+    res = 16 * g
+    v.update(frames=1 if image else TINY_FLAGS["frames"], height=res, width=res,
              vae_stride_t=1 if image else 4, vae_stride_s=8, causal_first_frame=False, patch_t=1 if image else 2,
              patch_h=2, patch_w=2, tokens=None, text_tokens=TINY_FLAGS["text_tokens"] if m["cross_attn"] else 0,
              text_dim=TINY_FLAGS["text_dim"])
@@ -66,7 +72,7 @@ def shrink_spec(spec):
     if spec.model.extended:
         _shrink_current(m, v, p)
     if m["attention"].startswith("window"):
-        grid = (1 if image else 2, 4, 4)                     # the tiny latent grid (t, h, w) after patching
+        grid = (t, g, g)                                     # the tiny latent grid (t, h, w) after patching
         m["attention"] = "window:" + ",".join(str(min(int(w), g)) for w, g in zip(m["attention"][7:].split(","), grid))
     if m["attention"] == "spatial-temporal" and image:
         m["attention"] = "full"
