@@ -16,14 +16,11 @@ optimizer step, and records:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from soraplan.models.parallel import free_port
+from .gloo_ranks import run_ranks
 
 
 def run_dp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
@@ -32,35 +29,7 @@ def run_dp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
     world = specs[0].parallel.world
     if any(s.parallel.world != world for s in specs):
         raise ValueError("run_dp: all specs must have the same world size")
-    with tempfile.TemporaryDirectory(prefix="soraplan-dp-") as tmp:
-        spec_path = Path(tmp) / "specs.json"
-        spec_path.write_text(json.dumps([s.model_dump(mode="json") for s in specs]))
-        port = str(free_port())
-        procs = []
-        for rank in range(world):
-            env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1")
-            log = open(Path(tmp) / f"rank{rank}.log", "w")
-            procs.append((subprocess.Popen([sys.executable, "-m", "soraplan.validation.measure_dp", str(spec_path), tmp],
-                                           env=env, stdout=log, stderr=subprocess.STDOUT), log))
-        failed = []
-        for rank, (p, log) in enumerate(procs):
-            try:
-                rc = p.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                rc = -9
-            log.close()
-            if rc != 0:
-                failed.append(rank)
-        if failed:
-            for p, _ in procs:
-                if p.poll() is None:
-                    p.kill()
-            tail = (Path(tmp) / f"rank{failed[0]}.log").read_text()[-2000:]
-            raise RuntimeError(f"DP measurement: rank {failed[0]} failed:\n{tail}")
-        per_rank = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(world)]
-        return [[per_rank[r][i] for r in range(world)] for i in range(len(specs))]
+    return run_ranks("soraplan.validation.measure_dp", specs, world, timeout_s, "DP")
 
 
 def dp_rows(config: str, spec, ranks: list[dict[str, Any]]) -> list:
