@@ -61,3 +61,16 @@ def run_ranks(module: str, specs: list, world: int, timeout_s: float, what: str)
             raise RuntimeError(f"{what} measurement: rank {failed[0]} failed:\n{tail}")
         per_rank = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(world)]
         return [[per_rank[r][i] for r in range(world)] for i in range(len(specs))]
+
+
+def write_rank(out_dir: str, rank: int, results: list[dict[str, Any]]) -> None:
+    """A worker's results as `<out_dir>/rank<R>.json` (a temp name first, renamed when complete).
+
+    Args:
+        out_dir: the folder `run_ranks` passed to the worker.
+        rank: this process's global rank.
+        results: one result per spec.
+    """
+    tmp = Path(out_dir) / f".rank{rank}.json"
+    tmp.write_text(json.dumps(results))
+    tmp.rename(Path(out_dir) / f"rank{rank}.json")

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .gloo_ranks import run_ranks
+from .gloo_ranks import run_ranks, write_rank
 
 
 def run_dp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
@@ -103,9 +103,7 @@ def _worker(spec_path: str, out_dir: str) -> None:
                         "optimizer": state_bytes(optimizer), "sharded": sharded,
                         "comm": comm_table(comm), "comm_step": comm_table(comm_step)})
         del model, optimizer, loss
-    tmp = Path(out_dir) / f".rank{rank}.json"
-    tmp.write_text(json.dumps(results))
-    tmp.rename(Path(out_dir) / f"rank{rank}.json")
+    write_rank(out_dir, rank, results)
     destroy()
 
 

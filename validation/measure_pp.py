@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .gloo_ranks import run_ranks
+from .gloo_ranks import run_ranks, write_rank
 
 
 class LiveSaved:
@@ -152,9 +152,7 @@ def _worker(spec_path: str, out_dir: str) -> None:
     for data in json.loads(Path(spec_path).read_text()):
         results.append(measure_rank(Spec.model_validate(data)))
     rank = torch.distributed.get_rank()
-    tmp = Path(out_dir) / f".rank{rank}.json"
-    tmp.write_text(json.dumps(results))
-    tmp.rename(Path(out_dir) / f"rank{rank}.json")
+    write_rank(out_dir, rank, results)
     destroy()
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .gloo_ranks import run_ranks
+from .gloo_ranks import run_ranks, write_rank
 
 
 def run_tp(specs: list, timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
@@ -58,9 +58,7 @@ def _worker(spec_path: str, out_dir: str) -> None:
                         "saved_blocks": in_blocks, "saved_outside": saved.total - in_blocks,
                         "comm": comm_table(comm)})
         del model, loss
-    tmp = Path(out_dir) / f".rank{rank}.json"
-    tmp.write_text(json.dumps(results))
-    tmp.rename(Path(out_dir) / f"rank{rank}.json")
+    write_rank(out_dir, rank, results)
     destroy()
 
 
