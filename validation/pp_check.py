@@ -74,6 +74,10 @@ class PipelineParallelCheck(EquivalenceCheck):
             (mse(ref(**x), t) / len(items)).backward()
         return Side(loss, dict(ref.named_parameters()), inputs=items)
 
+    def stage_name(self, name: str, spec, model) -> str:
+        """This stage's parameter name -> the reference model's."""
+        return reference_name(name, spec)
+
     def parallel(self, spec, ref: Side) -> Side:
         import torch
 
@@ -82,7 +86,7 @@ class PipelineParallelCheck(EquivalenceCheck):
         from soraplan.models.train_loop import finalize_grads
 
         model = build_model(spec, device="cpu", seed=MODEL_SEED)
-        params = {reference_name(name, spec): q for name, q in model.named_parameters()}
+        params = {self.stage_name(name, spec, model): q for name, q in model.named_parameters()}
         with torch.no_grad():
             for name, q in params.items():
                 q.copy_(ref.params[name])
