@@ -138,32 +138,3 @@ def cp_outside_bytes(spec: Spec, outside_per_token: float) -> float:
         return 0.0
     s = spec.seq_len // p.cp
     return p.micro_batch * s * (p.cp - 1) * cp_constants(spec, outside_per_token).outside_per_token
-
-
-def cp_comm_bytes(xp: Any, comm: Any, act_tp: Any, act: Any, cp: Any, rerun: Any) -> tuple[Any, Any]:
-    """Bytes one CP rank sends per micro-batch: (per layer whose attention crosses CP ranks, once per
-    micro-batch outside the layers). The same numbers `soraplan validate` counts (`planner.comm`).
-
-    Args:
-        xp: numpy or ScalarOps.
-        comm: index into CP_COMMS.
-        act_tp: one micro-batch's [s, b, h/t] tensor on this rank, bytes (K, V, q and the output each).
-        act: one micro-batch's [s, b, h] hidden states, bytes.
-        cp: context-parallel size.
-        rerun: 1 when the attention core runs forward again (full or selective recompute): its exchange too.
-    Returns:
-        (bytes per layer, bytes outside the layers).
-
-    p2p: forward (cp-1) sends of the K/V chunk (2 act_tp); backward (cp-1) sends of K/V and cp of dK/dV
-    (the accumulated gradient returns to its owner). all-gather: all-gather of K and V forward and the
-    reduce-scatter of their gradients backward, (cp-1) act_tp each per tensor. a2a: q, k, v in and the
-    output back, (cp-1)/cp of each tensor, forward and backward. Outside the layers: the final layer's
-    all-gather of the hidden states and the reduce-scatter of its gradient, (cp-1) act each.
-    """
-    kv = 2 * act_tp
-    p2p = (cp - 1) * kv * (1 + rerun) + (cp - 1) * kv + cp * kv
-    ag = (cp - 1) * kv * (2 + rerun)
-    a2a = (cp - 1) / cp * 4 * act_tp * (2 + rerun)
-    layer = xp.where(comm == P2P, p2p, xp.where(comm == ALL_GATHER, ag, a2a))
-    on = xp.where(cp > 1, 1.0, 0.0)
-    return layer * on, 2 * (cp - 1) * act * on
